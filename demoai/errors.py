@@ -1,0 +1,159 @@
+"""The typed error tree of DemoAI.
+
+Every failure the library reports is a ``DemoAIError``. Faces (CLI, HTTP services) map
+these types to one-line messages or status codes; nothing below them prints.
+
+    DemoAIError
+    ├── RepositoryError
+    │   ├── NotARepository            (also FileNotFoundError)
+    │   ├── RepositoryExists          (also FileExistsError)
+    │   ├── LockTimeout               another process holds a lock
+    │   └── RefConflict               compare-and-swap of a ref failed
+    ├── RefNotFound                   (also KeyError)
+    ├── InvalidRefName                (also ValueError)
+    ├── PathNotFound                  (also KeyError) no artifact at PATH in a tree/index
+    ├── ArtifactError
+    │   ├── UnknownKind               (also ValueError)
+    │   ├── InvalidArtifact           (also ValueError) malformed file, wrong schema
+    │   └── UnsupportedOperation      an operation the kind cannot do
+    ├── IntegrityError                a hash did not match what was read
+    │   └── MissingObject             (also KeyError) a referenced object is absent
+    ├── MergeError
+    │   ├── MergeConflict             carries the list of conflicts
+    │   └── MergeInProgress
+    ├── NothingToCommit
+    ├── DirtyWorkingTree
+    └── QueryError                    (also ValueError) a DuckDB query failed
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "DemoAIError", "RepositoryError", "NotARepository", "RepositoryExists", "LockTimeout",
+    "RefConflict", "RefNotFound", "InvalidRefName", "PathNotFound", "ArtifactError",
+    "UnknownKind", "InvalidArtifact", "UnsupportedOperation", "IntegrityError",
+    "MissingObject", "MergeError", "MergeConflict", "MergeInProgress", "NothingToCommit",
+    "DirtyWorkingTree", "QueryError", "ERROR_CODES", "error_from_code",
+]
+
+
+class DemoAIError(Exception):
+    """Root of every error DemoAI raises on purpose."""
+
+    code = "demoai_error"
+
+    def __init__(self, message: str = "", **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+        for k, v in fields.items():
+            setattr(self, k, v)
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form: the error code, the message and the fields."""
+        return {"code": self.code, "message": self.message,
+                "fields": {k: v for k, v in self.fields.items() if _jsonable(v)}}
+
+
+def _jsonable(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool, type(None), list, dict))
+
+
+class RepositoryError(DemoAIError):
+    code = "repository_error"
+
+
+class NotARepository(RepositoryError, FileNotFoundError):
+    code = "not_a_repository"
+
+
+class RepositoryExists(RepositoryError, FileExistsError):
+    code = "repository_exists"
+
+
+class LockTimeout(RepositoryError):
+    code = "lock_timeout"
+
+
+class RefConflict(RepositoryError):
+    code = "ref_conflict"
+
+
+class RefNotFound(DemoAIError, KeyError):
+    code = "ref_not_found"
+
+
+class InvalidRefName(DemoAIError, ValueError):
+    code = "invalid_ref_name"
+
+
+class PathNotFound(DemoAIError, KeyError):
+    code = "path_not_found"
+
+
+class ArtifactError(DemoAIError):
+    code = "artifact_error"
+
+
+class UnknownKind(ArtifactError, ValueError):
+    code = "unknown_kind"
+
+
+class InvalidArtifact(ArtifactError, ValueError):
+    code = "invalid_artifact"
+
+
+class UnsupportedOperation(ArtifactError):
+    code = "unsupported_operation"
+
+
+class IntegrityError(DemoAIError):
+    code = "integrity_error"
+
+
+class MissingObject(IntegrityError, KeyError):
+    code = "missing_object"
+
+
+class MergeError(DemoAIError):
+    code = "merge_error"
+
+
+class MergeConflict(MergeError):
+    code = "merge_conflict"
+
+
+class MergeInProgress(MergeError):
+    code = "merge_in_progress"
+
+
+class NothingToCommit(DemoAIError):
+    code = "nothing_to_commit"
+
+
+class DirtyWorkingTree(DemoAIError):
+    code = "dirty_working_tree"
+
+
+class QueryError(DemoAIError, ValueError):
+    code = "query_error"
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+ERROR_CODES: dict[str, type[DemoAIError]] = {c.code: c for c in _all_subclasses(DemoAIError)}
+
+
+def error_from_code(code: str, message: str, fields: dict[str, Any] | None = None) -> DemoAIError:
+    """Rebuild the typed error a service reported as ``code`` (clients use this)."""
+    cls = ERROR_CODES.get(code, DemoAIError)
+    return cls(message, **(fields or {}))
