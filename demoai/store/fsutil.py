@@ -60,14 +60,16 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, durable: bool = True) 
 
 
 class FileLock:
-    """An exclusive advisory lock (``flock``) on a lock file; released if the process dies.
+    """An advisory lock (``flock``, exclusive or ``shared``) on a lock file; released if the
+    process dies.
 
     ``timeout`` seconds of waiting raise :class:`LockTimeout` naming the lock.
     """
 
-    def __init__(self, path: str | os.PathLike, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike, timeout: float = 30.0, shared: bool = False) -> None:
         self.path = Path(path)
         self.timeout = timeout
+        self.shared = shared
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -77,7 +79,7 @@ class FileLock:
         delay = 0.001
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 self._fd = fd
                 return
             except OSError as e:

@@ -1,0 +1,482 @@
+"""The ``demoai`` command line: parse, call one porcelain function, print.
+
+Errors are typed ``DemoAIError``s turned into one line by :data:`ERROR_HINTS` (exit 1);
+``DEMOAI_DEBUG=1`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from datetime import datetime
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
+from rich.table import Table
+
+import demoai
+from demoai import errors as E
+from demoai import porcelain as P
+from demoai.store.repo import Repository
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# One table from error type to the hint printed after its message (most specific first).
+ERROR_HINTS: list[tuple[type[E.DemoAIError], str]] = [
+    (E.NotARepository, "run `demoai init` first"),
+    (E.MergeConflict, "resolve the files, `demoai add` them and `demoai commit`, or `demoai merge --abort`"),
+    (E.DirtyWorkingTree, ""),
+    (E.LockTimeout, "another demoai process is working in this repository"),
+    (E.RefConflict, ""),
+    (E.RefNotFound, "see `demoai branch` and `demoai log`"),
+    (E.IntegrityError, "run `demoai fsck` to list damaged objects"),
+    (E.UnknownKind, ""),
+    (E.InvalidArtifact, "the repository was not changed"),
+    (E.DemoAIError, ""),
+]
+
+
+def _hint(e: E.DemoAIError) -> str:
+    for cls, hint in ERROR_HINTS:
+        if isinstance(e, cls):
+            return hint
+    return ""
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a DemoAIError into one red line and exit status 1."""
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return fn(*a, **kw)
+        except E.DemoAIError as e:
+            if os.environ.get("DEMOAI_DEBUG"):
+                raise
+            hint = _hint(e)
+            err.print(f"[red]error:[/red] {e.message}" + (f" [dim]({hint})[/dim]" if hint else ""),
+                      markup=True, highlight=False)
+            if isinstance(e, E.MergeConflict):
+                for c in getattr(e, "conflicts", []):
+                    err.print(f"  conflict: {c['path']}: {c['reason']}", markup=False)
+            sys.exit(1)
+    return wrapper
+
+
+def _repo() -> Repository:
+    return Repository.open()
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+class _Bars:
+    """Rich progress bars keyed by a label; a callback for porcelain progress."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and err.is_terminal
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(), console=err,
+                                 transient=True)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_Bars":
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if label not in self.tasks:
+            self.tasks[label] = self.progress.add_task(label, total=total)
+        self.progress.update(self.tasks[label], completed=done, total=total)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(demoai.__version__, prog_name="demoai")
+def main() -> None:
+    """DemoAI: git for the AI workflow (datasets, prompts, models, adapters, evals, agents)."""
+
+
+@main.command()
+@click.argument("path", default=".")
+@click.option("--branch", "-b", default="main", help="Name of the first branch.")
+@handle_errors
+def init(path: str, branch: str) -> None:
+    """Create an empty repository."""
+    repo = P.init(path, branch=branch)
+    out.print(f"Initialized empty DemoAI repository in {repo.control}")
+    out.print(f"  git history: git --git-dir {repo.control / 'git'} log --graph", style="dim")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--kind", type=click.Choice(["dataset", "prompt", "model", "adapter", "eval", "session", "agent"]))
+@click.option("--key", help="Key column of a dataset (rows are matched by it in diffs and merges).")
+@json_option
+@handle_errors
+def add(paths: tuple[str, ...], kind: str | None, key: str | None, as_json: bool) -> None:
+    """Store artifacts and stage them for the next commit."""
+    with _Bars(not as_json) as bars:
+        results = P.add(_repo(), list(paths), kind=kind, key=key, progress=bars)
+    if as_json:
+        return _json([r.to_dict() for r in results])
+    for r in results:
+        out.print(f"{r.status:>9}  {r.path}  [dim]{r.artifact.summary()}[/dim]")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--cached", is_flag=True, help="Only unstage; keep the files.")
+@handle_errors
+def rm(paths: tuple[str, ...], cached: bool) -> None:
+    """Remove artifacts from the next commit."""
+    for p in P.rm(_repo(), list(paths), cached=cached):
+        out.print(f"removed  {p}")
+
+
+@main.command()
+@json_option
+@handle_errors
+def status(as_json: bool) -> None:
+    """Show staged changes, changed files and untracked artifacts."""
+    st = P.status(_repo())
+    if as_json:
+        return _json(st)
+    out.print(f"On branch {st['branch']}" if st["branch"] else f"HEAD detached at {(st['head'] or '')[:12]}")
+    if st["merging"]:
+        out.print(f"Merging {st['merging']['merge_head'][:12]}; unresolved: "
+                  + (", ".join(c["path"] for c in st["merging"]["conflicts"]) or "none"))
+    for title, items, colour in (("Staged for commit", st["staged"], "green"),
+                                 ("Changed since staged (demoai add)", st["unstaged"], "red")):
+        if items:
+            out.print(f"{title}:")
+            for c in items:
+                out.print(f"  [{colour}]{c['change']:>9}  {c['path']}[/{colour}]")
+    if st["untracked"]:
+        out.print("Untracked artifacts:")
+        for p in st["untracked"]:
+            out.print(f"  [red]{p}[/red]")
+    if not (st["staged"] or st["unstaged"] or st["untracked"]):
+        out.print("nothing to commit, working tree clean")
+
+
+@main.command()
+@click.option("-m", "--message", required=True, help="Commit message.")
+@click.option("--allow-empty", is_flag=True)
+@handle_errors
+def commit(message: str, allow_empty: bool) -> None:
+    """Record the staged artifacts as a new commit."""
+    repo = _repo()
+    cid = P.commit(repo, message, allow_empty=allow_empty)
+    out.print(f"[{repo.current_branch() or 'detached'} {cid[:12]}] {message.splitlines()[0]}")
+
+
+@main.command()
+@click.argument("rev", default="HEAD")
+@click.option("--graph", is_flag=True, help="Draw the commit graph.")
+@click.option("--oneline", is_flag=True)
+@click.option("-n", "limit", type=int, help="Show at most N commits.")
+@click.option("--all", "all_refs", is_flag=True, help="Start from every branch and tag.")
+@json_option
+@handle_errors
+def log(rev: str, graph: bool, oneline: bool, limit: int | None, all_refs: bool, as_json: bool) -> None:
+    """Show the history."""
+    repo = _repo()
+    entries = P.log(repo, rev, limit=limit, all_refs=all_refs)
+    if as_json:
+        return _json(entries)
+    by_id = {e["id"]: e for e in entries}
+    rows = (P.graph_lines([repo.commit_info(e["id"]) for e in entries]) if graph
+            else [("", repo.commit_info(e["id"])) for e in entries])
+    for prefix, ci in rows:
+        lead = f"{prefix} " if prefix else ""
+        if ci is None:
+            out.print(lead, markup=False)
+            continue
+        e = by_id[ci.id]
+        refs = f" [yellow]({', '.join(e['refs'])})[/yellow]" if e["refs"] else ""
+        if oneline:
+            out.print(f"{lead}[yellow]{ci.id[:12]}[/yellow]{refs} {ci.summary}")
+            continue
+        when = datetime.fromtimestamp(ci.time).strftime("%Y-%m-%d %H:%M:%S")
+        out.print(f"{lead}[yellow]commit {ci.id}[/yellow]{refs}")
+        pad = "| " * len(prefix.split()) if graph else ""
+        if len(ci.parents) > 1:
+            out.print(f"{pad}Merge: {' '.join(p[:12] for p in ci.parents)}")
+        out.print(f"{pad}Author: {ci.author}\n{pad}Date:   {when}")
+        if e.get("command"):
+            out.print(f"{pad}Command: {e['command']}", style="dim", markup=False)
+        out.print(f"{pad}\n{pad}    {ci.summary}\n{pad}", markup=False)
+
+
+@main.command()
+@click.argument("spec", default="HEAD")
+@json_option
+@handle_errors
+def show(spec: str, as_json: bool) -> None:
+    """Show a commit (REF) or an artifact (REF:PATH)."""
+    data = P.show(_repo(), spec)
+    if as_json:
+        return _json(data)
+    if "path" in data:
+        out.print(f"[bold]{data['path']}[/bold] @ {data['ref']}  {data['summary']}\n  digest {data['digest']}")
+        if "text" in data:
+            out.print(data["text"], markup=False)
+        if "preview" in data:
+            _print_rows(data["preview"])
+        for p, f in data.get("files", {}).items():
+            out.print(f"  {p}  {f['size']:,} bytes  {f['chunks']} chunks  {f['digest'][:23]}")
+        return
+    out.print(f"[yellow]commit {data['id']}[/yellow]\nAuthor: {data['author']}\n"
+              f"Date:   {datetime.fromtimestamp(data['time'])}\n\n    {data['message'].strip()}\n")
+    lin = data.get("lineage") or {}
+    if lin:
+        env = lin.get("environment", {})
+        out.print(f"Lineage: {lin.get('command')}\n  demoai {env.get('demoai')}, Python {env.get('python')}, "
+                  f"{env.get('host', {}).get('cpu')} x{env.get('host', {}).get('cpus')}", markup=False)
+    _print_stat(data["changes"])
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    t = Table(*rows[0].keys(), show_lines=False)
+    for r in rows:
+        t.add_row(*(_short(v) for v in r.values()))
+    out.print(t)
+
+
+def _short(v: Any, n: int = 60) -> str:
+    s = str(v)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _print_stat(changes: list[dict[str, Any]]) -> None:
+    for d in changes:
+        unit = "bytes" if d["kind"] in ("model", "adapter") else "lines" if d["kind"] in ("prompt", "agent") else "rows"
+        mod = f" ~{d['modified']}" if d.get("modified") else ""
+        out.print(f" {d['status']:>8} {d['kind']:<8} {d['path']}  [green]+{d['added']}[/green] "
+                  f"[red]-{d['removed']}[/red]{mod} {unit}")
+
+
+@main.command()
+@click.argument("a", required=False)
+@click.argument("b", required=False)
+@click.option("--stat", is_flag=True, help="One line per artifact.")
+@click.option("--path", "paths", multiple=True, help="Limit to these paths.")
+@json_option
+@handle_errors
+def diff(a: str | None, b: str | None, stat: bool, paths: tuple[str, ...], as_json: bool) -> None:
+    """Typed diff: HEAD vs index, A vs index, or A vs B."""
+    changes = P.diff(_repo(), a, b, stat=stat, paths=list(paths) or None)
+    if as_json:
+        return _json(changes)
+    if stat or not changes:
+        _print_stat(changes)
+        return
+    for d in changes:
+        out.print(f"[bold]{d['kind']} {d['path']}[/bold] ({d['status']})")
+        if d["kind"] == "dataset":
+            out.print(f"  rows: [green]+{d['added']}[/green] [red]-{d['removed']}[/red] ~{d['modified']} modified"
+                      + (f" (by key {d['key']})" if d.get("key") else ""))
+            if d.get("schema_changes"):
+                out.print(f"  schema: {'; '.join(d['schema_changes'])}", markup=False)
+            if d.get("column_changes"):
+                out.print("  cells changed: " + ", ".join(f"{k}={v}" for k, v in d["column_changes"].items()))
+            for kind_ in ("added", "removed"):
+                if d.get("samples", {}).get(kind_):
+                    out.print(f"  sample {kind_}:")
+                    _print_rows(d["samples"][kind_])
+            for m in d.get("samples", {}).get("modified", [])[:5]:
+                out.print(f"  ~ {m.get('key')}: " + "; ".join(
+                    f"{c}: {_short(m['before'].get(c), 30)!r} -> {_short(m['after'].get(c), 30)!r}"
+                    for c in m.get("changed", [])), markup=False)
+        elif "text" in d:
+            for line in d["text"].splitlines():
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+                out.print(line, style=style, markup=False)
+        elif "changed_share" in d:
+            old, new = d["size"]
+            out.print(f"  size {old:,} -> {new:,} bytes; {d['added']:,} bytes in new chunks "
+                      f"({d['changed_share']:.2%})")
+        else:
+            out.print(f"  {json.dumps({k: v for k, v in d.items() if k not in ('path', 'kind', 'status')}, default=str)}",
+                      markup=False)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.argument("start", default="HEAD")
+@click.option("-d", "--delete", is_flag=True)
+@json_option
+@handle_errors
+def branch(name: str | None, start: str, delete: bool, as_json: bool) -> None:
+    """List branches, create NAME at START, or delete NAME."""
+    repo = _repo()
+    if name is None:
+        items = P.list_branches(repo)
+        if as_json:
+            return _json(items)
+        for b in items:
+            out.print(f"{'*' if b['current'] else ' '} {b['name']}  [dim]{b['commit'][:12]}[/dim]")
+        return
+    if delete:
+        P.delete_branch(repo, name)
+        out.print(f"Deleted branch {name}")
+    else:
+        cid = P.branch(repo, name, start)
+        out.print(f"Created branch {name} at {cid[:12]}")
+
+
+@main.command()
+@click.argument("target")
+@click.option("-b", "create", is_flag=True, help="Create the branch first.")
+@click.option("--force", is_flag=True, help="Discard uncommitted changes.")
+@handle_errors
+def checkout(target: str, create: bool, force: bool) -> None:
+    """Switch to a branch or commit and update the working tree."""
+    with _Bars(True) as bars:
+        res = P.checkout(_repo(), target, create=create, force=force, progress=bars)
+    out.print(f"Switched to branch {res['branch']}" if res["branch"] else f"HEAD is now at {res['commit'][:12]}")
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.argument("rev", default="HEAD")
+@click.option("-m", "--message", help="Annotated tag message.")
+@click.option("-d", "--delete", is_flag=True)
+@json_option
+@handle_errors
+def tag(name: str | None, rev: str, message: str | None, delete: bool, as_json: bool) -> None:
+    """List tags, tag REV as NAME, or delete NAME."""
+    repo = _repo()
+    if name is None:
+        items = P.list_tags(repo)
+        if as_json:
+            return _json(items)
+        for t in items:
+            out.print(f"{t['name']}  [dim]{t['commit'][:12]}[/dim]")
+        return
+    if delete:
+        P.delete_tag(repo, name)
+        out.print(f"Deleted tag {name}")
+    else:
+        cid = P.tag(repo, name, rev, message)
+        out.print(f"Tagged {cid[:12]} as {name}")
+
+
+@main.command()
+@click.argument("rev")
+@click.argument("name")
+@handle_errors
+def fork(rev: str, name: str) -> None:
+    """Start a new branch NAME from any commit REV."""
+    cid = P.fork(_repo(), rev, name)
+    out.print(f"Forked {rev} ({cid[:12]}) as branch {name}; `demoai checkout {name}` to work on it")
+
+
+@main.command()
+@click.argument("rev", required=False)
+@click.option("-m", "--message")
+@click.option("--abort", is_flag=True, help="Abandon an unfinished merge.")
+@json_option
+@handle_errors
+def merge(rev: str | None, message: str | None, abort: bool, as_json: bool) -> None:
+    """Three-way merge REV into the current branch."""
+    repo = _repo()
+    if abort:
+        P.abort_merge(repo)
+        out.print("Merge aborted")
+        return
+    if not rev:
+        raise E.RefNotFound("merge needs a revision (or --abort)")
+    res = P.merge(repo, rev, message=message)
+    if as_json:
+        return _json(res)
+    out.print({"up-to-date": "Already up to date.", "fast-forward": f"Fast-forward to {res['commit'][:12]}",
+               "merged": f"Merged {rev}: {res['commit'][:12]}"}[res["status"]])
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--limit", type=int, default=50, help="Rows printed (tables only).")
+@json_option
+@handle_errors
+def query(sql: str, limit: int, as_json: bool) -> None:
+    """DuckDB SQL over table('PATH', 'REV') and the commits table."""
+    t = P.query(_repo(), sql)
+    if as_json:
+        return _json(t.to_pylist())
+    _print_rows(t.slice(0, limit).to_pylist())
+    out.print(f"[dim]{t.num_rows} row(s)[/dim]")
+
+
+@main.command()
+@click.argument("spec")
+@click.argument("dest")
+@json_option
+@handle_errors
+def export(spec: str, dest: str, as_json: bool) -> None:
+    """Write PATH[@REF] to DEST (datasets in DEST's format)."""
+    res = P.export(_repo(), spec, dest)
+    if as_json:
+        return _json(res)
+    out.print(f"Exported {res['path']}@{res['ref']} ({res['kind']}) to {res['out']}")
+
+
+@main.command()
+@json_option
+@handle_errors
+def fsck(as_json: bool) -> None:
+    """Verify every object, chunk and table file."""
+    with _Bars(not as_json) as bars:
+        res = P.fsck(_repo(), progress=bars)
+    if as_json:
+        _json(res)
+    else:
+        c = res["counts"]
+        out.print(f"checked {c['git_objects']} git objects, {c['commits']} commits, {c['manifests']} manifests, "
+                  f"{c['chunks']} chunks, {c['table_versions']} table versions")
+        for p in res["problems"]:
+            out.print(f"[red]BROKEN[/red] {p}", markup=True)
+        out.print("[green]ok[/green]" if res["ok"] else f"[red]{len(res['problems'])} problem(s)[/red]")
+    if not res["ok"]:
+        sys.exit(1)
+
+
+@main.command()
+@json_option
+@handle_errors
+def gc(as_json: bool) -> None:
+    """Delete chunks and table versions nothing reaches."""
+    res = P.gc(_repo())
+    if as_json:
+        return _json(res)
+    out.print(f"chunks: {res['chunks']}\ntables: {res['tables']}", markup=False)
+
+
+@main.command()
+@click.option("--dir", "workdir", default=None, help="Where to build the demo repository.")
+@handle_errors
+def demo(workdir: str | None) -> None:
+    """Run the main job end to end on the embedded sample data and model."""
+    from demoai.demo import run_demo
+    run_demo(workdir, out)
+
+
+if __name__ == "__main__":
+    main()

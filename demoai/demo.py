@@ -1,0 +1,167 @@
+"""The main job: an end-to-end tour on the embedded defaults (``demoai demo``).
+
+In a fresh folder it inits a repository, imports the sample dataset, prompt and the SmolLM2
+GGUF, edits and diffs them, branches, merges, queries history with DuckDB, runs fsck and
+prints the log. Every step goes through the same porcelain the CLI uses.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.rule import Rule
+from rich.table import Table
+
+from demoai import porcelain as P
+from demoai.defaults import default_gguf_path, sample_data_dir
+
+__all__ = ["run_demo"]
+
+
+def _edit_jsonl(path: Path, fn: Any) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = fn(rows)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _table(console: Console, rows: list[dict[str, Any]], title: str = "") -> None:
+    if not rows:
+        return
+    t = Table(*rows[0].keys(), title=title or None)
+    for r in rows:
+        t.add_row(*(str(v)[:60] for v in r.values()))
+    console.print(t)
+
+
+def _print_diff(console: Console, changes: list[dict[str, Any]]) -> None:
+    for d in changes:
+        console.print(f"  [bold]{d['kind']}[/bold] {d['path']} ({d['status']}): "
+                      f"+{d['added']} -{d['removed']} ~{d['modified']}")
+        if d["kind"] == "dataset":
+            for m in d.get("samples", {}).get("modified", [])[:3]:
+                console.print(f"    ~ id={m.get('key')}: " + "; ".join(
+                    f"{c}: {m['before'].get(c)!r} -> {m['after'].get(c)!r}" for c in m.get("changed", [])),
+                    markup=False)
+            for r in d.get("samples", {}).get("added", [])[:2]:
+                console.print(f"    + {r}", markup=False)
+            for r in d.get("samples", {}).get("removed", [])[:2]:
+                console.print(f"    - {r}", markup=False)
+        elif "text" in d:
+            for line in d["text"].splitlines():
+                console.print("    " + line, markup=False,
+                              style="green" if line.startswith("+") else "red" if line.startswith("-") else None)
+
+
+def run_demo(workdir: str | os.PathLike | None, console: Console) -> Path:
+    """Run the tour in ``workdir`` (a new temp folder when None); returns the repo path."""
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="demoai-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    old_cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        return _tour(root, console)
+    finally:
+        os.chdir(old_cwd)
+
+
+def _tour(root: Path, console: Console) -> Path:
+    step = lambda title: console.print(Rule(f"[bold cyan]{title}"))  # noqa: E731
+    step(f"init {root}")
+    repo = P.init(root)
+    data, prompts, models = root / "data", root / "prompts", root / "models"
+    for d in (data, prompts, models):
+        d.mkdir(exist_ok=True)
+    shutil.copy(sample_data_dir() / "train.jsonl", data / "train.jsonl")
+    shutil.copy(sample_data_dir() / "qa.prompt.yaml", prompts / "qa.prompt.yaml")
+    gguf = default_gguf_path()
+    shutil.copy(gguf, models / "smollm2.gguf")
+
+    step("add + commit: dataset (key id), prompt, SmolLM2 GGUF")
+    for r in P.add(repo, [data / "train.jsonl"], key="id") + P.add(repo, [prompts, models]):
+        console.print(f"  {r.status:>9} {r.path}: {r.artifact.summary()}")
+    c1 = P.commit(repo, "Import sample QA data, prompt and SmolLM2-135M")
+    console.print(f"  committed {c1[:12]}")
+
+    step("edit: fix two answers, drop a row, append two; tighten the prompt")
+    def clean(rows: list[dict]) -> list[dict]:
+        rows[5]["response"] = "The Pacific"
+        rows[12]["response"] = "Shakespeare"
+        del rows[19]
+        rows += [{"id": 100, "prompt": "What is the capital of Peru?", "response": "Lima", "label": "geography"},
+                 {"id": 101, "prompt": "What is 7 + 8?", "response": "15", "label": "arithmetic"}]
+        return rows
+    _edit_jsonl(data / "train.jsonl", clean)
+    p = prompts / "qa.prompt.yaml"
+    p.write_text(p.read_text().replace("Answer with a short phrase, no explanation.",
+                                       "Answer with at most five words."))
+    P.add(repo, [data / "train.jsonl", p])
+    console.print("  demoai diff (HEAD vs staged):")
+    _print_diff(console, P.diff(repo))
+    c2 = P.commit(repo, "Clean answers and tighten the system prompt")
+
+    step("branch `experiment`: warmer sampling, relabel arithmetic rows")
+    P.checkout(repo, "experiment", create=True)
+    p.write_text(p.read_text().replace("temperature: 0.0", "temperature: 0.7"))
+    _edit_jsonl(data / "train.jsonl", lambda rows: [
+        {**r, "label": "math"} if r["label"] == "arithmetic" else r for r in rows])
+    P.add(repo, [p, data / "train.jsonl"])
+    P.commit(repo, "Experiment: warmer sampling, label arithmetic as math")
+
+    step("back on main: correct another answer")
+    P.checkout(repo, "main")
+    _edit_jsonl(data / "train.jsonl", lambda rows: [
+        {**r, "response": "Nairobi, Kenya"} if r["id"] == 4 else r for r in rows])
+    P.add(repo, [data / "train.jsonl"])
+    P.commit(repo, "Clarify the Kenya answer")
+
+    step("merge experiment into main (three-way, row by row on key id)")
+    res = P.merge(repo, "experiment")
+    console.print(f"  {res['status']}: {res['commit'][:12]}")
+    _print_diff(console, P.diff(repo, c2, "HEAD"))
+    P.tag(repo, "v1", "HEAD", "First cleaned dataset")
+
+    step("fork: a branch from the first commit")
+    P.fork(repo, c1[:12], "from-import")
+    console.print(f"  branches: {', '.join(b['name'] for b in P.list_branches(repo))}")
+
+    step("query with DuckDB: any table at any ref, and the history")
+    _table(console, P.query(repo, "SELECT label, count(*) AS n FROM table('data/train.jsonl') "
+                                  "GROUP BY label ORDER BY label").to_pylist(), "labels at HEAD")
+    _table(console, P.query(repo, "SELECT (SELECT count(*) FROM table('data/train.jsonl', 'HEAD')) AS rows_now, "
+                                  f"(SELECT count(*) FROM table('data/train.jsonl', '{c1[:12]}')) AS rows_first").to_pylist())
+    _table(console, P.query(repo, "SELECT short_id, len(parents) AS parents, message, command FROM commits "
+                                  "ORDER BY time DESC, short_id").to_pylist(), "commits")
+
+    step("fsck")
+    fs = P.fsck(repo)
+    console.print(f"  {'ok' if fs['ok'] else 'BROKEN'}: {fs['counts']}")
+    for prob in fs["problems"]:
+        console.print(f"  [red]{prob}[/red]")
+
+    step("log --graph")
+    entries = P.log(repo, all_refs=True)
+    refs = {e["id"]: e["refs"] for e in entries}
+    for prefix, ci in P.graph_lines(P.topo_order(repo, [e["id"] for e in entries])):
+        if ci is None:
+            console.print(prefix, markup=False)
+        else:
+            deco = f" ({', '.join(refs.get(ci.id, []))})" if refs.get(ci.id) else ""
+            console.print(f"{prefix} {ci.id[:12]}{deco} {ci.summary}", markup=False)
+    if shutil.which("git"):
+        step("the same history read by the real git binary")
+        gd = str(repo.control / "git")
+        console.print(subprocess.run(["git", "--git-dir", gd, "log", "--graph", "--oneline", "--all"],
+                                     capture_output=True, text=True).stdout, markup=False)
+        fsck_git = subprocess.run(["git", "--git-dir", gd, "fsck", "--full"], capture_output=True, text=True)
+        console.print(f"git fsck --full: exit {fsck_git.returncode} {fsck_git.stdout.strip()} {fsck_git.stderr.strip()}",
+                      markup=False)
+    if not fs["ok"]:
+        raise SystemExit(1)
+    console.print(f"\n[bold green]demo repository:[/bold green] {root}")
+    return root

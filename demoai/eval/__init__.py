@@ -1,0 +1,1 @@
+"""Evaluation: perplexity, exact match, sanity suites, regression gates, arena (a later issue)."""

@@ -1,0 +1,124 @@
+"""``demoai add`` / ``demoai rm``: stage artifacts, or unstage them."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from demoai.errors import PathNotFound, UnknownKind
+from demoai.objects import Artifact, decode_manifest, detect_kind
+from demoai.porcelain._util import repo_path
+from demoai.store.artifacts import import_path, source_stat
+from demoai.store.repo import CONTROL_DIR, Repository
+
+__all__ = ["add", "rm", "AddResult", "find_artifacts"]
+
+
+@dataclass
+class AddResult:
+    """What ``add`` did to one path."""
+
+    path: str
+    kind: str
+    status: str          # added | modified | unchanged
+    artifact: Artifact
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "status": self.status,
+                "digest": self.artifact.digest, "summary": self.artifact.summary()}
+
+
+def find_artifacts(folder: Path) -> list[Path]:
+    """Artifact files/folders under ``folder`` (hidden entries and .demoai skipped)."""
+    out: list[Path] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or entry.name == CONTROL_DIR:
+            continue
+        try:
+            detect_kind(entry)
+            out.append(entry)
+        except UnknownKind:
+            if entry.is_dir():
+                out.extend(find_artifacts(entry))
+    return out
+
+
+def add(repo: Repository, paths: list[str | os.PathLike], *, kind: str | None = None,
+        key: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> list[AddResult]:
+    """Store each path and stage it. A folder that is not itself an artifact is searched for
+    artifacts. A path unchanged since it was last staged (same size and mtime) is skipped."""
+    targets: list[Path] = []
+    for p in paths:
+        abs_p = Path(p).resolve()
+        if not abs_p.exists():
+            raise PathNotFound(f"{p}: no such file or directory", path=str(p))
+        if abs_p.is_dir() and kind is None:
+            try:
+                detect_kind(abs_p)
+                targets.append(abs_p)
+            except UnknownKind:
+                found = find_artifacts(abs_p)
+                if not found:
+                    raise
+                targets.extend(found)
+        else:
+            targets.append(abs_p)
+    with repo.write_guard():
+        return _add_targets(repo, targets, kind, key, progress)
+
+
+def _add_targets(repo: Repository, targets: list[Path], kind: str | None, key: str | None,
+                 progress: Callable[[str, int, int], None] | None) -> list[AddResult]:
+    results: list[AddResult] = []
+    state = repo.index.read()
+    for t in targets:
+        rel = repo_path(repo, t)
+        k = kind or detect_kind(t)
+        stat = source_stat(t)
+        old_bytes = state.entries.get(rel)
+        old = decode_manifest(old_bytes, rel) if old_bytes else None
+        if old is not None and old.kind == k and state.stat.get(rel, [None, None])[:2] == stat and key in (None, getattr(old, "key", None)):
+            results.append(AddResult(rel, k, "unchanged", old))
+            continue
+        cb = (lambda done, total, _r=rel: progress(_r, done, total)) if progress else None
+        art = import_path(repo, t, kind=k, key=key, base=old if old is not None and old.kind == k else None,
+                          progress=cb)
+        status = "added" if old is None else ("unchanged" if old.digest == art.digest else "modified")
+        results.append(AddResult(rel, k, status, art))
+    with repo.index.update() as st:
+        for r in results:
+            st.stage(r.path, r.artifact, source_stat(repo.root / r.path) + [r.artifact.digest])
+    _clear_resolved_conflicts(repo, [r.path for r in results])
+    return results
+
+
+def _clear_resolved_conflicts(repo: Repository, paths: list[str]) -> None:
+    state = repo.merge_state()
+    if state and state.get("conflicts"):
+        remaining = [c for c in state["conflicts"] if c["path"] not in paths]
+        if len(remaining) != len(state["conflicts"]):
+            state["conflicts"] = remaining
+            repo.set_merge_state(state)
+
+
+def rm(repo: Repository, paths: list[str | os.PathLike], *, cached: bool = False) -> list[str]:
+    """Unstage artifacts (the next commit drops them); delete the files too unless ``cached``."""
+    rels = [repo_path(repo, p) for p in paths]
+    with repo.index.update() as st:
+        for rel in rels:
+            matched = [e for e in st.entries if e == rel or e.startswith(rel + "/")]
+            if not matched:
+                raise PathNotFound(f"{rel} is not tracked", path=rel)
+            for e in matched:
+                st.unstage(e)
+    if not cached:
+        import shutil
+        for rel in rels:
+            p = repo.root / rel
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    _clear_resolved_conflicts(repo, rels)
+    return rels

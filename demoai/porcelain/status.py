@@ -1,0 +1,45 @@
+"""``demoai status``: staged changes, changed working files, untracked artifacts."""
+from __future__ import annotations
+
+from typing import Any
+
+from demoai.porcelain.add import find_artifacts
+from demoai.store.artifacts import source_stat
+from demoai.store.repo import Repository
+
+__all__ = ["status", "tree_changes"]
+
+
+def tree_changes(old: dict[str, bytes], new: dict[str, bytes]) -> list[dict[str, str]]:
+    """Paths added, modified or deleted from one manifest map to another."""
+    out = []
+    for p in sorted(set(old) | set(new)):
+        if p not in old:
+            out.append({"path": p, "change": "added"})
+        elif p not in new:
+            out.append({"path": p, "change": "deleted"})
+        elif old[p] != new[p]:
+            out.append({"path": p, "change": "modified"})
+    return out
+
+
+def status(repo: Repository) -> dict[str, Any]:
+    """The branch, what is staged against HEAD, and how the working tree differs from the index."""
+    head = repo.head_commit()
+    state = repo.index.read()
+    staged = tree_changes(repo.tree_entries(head), state.entries)
+    unstaged = []
+    for path in sorted(state.entries):
+        p = repo.root / path
+        if not p.exists():
+            unstaged.append({"path": path, "change": "deleted"})
+        elif state.stat.get(path, [None, None])[:2] != source_stat(p):
+            unstaged.append({"path": path, "change": "modified"})
+    tracked = set(state.entries)
+    untracked = [p.relative_to(repo.root).as_posix() for p in find_artifacts(repo.root)]
+    untracked = [u for u in untracked if u not in tracked]
+    merge = repo.merge_state()
+    return {"branch": repo.current_branch(), "head": head, "staged": staged, "unstaged": unstaged,
+            "untracked": untracked,
+            "merging": ({"merge_head": merge["merge_head"], "conflicts": merge.get("conflicts", [])}
+                        if merge else None)}

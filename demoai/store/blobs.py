@@ -1,0 +1,811 @@
+"""Content-addressed, packed chunk storage for large binary files (model weights, images).
+
+A file is cut with content-defined chunking (FastCDC, ~62 KiB mean, 256 KiB max), each chunk is
+named by the BLAKE3 of its raw bytes, compressed with zstd when that saves at least 3 %, and
+appended to a pack. Two versions of a file that differ in a few MiB share every other chunk.
+
+On disk (``DiskBlobStore(root)``)::
+
+    <root>/packs/pack-<16 hex>.pack   b"DAIPACK1" + chunk payloads back to back
+    <root>/packs/pack-<16 hex>.idx    b"DAIIDX01" + entries + BLAKE3 of everything before it
+    <root>/gc.lock                    flock: writers hold it shared, gc exclusive
+
+An idx entry is ``chunk id (32 bytes), offset u64, stored length u32, raw length u32, flags u8``.
+A pack is written under a temp name, fsynced and renamed; its idx is then written the same way.
+The idx rename is the commit point: a pack without an idx is garbage that gc removes. Names are
+random, so concurrent writer processes never collide; a chunk stored in several packs is fine.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+import fcntl
+import itertools
+import mmap
+import os
+import struct
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import blake3
+import zstandard
+from pyfastcdc.cy import FastCDC
+
+from demoai.errors import IntegrityError, InvalidArtifact, LockTimeout, MissingObject
+from demoai.store.fsutil import atomic_write, fsync_dir, tmp_name
+
+__all__ = ["BlobManifest", "BlobStore", "MemoryBlobStore", "DiskBlobStore", "chunk_boundaries",
+           "compute_manifest", "AVG_CHUNK", "MIN_CHUNK", "MAX_CHUNK", "ZSTD_LEVEL"]
+
+Progress = Optional[Callable[[int, int], None]]
+
+# avg == min == 45 KiB: FastCDC skips the first min_size bytes of every chunk (cut-point
+# skipping), so a large min_size doubles chunking speed; 45 KiB still rounds to a 2^15 mask,
+# which puts the mean chunk at ~62 KiB (measured on GGUF and random data).
+AVG_CHUNK = MIN_CHUNK = 46080
+MAX_CHUNK = 262144
+ZSTD_LEVEL = 1              # level 3 is no smaller on quantized weights and slower
+MIN_SAVING = 0.03           # below this, decompressing on every read is not worth it
+PACK_ROLLOVER = 256 << 20
+SYNC_EVERY = 8 << 20        # flush in the background while compressing, so the final fsync is short
+BATCH_BYTES = 4 << 20       # unit of work for the thread pool: big enough to amortise Python
+F_ZSTD = 1
+
+_PACK_MAGIC, _IDX_MAGIC = b"DAIPACK1", b"DAIIDX01"
+_ENTRY = struct.Struct("<32sQIIB")
+
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pool_lock = threading.Lock()
+_tls = threading.local()
+
+
+def _nworkers() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+def _get_pool(kind: str = "cpu") -> ThreadPoolExecutor:
+    """The shared CPU pool, or the one-thread "io" pool that flushes packs in the background."""
+    with _pool_lock:
+        if kind not in _pools:
+            _pools[kind] = ThreadPoolExecutor(_nworkers() if kind == "cpu" else 1,
+                                              thread_name_prefix=f"demoai-blobs-{kind}")
+        return _pools[kind]
+
+
+def _after_fork() -> None:
+    # Threads do not survive fork: a child must build its own pools.
+    global _pools, _pool_lock
+    _pools, _pool_lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    # zstd contexts are not thread-safe: one per worker thread (and level).
+    cs = _tls.__dict__.setdefault("zc", {})
+    if level not in cs:
+        cs[level] = zstandard.ZstdCompressor(level=level)
+    return cs[level]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_tls, "zd", None)
+    if d is None:
+        d = _tls.zd = zstandard.ZstdDecompressor()
+    return d
+
+
+def _b3(data: Any) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class BlobManifest:
+    """What a stored file is: its whole-content digest, size and ordered chunk list."""
+
+    digest: str
+    size: int
+    chunks: tuple[tuple[str, int], ...]
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (chunks as ``[id, raw_length]`` pairs)."""
+        return {"digest": self.digest, "size": self.size,
+                "chunks": [[cid, n] for cid, n in self.chunks]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BlobManifest":
+        """Rebuild and sanity-check a manifest; ``InvalidArtifact`` if malformed."""
+        try:
+            m = cls(str(d["digest"]), int(d["size"]),
+                    tuple((str(c), int(n)) for c, n in d["chunks"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidArtifact(f"malformed blob manifest: {e}") from e
+        if not m.digest.startswith("blake3:") or sum(n for _, n in m.chunks) != m.size:
+            raise InvalidArtifact("blob manifest digest or chunk lengths are inconsistent")
+        return m
+
+
+# ---------------------------------------------------------------- chunking
+
+
+def _cut(mv: memoryview, start: int, stop: int) -> list[int]:
+    """Cut positions from ``start`` (itself a cut) up to the first one >= ``stop``."""
+    pos, p = [start], start
+    for c in FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK).cut_buf(mv[start:]):
+        p += c.length
+        pos.append(p)
+        if p >= stop:
+            break
+    return pos
+
+
+def chunk_boundaries(buf: Any, segments: int | None = None) -> list[int]:
+    """Cut positions ``[0, c1, ..., len(buf)]``, identical to one sequential FastCDC pass.
+
+    FastCDC's decision where a chunk ends depends only on the bytes from the chunk's start,
+    so segments can be cut in parallel from arbitrary offsets; once the cuts of segment k-1
+    land on a cut of segment k, everything after agrees. If they never meet (e.g. long runs
+    of one byte value), we keep cutting sequentially, so the result is always exact.
+    """
+    mv = memoryview(buf)
+    n = len(mv)
+    if n == 0:
+        return [0]
+    segs = max(1, min(segments or _nworkers(), n // (4 * MAX_CHUNK)))
+    if segs == 1:
+        return _cut(mv, 0, n)
+    starts = [n * k // segs for k in range(segs)] + [n]
+    pool = _get_pool()
+    parts = [f.result() for f in [pool.submit(_cut, mv, starts[k], starts[k + 1])
+                                  for k in range(segs)]]
+    out = parts[0]
+    for part in parts[1:]:
+        where = {p: i for i, p in enumerate(part)}
+        while out[-1] not in where and out[-1] < part[-1]:
+            out.extend(_cut(mv, out[-1], out[-1] + 1)[1:])
+        if out[-1] in where:
+            out.extend(part[where[out[-1]] + 1:])
+    if out[-1] < n:
+        out.extend(_cut(mv, out[-1], n)[1:])
+    return out
+
+
+def _batches(bounds: list[int]) -> Iterator[tuple[int, int]]:
+    i0 = 0
+    for i in range(1, len(bounds)):
+        if bounds[i] - bounds[i0] >= BATCH_BYTES or i == len(bounds) - 1:
+            yield i0, i
+            i0 = i
+
+
+def _encode(piece: memoryview, level: int | None, skip: bool = False) -> tuple[Any, int]:
+    if level is not None and not skip:
+        comp = _compressor(level).compress(piece)
+        if len(comp) <= len(piece) * (1 - MIN_SAVING):
+            return comp, F_ZSTD
+    return piece, 0
+
+
+def _hash_compress(mv: memoryview, bounds: list[int], i0: int, i1: int,
+                   known: Callable[[str], bool], level: int | None
+                   ) -> list[tuple[str, int, Any, int]]:
+    """Worker: hash chunks i0..i1, compress the ones the store lacks."""
+    out, raw_streak = [], 0
+    for i in range(i0, i1):
+        piece = mv[bounds[i]:bounds[i + 1]]
+        cid = _b3(piece)
+        if known(cid):
+            out.append((cid, len(piece), None, 0))
+            continue
+        # Incompressible data (random, already compressed) costs zstd time for nothing: after
+        # four raw chunks in a row, only every 8th chunk probes whether that is still so.
+        payload, flags = _encode(piece, level, raw_streak >= 4 and (i - i0) % 8 != 0)
+        raw_streak = 0 if flags else raw_streak + 1
+        out.append((cid, len(piece), payload, flags))
+    return out
+
+
+def compute_manifest(data: Any) -> BlobManifest:
+    """The manifest ``data`` (bytes, or a path) would get, without storing anything.
+
+    Cheap enough for change detection: it chunks and hashes but does not compress or write.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        with open(data, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return compute_manifest(b"")
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    mv = memoryview(data)
+    digest, batches = _scan(mv, lambda _: True, None)
+    chunks = tuple((cid, n) for res in batches for cid, n, _, _ in res)
+    return BlobManifest("blake3:" + digest.result(), len(mv), chunks)
+
+
+def _scan(mv: memoryview, known: Callable[[str], bool], level: int | None) -> tuple[Any, Iterator]:
+    """Chunk ``mv``; return a future of its digest and the per-batch worker results in order."""
+    bounds = chunk_boundaries(mv)
+    digest = _get_pool().submit(_b3, mv)  # one more task among the batches
+    jobs = ((mv, bounds, i0, i1, known, level) for i0, i1 in _batches(bounds))
+    return digest, _run_windowed(_hash_compress, jobs)
+
+
+def _decode(cid: str, payload: bytes, raw_len: int, flags: int, where: str) -> bytes:
+    """Raw bytes of a stored chunk, verified against its id; ``IntegrityError`` otherwise."""
+    raw = payload
+    if flags & F_ZSTD:
+        try:
+            raw = _decompressor().decompress(payload, max_output_size=raw_len)
+        except zstandard.ZstdError as e:
+            raise IntegrityError(f"chunk {cid} in {where}: cannot decompress ({e})",
+                                 chunk=cid, pack=where) from e
+    if len(raw) != raw_len or _b3(raw) != cid:
+        raise IntegrityError(f"chunk {cid} in {where}: hash mismatch", chunk=cid, pack=where)
+    return raw
+
+
+def _run_windowed(fn: Callable, jobs: Iterable[tuple]) -> Iterator[Any]:
+    """``fn(*job)`` on the pool, results in order, at most a few batches in flight (memory)."""
+    pool, window = _get_pool(), deque()
+    try:
+        for job in jobs:
+            window.append(pool.submit(fn, *job))
+            if len(window) >= 2 * _nworkers() + 2:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+    finally:
+        for f in window:
+            f.cancel()
+        for f in window:
+            with contextlib.suppress(BaseException):
+                f.result()
+
+
+# ---------------------------------------------------------------- the store
+
+
+class BlobStore(abc.ABC):
+    """Base class: chunking, hashing, compression and verification; subclasses keep chunks.
+
+    ``zstd_level`` (a constructor argument of both stores) is the zstd level new chunks are
+    tried with; ``None`` stores everything raw. Reads never depend on it.
+    """
+
+    zstd_level: int | None = ZSTD_LEVEL
+
+    # --- what a backend provides
+    @abc.abstractmethod
+    def _contains(self, cid: str) -> bool: """Known chunk, without refreshing (fast)."""
+
+    @abc.abstractmethod
+    def _refresh(self) -> None: """Pick up chunks other processes wrote."""
+
+    @abc.abstractmethod
+    def _write_session(self) -> contextlib.AbstractContextManager: """Yields a writer."""
+
+    @abc.abstractmethod
+    def _read_stored(self, cid: str) -> tuple[bytes, int, int, str]:
+        """(payload, raw length, flags, location) of a chunk, or ``MissingObject``."""
+
+    @abc.abstractmethod
+    def _entries(self) -> Iterator[tuple[str, int, Callable[[], tuple[bytes, int, int, str]]]]:
+        """Every stored copy: (chunk id, raw length, loader returning as ``_read_stored``)."""
+
+    @abc.abstractmethod
+    def iter_chunk_ids(self) -> Iterator[str]:
+        """Every distinct chunk id in the store."""
+
+    @abc.abstractmethod
+    def stored_bytes(self) -> int:
+        """Bytes the store occupies (payloads plus index)."""
+
+    @abc.abstractmethod
+    def gc(self, live_chunk_ids: set[str] | Callable[[], set[str]]) -> dict:
+        """Drop every chunk not in ``live_chunk_ids``; ``{"removed_chunks", "freed_bytes"}``."""
+
+    def _problems(self) -> list[str]:
+        return []
+
+    # --- writing
+    def put_file(self, path: str | os.PathLike, progress: Progress = None) -> BlobManifest:
+        """Store a file's content (read through mmap) and return its manifest.
+
+        Raises ``IntegrityError`` if the file changed while it was being read.
+        """
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_size == 0:
+                return self.put_bytes(b"")
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        with contextlib.suppress(AttributeError, OSError):
+            mm.madvise(mmap.MADV_WILLNEED)  # start readahead while chunking begins
+        m = self._put_view(memoryview(mm), progress)
+        st2 = os.stat(path)
+        if (st2.st_size, st2.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            raise IntegrityError(f"{path} changed while it was being stored", path=str(path))
+        return m
+
+    def put_bytes(self, data: bytes) -> BlobManifest:
+        """Store ``data`` and return its manifest."""
+        return self._put_view(memoryview(data), None)
+
+    def _put_view(self, mv: memoryview, progress: Progress) -> BlobManifest:
+        n, chunks, written, done = len(mv), [], set(), 0
+        with self._write_session() as writer:
+            digest, batches = _scan(mv, self._contains, self.zstd_level)
+            for results in batches:
+                for cid, raw_len, payload, flags in results:
+                    chunks.append((cid, raw_len))
+                    if payload is not None and cid not in written:
+                        writer.add(cid, payload, raw_len, flags)
+                        written.add(cid)
+                    done += raw_len
+                if progress:
+                    progress(done, n)
+            return BlobManifest("blake3:" + digest.result(), n, tuple(chunks))
+
+    def put_chunk(self, chunk_id: str, data: bytes) -> None:
+        """Store one chunk received from elsewhere, after checking that ``data`` hashes to it."""
+        self.put_chunks([(chunk_id, data)])
+
+    def put_chunks(self, items: Iterable[tuple[str, bytes]]) -> int:
+        """Store many received chunks in one pack (verified); returns how many were new."""
+        added = 0
+        with self._write_session() as writer:
+            seen: set[str] = set()
+            for cid, data in items:
+                if _b3(data) != cid:
+                    raise IntegrityError(f"chunk {cid}: received bytes hash to {_b3(data)}",
+                                         chunk=cid)
+                if cid in seen or self._contains(cid):
+                    continue
+                payload, flags = _encode(memoryview(data), self.zstd_level)
+                writer.add(cid, payload, len(data), flags)
+                seen.add(cid)
+                added += 1
+        return added
+
+    # --- reading
+    def has_chunk(self, chunk_id: str) -> bool:
+        """Whether the chunk is stored (looking for packs other processes wrote if needed)."""
+        if self._contains(chunk_id):
+            return True
+        self._refresh()
+        return self._contains(chunk_id)
+
+    def missing_chunks(self, chunk_ids: Iterable[str]) -> list[str]:
+        """The ids among ``chunk_ids`` not stored, in order, without repeats."""
+        ids = list(dict.fromkeys(chunk_ids))
+        if any(not self._contains(c) for c in ids):
+            self._refresh()
+        return [c for c in ids if not self._contains(c)]
+
+    def get_chunk(self, chunk_id: str) -> bytes:
+        """Raw bytes of one chunk, verified; ``MissingObject`` / ``IntegrityError``."""
+        payload, raw_len, flags, where = self._read_stored(chunk_id)
+        return _decode(chunk_id, payload, raw_len, flags, where)
+
+    def _get_batch(self, chunks: tuple[tuple[str, int], ...]) -> list[bytes]:
+        out = []
+        for cid, n in chunks:
+            raw = self.get_chunk(cid)
+            if len(raw) != n:
+                raise IntegrityError(f"chunk {cid}: {len(raw)} bytes, manifest says {n}", chunk=cid)
+            out.append(raw)
+        return out
+
+    def _iter_raw(self, m: BlobManifest, progress: Progress) -> Iterator[bytes]:
+        """Verified chunks of ``m`` in order, then a check of the whole digest."""
+        bounds = [0, *itertools.accumulate(n for _, n in m.chunks)]
+        jobs = ((m.chunks[i0:i1],) for i0, i1 in _batches(bounds))
+        h, done = blake3.blake3(), 0
+        for raws in _run_windowed(self._get_batch, jobs):
+            for raw in raws:
+                h.update(raw)
+                done += len(raw)
+                yield raw
+            if progress:
+                progress(done, m.size)
+        if done != m.size or "blake3:" + h.hexdigest() != m.digest:
+            raise IntegrityError(f"blob {m.digest}: reassembled content does not match",
+                                 digest=m.digest)
+
+    def read_bytes(self, m: BlobManifest) -> bytes:
+        """The file content of ``m``; every chunk and the whole digest are verified."""
+        return b"".join(list(self._iter_raw(m, None)))
+
+    def write_to(self, m: BlobManifest, out_path: str | os.PathLike,
+                 progress: Progress = None) -> None:
+        """Write the content of ``m`` to ``out_path`` atomically, after verifying all of it."""
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_name(out_path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        flusher = _Flusher(fd)
+        try:
+            for raw in self._iter_raw(m, progress):
+                _write_all(fd, raw)
+                flusher.wrote(len(raw))
+            flusher.fsync()
+        except BaseException:
+            flusher.wait()
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, out_path)
+        fsync_dir(out_path.parent)
+
+    def verify(self, chunk_ids: Iterable[str] | None = None,
+               progress: Progress = None) -> list[str]:
+        """fsck: re-read and rehash every stored copy (or the given chunks); list the problems.
+
+        Never raises for corruption; problems read like ``chunk <id> in pack-x.pack: ...``.
+        """
+        self._refresh()
+        want = None if chunk_ids is None else dict.fromkeys(chunk_ids)
+        problems = self._problems() if want is None else [
+            f"chunk {c}: missing" for c in want if not self._contains(c)]
+        targets = [t for t in self._entries() if want is None or t[0] in want]
+        total, done = sum(t[1] for t in targets), 0
+
+        def check(batch: list) -> tuple[list[str], int]:
+            bad = []
+            for cid, _, load in batch:
+                try:
+                    _decode(cid, *load())
+                except IntegrityError as e:
+                    bad.append(str(e))
+                except OSError as e:
+                    bad.append(f"chunk {cid}: unreadable ({e})")
+            return bad, sum(t[1] for t in batch)
+
+        jobs = [(targets[i:i + 64],) for i in range(0, len(targets), 64)]
+        for bad, nbytes in _run_windowed(check, jobs):
+            problems += bad
+            done += nbytes
+            if progress:
+                progress(done, total)
+        return problems
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _Flusher:
+    """Starts ``fdatasync`` in the background every ``SYNC_EVERY`` bytes written, so the
+    final fsync only has the tail to flush and disk writes overlap the CPU work."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pending, self.unsynced = fd, None, 0
+
+    def wrote(self, n: int) -> None:
+        self.unsynced += n
+        if self.unsynced >= SYNC_EVERY and (self.pending is None or self.pending.done()):
+            self.pending, self.unsynced = _get_pool("io").submit(os.fdatasync, self.fd), 0
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            with contextlib.suppress(OSError):
+                self.pending.result()  # a failed early flush is redone by the final fsync
+            self.pending = None
+
+    def fsync(self) -> None:
+        self.wait()
+        os.fsync(self.fd)
+
+
+class _MemoryWriter(dict):
+    def add(self, cid: str, payload: Any, raw_len: int, flags: int) -> None:
+        self[cid] = (bytes(payload), raw_len, flags)
+
+
+class MemoryBlobStore(BlobStore):
+    """Chunks in a dict (compressed as on disk): for tests and throwaway repositories."""
+
+    def __init__(self, zstd_level: int | None = ZSTD_LEVEL) -> None:
+        self.zstd_level = zstd_level
+        self._chunks: dict[str, tuple[bytes, int, int]] = {}
+        self._mu = threading.Lock()
+
+    def _contains(self, cid: str) -> bool:
+        return cid in self._chunks
+
+    def _refresh(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def _write_session(self) -> Iterator[_MemoryWriter]:
+        w = _MemoryWriter()
+        yield w
+        with self._mu:
+            for cid, v in w.items():
+                self._chunks.setdefault(cid, v)
+
+    def _read_stored(self, cid: str) -> tuple[bytes, int, int, str]:
+        try:
+            return (*self._chunks[cid], "memory")
+        except KeyError:
+            raise MissingObject(f"chunk {cid} is not in the store", chunk=cid) from None
+
+    def _entries(self) -> Iterator[tuple[str, Callable]]:
+        for cid, v in list(self._chunks.items()):
+            yield cid, v[1], lambda v=v: (*v, "memory")
+
+    def iter_chunk_ids(self) -> Iterator[str]:
+        """Every chunk id in the store."""
+        return iter(list(self._chunks))
+
+    def stored_bytes(self) -> int:
+        """Sum of stored (compressed) payload sizes."""
+        return sum(len(p) for p, _, _ in self._chunks.values())
+
+    def gc(self, live_chunk_ids: set[str] | Callable[[], set[str]]) -> dict:
+        """Drop chunks not in ``live_chunk_ids`` (a set, or a callable returning one)."""
+        with self._mu:
+            live = live_chunk_ids() if callable(live_chunk_ids) else live_chunk_ids
+            dead = [c for c in self._chunks if c not in live]
+            freed = sum(len(self._chunks.pop(c)[0]) for c in dead)
+        return {"removed_chunks": len(dead), "freed_bytes": freed}
+
+
+@contextlib.contextmanager
+def _flock(path: Path, *, shared: bool, timeout: float) -> Iterator[None]:
+    """flock on ``path``, shared or exclusive; ``LockTimeout`` after ``timeout`` seconds."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline, delay = time.monotonic() + timeout, 0.001
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"timed out after {timeout:g}s waiting for {path}",
+                                      lock=str(path)) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+class _PackWriter:
+    """Appends payloads to a temp pack; ``commit`` publishes pack then idx (the commit point)."""
+
+    def __init__(self, store: "DiskBlobStore") -> None:
+        self.store, self.fd = store, None
+
+    def add(self, cid: str, payload: Any, raw_len: int, flags: int) -> None:
+        if self.fd is None:
+            self.stem = f"pack-{os.urandom(8).hex()}"
+            self.tmp = tmp_name(self.store.packs / f"{self.stem}.pack")
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _write_all(self.fd, _PACK_MAGIC)
+            self.off, self.entries, self.flusher = len(_PACK_MAGIC), [], _Flusher(self.fd)
+        _write_all(self.fd, payload)
+        self.entries.append((cid, self.off, len(payload), raw_len, flags))
+        self.off += len(payload)
+        self.flusher.wrote(len(payload))
+        if self.off >= PACK_ROLLOVER:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.fd is None:
+            return
+        self.flusher.fsync()
+        os.close(self.fd)
+        self.fd = None
+        os.replace(self.tmp, self.store.packs / f"{self.stem}.pack")
+        fsync_dir(self.store.packs)  # the pack's name is durable before the idx points at it
+        idx = _IDX_MAGIC + b"".join(_ENTRY.pack(bytes.fromhex(c), *rest)
+                                    for c, *rest in self.entries)
+        atomic_write(self.store.packs / f"{self.stem}.idx", idx + blake3.blake3(idx).digest())
+        self.store._add_pack(self.stem, self.entries)
+
+    def abort(self) -> None:
+        if self.fd is not None:
+            self.flusher.wait()
+            os.close(self.fd)
+            self.fd = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+
+
+def _load_idx(path: Path) -> list[tuple[str, int, int, int, int]]:
+    data = path.read_bytes()
+    body = data[len(_IDX_MAGIC):-32]
+    if (not data.startswith(_IDX_MAGIC) or len(data) < len(_IDX_MAGIC) + 32
+            or len(body) % _ENTRY.size or blake3.blake3(data[:-32]).digest() != data[-32:]):
+        raise IntegrityError(f"index {path.name}: corrupt (checksum or size mismatch)")
+    return [(cid.hex(), *rest) for cid, *rest in _ENTRY.iter_unpack(body)]
+
+
+class DiskBlobStore(BlobStore):
+    """Chunks in pack files under ``root`` (created if needed); safe across processes."""
+
+    def __init__(self, root: str | os.PathLike, *, zstd_level: int | None = ZSTD_LEVEL,
+                 lock_timeout: float = 300.0) -> None:
+        self.root, self.zstd_level, self.lock_timeout = Path(root), zstd_level, lock_timeout
+        self.packs = self.root / "packs"
+        self.packs.mkdir(parents=True, exist_ok=True)
+        self.lock_path = self.root / "gc.lock"
+        self._mu = threading.RLock()
+        self._packs: dict[str, list[tuple[str, int, int, int, int]]] = {}
+        self._bad: dict[str, str] = {}   # stem -> why its idx could not be loaded
+        self._index: dict[str, tuple[str, int, int, int, int]] | None = None
+        self._fds: dict[str, int] = {}
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # --- index
+    def _refresh(self) -> None:
+        with self._mu:
+            stems = {n[:-4] for n in os.listdir(self.packs)
+                     if n.startswith("pack-") and n.endswith(".idx")}
+            gone = [s for s in self._packs if s not in stems]
+            for s in gone:
+                del self._packs[s]
+                with contextlib.suppress(KeyError, OSError):
+                    os.close(self._fds.pop(s))
+            new = sorted(stems - self._packs.keys())
+            for s in new:
+                try:
+                    self._packs[s] = _load_idx(self.packs / f"{s}.idx")
+                    self._bad.pop(s, None)
+                except FileNotFoundError:
+                    pass  # gc removed it since listdir
+                except (IntegrityError, OSError) as e:
+                    self._bad[s] = str(e)
+            if gone or new or self._index is None:
+                index: dict[str, tuple[str, int, int, int, int]] = {}
+                for s, entries in self._packs.items():
+                    for cid, *rest in entries:
+                        index.setdefault(cid, (s, *rest))
+                self._index = index  # swapped whole: worker threads read it without a lock
+
+    def _add_pack(self, stem: str, entries: list) -> None:
+        with self._mu:
+            self._packs[stem] = entries
+            if self._index is None:
+                self._refresh()
+            for cid, *rest in entries:
+                self._index.setdefault(cid, (stem, *rest))
+
+    def _contains(self, cid: str) -> bool:
+        if self._index is None:
+            self._refresh()
+        return cid in self._index
+
+    def _pread(self, stem: str, offset: int, length: int) -> bytes:
+        fd = self._fds.get(stem)
+        if fd is None:
+            with self._mu:
+                fd = self._fds.get(stem)
+                if fd is None:
+                    fd = self._fds[stem] = os.open(self.packs / f"{stem}.pack", os.O_RDONLY)
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise IntegrityError(f"pack {stem}.pack: truncated at offset {offset}", pack=stem)
+        return data
+
+    def _read_stored(self, cid: str) -> tuple[bytes, int, int, str]:
+        for attempt in range(2):
+            loc = self._index.get(cid) if self._index is not None else None
+            if loc is None:
+                self._refresh()
+                loc = self._index.get(cid)
+            if loc is None:
+                raise MissingObject(f"chunk {cid} is not in the store", chunk=cid)
+            stem, off, stored, raw_len, flags = loc
+            try:
+                return self._pread(stem, off, stored), raw_len, flags, f"{stem}.pack"
+            except FileNotFoundError:
+                self._refresh()  # a concurrent gc moved it to another pack
+        raise MissingObject(f"chunk {cid}: its pack vanished", chunk=cid)
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Hold gc off (shared lock). Hold it across a put and the ref update that makes its
+        chunks live, so a gc cannot run between the two."""
+        with _flock(self.lock_path, shared=True, timeout=self.lock_timeout):
+            yield
+
+    @contextlib.contextmanager
+    def _write_session(self) -> Iterator[_PackWriter]:
+        with self.write_lock():
+            self._refresh()
+            w = _PackWriter(self)
+            try:
+                yield w
+            except BaseException:
+                w.abort()
+                raise
+            w.commit()
+
+    def _entries(self) -> Iterator[tuple[str, Callable]]:
+        for stem, entries in list(self._packs.items()):
+            for cid, off, stored, raw_len, flags in entries:
+                yield cid, raw_len, (lambda s=stem, o=off, n=stored, r=raw_len, f=flags:
+                                     (self._pread(s, o, n), r, f, f"{s}.pack"))
+
+    def _problems(self) -> list[str]:
+        return list(self._bad.values())
+
+    def iter_chunk_ids(self) -> Iterator[str]:
+        """Every distinct chunk id in committed packs (including other processes')."""
+        self._refresh()
+        return iter(list(self._index))
+
+    def stored_bytes(self) -> int:
+        """Bytes on disk of every ``.pack`` and ``.idx`` file."""
+        total = 0
+        for n in os.listdir(self.packs):
+            if n.startswith("pack-") and n.endswith((".pack", ".idx")):
+                with contextlib.suppress(FileNotFoundError):
+                    total += (self.packs / n).stat().st_size
+        return total
+
+    def gc(self, live_chunk_ids: set[str] | Callable[[], set[str]]) -> dict:
+        """Rewrite packs holding dead chunks so that only live ones remain.
+
+        Takes ``gc.lock`` exclusively, so no put is in flight. ``live_chunk_ids`` may be a
+        callable, evaluated under the lock. New packs are committed before old ones are
+        deleted. A pack whose live chunk fails verification is kept (and reported) rather
+        than deleted. Returns ``{"removed_chunks", "freed_bytes", "problems"}``.
+        """
+        with _flock(self.lock_path, shared=False, timeout=self.lock_timeout), self._mu:
+            self._refresh()
+            live = live_chunk_ids() if callable(live_chunk_ids) else live_chunk_ids
+            before_ids, before_bytes = set(self._index), self.stored_bytes()
+            rewrite = [s for s, es in self._packs.items() if any(e[0] not in live for e in es)]
+            have = {e[0] for s, es in self._packs.items() if s not in rewrite for e in es}
+            writer, problems, doomed = _PackWriter(self), [], []
+            try:
+                for stem in rewrite:
+                    ok = True
+                    for cid, off, stored, raw_len, flags in self._packs[stem]:
+                        if cid not in live or cid in have:
+                            continue
+                        try:
+                            payload = self._pread(stem, off, stored)
+                            _decode(cid, payload, raw_len, flags, f"{stem}.pack")
+                        except (IntegrityError, OSError) as e:
+                            problems.append(str(e))
+                            ok = False
+                            continue
+                        writer.add(cid, payload, raw_len, flags)
+                        have.add(cid)
+                    if ok:
+                        doomed.append(stem)
+            except BaseException:
+                writer.abort()
+                raise
+            writer.commit()
+            for stem in doomed:  # idx first: without it the pack is already garbage
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.packs / f"{stem}.idx")
+            fsync_dir(self.packs)
+            names = set(os.listdir(self.packs))
+            for n in names:  # orphan packs and temp files of crashed writers
+                orphan = (n.endswith(".pack") and n.startswith("pack-")
+                          and f"{n[:-5]}.idx" not in names and n[:-5] not in self._bad)
+                if orphan or n.startswith(".tmp-"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.packs / n)
+            self._refresh()
+            return {"removed_chunks": len(before_ids - set(self._index)),
+                    "freed_bytes": before_bytes - self.stored_bytes(), "problems": problems}

@@ -1,0 +1,1 @@
+"""LoRA fine-tuning with transformers + peft (a later issue)."""

@@ -1,0 +1,1 @@
+"""Textual TUI for browsing history, diffs, sessions and evals (a later issue)."""
