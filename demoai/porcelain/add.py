@@ -9,7 +9,7 @@ from typing import Callable
 from demoai.errors import PathNotFound, UnknownKind
 from demoai.objects import Artifact, decode_manifest, detect_kind
 from demoai.porcelain._util import repo_path
-from demoai.store.artifacts import import_path, source_stat
+from demoai.store.artifacts import import_path
 from demoai.store.repo import CONTROL_DIR, Repository
 
 __all__ = ["add", "rm", "AddResult", "find_artifacts"]
@@ -47,7 +47,7 @@ def find_artifacts(folder: Path) -> list[Path]:
 def add(repo: Repository, paths: list[str | os.PathLike], *, kind: str | None = None,
         key: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> list[AddResult]:
     """Store each path and stage it. A folder that is not itself an artifact is searched for
-    artifacts. A path unchanged since it was last staged (same size and mtime) is skipped."""
+    artifacts. A path whose bytes are unchanged since it was last staged is skipped."""
     targets: list[Path] = []
     for p in paths:
         abs_p = Path(p).resolve()
@@ -75,10 +75,10 @@ def _add_targets(repo: Repository, targets: list[Path], kind: str | None, key: s
     for t in targets:
         rel = repo_path(repo, t)
         k = kind or detect_kind(t)
-        stat = source_stat(t)
         old_bytes = state.entries.get(rel)
         old = decode_manifest(old_bytes, rel) if old_bytes else None
-        if old is not None and old.kind == k and state.stat.get(rel, [None, None])[:2] == stat and key in (None, getattr(old, "key", None)):
+        if (old is not None and old.kind == k and state.is_clean(rel, t)
+                and key in (None, getattr(old, "key", None))):
             results.append(AddResult(rel, k, "unchanged", old))
             continue
         cb = (lambda done, total, _r=rel: progress(_r, done, total)) if progress else None
@@ -88,7 +88,7 @@ def _add_targets(repo: Repository, targets: list[Path], kind: str | None, key: s
         results.append(AddResult(rel, k, status, art))
     with repo.index.update() as st:
         for r in results:
-            st.stage(r.path, r.artifact, source_stat(repo.root / r.path) + [r.artifact.digest])
+            st.stage(r.path, r.artifact, repo.root / r.path)
     _clear_resolved_conflicts(repo, [r.path for r in results])
     return results
 

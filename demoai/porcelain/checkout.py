@@ -7,7 +7,7 @@ from typing import Any, Callable
 from demoai.errors import DirtyWorkingTree, MergeInProgress, RefNotFound
 from demoai.objects import decode_manifest
 from demoai.porcelain.status import status
-from demoai.store.artifacts import materialize, source_stat
+from demoai.store.artifacts import materialize
 from demoai.store.index import IndexState
 from demoai.store.repo import Repository, check_ref_name
 
@@ -40,12 +40,11 @@ def sync_worktree(repo: Repository, old: dict[str, bytes], new: dict[str, bytes]
     for path, data in sorted(new.items()):
         art = decode_manifest(data, path)
         p = repo.root / path
-        unchanged = (old.get(path) == data and p.exists()
-                     and current.stat.get(path, [None, None])[:2] == source_stat(p))
+        unchanged = old.get(path) == data and current.is_clean(path, p)
         if not unchanged:
             cb = (lambda d, t, _p=path: progress(_p, d, t)) if progress else None
             materialize(repo, art, p, progress=cb)
-        state.stage(path, art, source_stat(p) + [art.digest])
+        state.stage(path, art, p)
     repo.index.write(state)
     return state
 

@@ -84,7 +84,8 @@ def query(repo: Repository, sql: str) -> pa.Table:
         if re.search(r"\bcommits\b", rewritten, re.IGNORECASE):
             con.register("commits", commits_table(repo))
         try:
-            return con.execute(rewritten).fetch_arrow_table()
+            rel = con.sql(rewritten)
+            return rel.to_arrow_table() if rel is not None else pa.table({})
         except duckdb.Error as e:
             raise QueryError(f"query failed: {str(e).splitlines()[0]}", sql=sql) from None
     finally:

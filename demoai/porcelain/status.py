@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 from demoai.porcelain.add import find_artifacts
-from demoai.store.artifacts import source_stat
 from demoai.store.repo import Repository
 
 __all__ = ["status", "tree_changes"]
@@ -33,7 +32,7 @@ def status(repo: Repository) -> dict[str, Any]:
         p = repo.root / path
         if not p.exists():
             unstaged.append({"path": path, "change": "deleted"})
-        elif state.stat.get(path, [None, None])[:2] != source_stat(p):
+        elif not state.is_clean(path, p):
             unstaged.append({"path": path, "change": "modified"})
     tracked = set(state.entries)
     untracked = [p.relative_to(repo.root).as_posix() for p in find_artifacts(repo.root)]

@@ -25,18 +25,9 @@ if TYPE_CHECKING:
 
     from demoai.store.repo import Repository
 
-__all__ = ["import_path", "materialize", "load_table", "live_objects", "source_stat"]
+__all__ = ["import_path", "materialize", "load_table", "live_objects"]
 
 Progress = Callable[[int, int], None] | None
-
-
-def source_stat(path: Path) -> list[Any]:
-    """(size, mtime_ns) of a file, or of the newest file in a folder: the stat cache key."""
-    if path.is_dir():
-        files = [p for p in path.rglob("*") if p.is_file()]
-        return [sum(p.stat().st_size for p in files), max((p.stat().st_mtime_ns for p in files), default=0)]
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
 
 
 def _read_text(path: Path) -> str:

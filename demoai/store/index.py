@@ -9,15 +9,47 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+import blake3
 
 from demoai.errors import RepositoryError
 from demoai.objects import Artifact, decode_manifest, encode_manifest
 from demoai.store.fsutil import FileLock, atomic_write
 
-__all__ = ["Index", "IndexState"]
+__all__ = ["Index", "IndexState", "fingerprint", "content_hash"]
+
+# A file modified within this window of being recorded may share its mtime with the
+# recorded one (coarse timestamps): its stat is not trusted and its bytes are hashed.
+_RACY_NS = 2_000_000_000
+
+
+def _files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def fingerprint(path: Path) -> list[int]:
+    """(size, newest mtime_ns, inode or file count) of a file or folder."""
+    if path.is_dir():
+        sts = [p.stat() for p in _files(path)]
+        return [sum(s.st_size for s in sts), max((s.st_mtime_ns for s in sts), default=0), len(sts)]
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def content_hash(path: Path) -> str:
+    """BLAKE3 of a file's bytes, or of a folder's (relative path, file hash) listing."""
+    if path.is_dir():
+        h = blake3.blake3()
+        for p in _files(path):
+            h.update(p.relative_to(path).as_posix().encode() + b"\0" + content_hash(p).encode())
+        return h.hexdigest()
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    h.update_mmap(path) if path.stat().st_size else None
+    return h.hexdigest()
 
 
 @dataclass
@@ -25,15 +57,29 @@ class IndexState:
     """Staged manifests (path -> canonical manifest bytes) and the stat cache."""
 
     entries: dict[str, bytes] = field(default_factory=dict)
-    stat: dict[str, list[Any]] = field(default_factory=dict)   # path -> [size, mtime_ns, digest]
+    stat: dict[str, dict[str, Any]] = field(default_factory=dict)   # path -> {fp, raw, at}
 
     def artifacts(self) -> dict[str, Artifact]:
         return {p: decode_manifest(b, p) for p, b in self.entries.items()}
 
-    def stage(self, path: str, art: Artifact, stat: list[Any] | None = None) -> None:
+    def stage(self, path: str, art: Artifact, source: Path | None = None) -> None:
+        """Stage ``art`` at ``path``; ``source`` is the working file it came from."""
         self.entries[path] = encode_manifest(art)
-        if stat is not None:
-            self.stat[path] = stat
+        if source is not None:
+            self.stat[path] = {"fp": fingerprint(source), "raw": content_hash(source), "at": time.time_ns()}
+        else:
+            self.stat.pop(path, None)
+
+    def is_clean(self, path: str, source: Path) -> bool:
+        """Whether the working file still holds what was staged at ``path``: trusted from
+        its stat when that is unchanged and old enough, otherwise by hashing its bytes."""
+        rec = self.stat.get(path)
+        if not rec or not source.exists():
+            return False
+        fp = fingerprint(source)
+        if fp == rec["fp"] and fp[1] < rec["at"] - _RACY_NS:
+            return True
+        return fp[0] == rec["fp"][0] and content_hash(source) == rec["raw"]
 
     def unstage(self, path: str) -> None:
         self.entries.pop(path, None)

@@ -154,16 +154,14 @@ class Repository:
             return None
 
     def branches(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.git.refs.as_dict(b"refs/heads").items()}
+        """Full branch ref name (``refs/heads/x``) -> commit id."""
+        return {"refs/heads/" + k.decode(): v.decode() for k, v in self.git.refs.as_dict(b"refs/heads").items()}
 
     def tags(self) -> dict[str, str]:
-        """Tag name -> the commit it points at (annotated tags peeled)."""
+        """Full tag ref name (``refs/tags/x``) -> the commit it points at (annotated tags peeled)."""
         out = {}
         for k, v in self.git.refs.as_dict(b"refs/tags").items():
-            obj = self.git[v]
-            while isinstance(obj, Tag):
-                obj = self.git[obj.object[1]]
-            out[k.decode()] = obj.id.decode()
+            out["refs/tags/" + k.decode()] = self._peel(v).decode()
         return out
 
     def refs(self) -> dict[str, str]:

@@ -1,0 +1,517 @@
+"""Canonical table content (row hashes, digests) and file import/export.
+
+A dataset is a *multiset of rows with a schema*. Its identity is
+``content_digest(table, key)``: BLAKE3 over a canonical schema string, the declared key
+and the sorted 128-bit hashes of its rows. Row order, chunking, ``string`` vs
+``large_string``, dictionary encoding, nullability flags and the file format it came
+from do not change the digest; a changed cell, column name, column order or type does.
+
+Row hashes are MD5 (DuckDB, vectorised, ~350 MB/s per core) over a self-delimiting
+canonical row text: every cell becomes ``<tag><byte length>:<text>`` (``N`` for null),
+so no two different rows share a text. MD5 is used as a fast 128-bit fingerprint
+for matching rows, not as a defence against crafted collisions; file integrity
+rests on BLAKE3 (see ``tables.py``).
+
+File formats: ``.jsonl``/``.ndjson``/``.json``, ``.csv``/``.tsv``, ``.parquet``,
+``.arrow``/``.feather`` and saved Hugging Face ``datasets`` folders (read with pyarrow
+alone). Malformed input raises :class:`~demoai.errors.InvalidArtifact` naming the file
+and, where there is one, the line.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import blake3
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from demoai.errors import InvalidArtifact
+from demoai.store.fsutil import fsync_dir, tmp_name
+
+__all__ = [
+    "content_digest", "row_hashes", "cell_hashes", "digest_from_hashes", "canonical_schema",
+    "canonical_type", "schema_json", "read_file", "write_file", "detect_format", "jsonable",
+]
+
+_DIGEST_DOMAIN = b"demoai.table.v1\n"
+
+
+# ----------------------------------------------------------------------------- schema
+
+def canonical_type(t: pa.DataType) -> str:
+    """A type's name with physical-layout choices removed (large/view/dictionary variants)."""
+    if pa.types.is_dictionary(t):
+        return canonical_type(t.value_type)
+    if isinstance(t, pa.ExtensionType):
+        return canonical_type(t.storage_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or _is(t, "is_string_view"):
+        return "string"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or _is(t, "is_binary_view"):
+        return "binary"
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{canonical_type(t.value_type)}>[{t.list_size}]"
+    if (pa.types.is_list(t) or pa.types.is_large_list(t) or _is(t, "is_list_view")
+            or _is(t, "is_large_list_view")):
+        return f"list<{canonical_type(t.value_type)}>"
+    if pa.types.is_map(t):
+        return f"map<{canonical_type(t.key_type)},{canonical_type(t.item_type)}>"
+    if pa.types.is_struct(t):
+        inner = ",".join(f"{json.dumps(t.field(i).name)}:{canonical_type(t.field(i).type)}"
+                         for i in range(t.num_fields))
+        return f"struct<{inner}>"
+    return str(t)
+
+
+def _is(t: pa.DataType, pred: str) -> bool:
+    fn = getattr(pa.types, pred, None)
+    return bool(fn and fn(t))
+
+
+def canonical_schema(schema: pa.Schema) -> list[list[str]]:
+    """``[[name, canonical type], ...]`` in column order."""
+    return [[f.name, canonical_type(f.type)] for f in schema]
+
+
+def schema_json(schema: pa.Schema, key: str | None) -> bytes:
+    """The canonical schema text that a digest covers (column order and key included)."""
+    return json.dumps({"fields": canonical_schema(schema), "key": key}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# ----------------------------------------------------------------------------- hashing
+
+def _hashable_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Recast a column so DuckDB sees a type whose text form is canonical and TZ-free."""
+    t = col.type
+    if isinstance(t, pa.ExtensionType):
+        col = pa.chunked_array([c.storage for c in col.chunks], type=t.storage_type)
+        t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.cast(t.value_type)
+        t = col.type
+    if pa.types.is_temporal(t):  # timestamps, dates, times, durations -> their integer
+        width = 32 if t.bit_width == 32 else 64
+        col = col.cast(pa.int32() if width == 32 else pa.int64()).cast(pa.int64())
+    elif pa.types.is_decimal(t):
+        col = col.cast(pa.string())
+    elif pa.types.is_float16(t):
+        col = col.cast(pa.float32())
+    elif pa.types.is_fixed_size_binary(t) or _is(t, "is_binary_view"):
+        col = col.cast(pa.binary())
+    return col
+
+
+def _cell_expr(name: str, t: pa.DataType, json_text: bool = False) -> str:
+    q = '"' + name.replace('"', '""') + '"'
+    if pa.types.is_null(t):
+        return "'N'"
+    if json_text:  # a nested column already turned into JSON text in Python
+        tag, text = "J", q
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or _is(t, "is_string_view"):
+        tag, text = "S", q
+    elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        tag, text = "B", f"hex({q})"
+    elif pa.types.is_nested(t):
+        tag, text = "J", f"CAST(to_json({q}) AS VARCHAR)"
+    else:
+        tag, text = "V", f"CAST({q} AS VARCHAR)"
+    return (f"CASE WHEN {q} IS NULL THEN 'N' ELSE "
+            f"concat('{tag}', strlen({text}), ':', {text}) END")
+
+
+def _python_json_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Fallback canonical text for nested types DuckDB cannot take (rare)."""
+    out = [None if v is None else json.dumps(jsonable(v), ensure_ascii=False,
+                                             separators=(",", ":"))
+           for v in col.to_pylist()]
+    return pa.chunked_array([pa.array(out, type=pa.string())])
+
+
+def _connect():
+    import duckdb  # imported on first use: reading and metadata diffs never need it
+
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = true")
+    return con
+
+
+def _md5_sql(text_sql: str) -> str:
+    global _MD5_NUMBER_OK
+    if _MD5_NUMBER_OK is None:
+        _MD5_NUMBER_OK = _md5_number_ok()
+    return f"md5_number({text_sql})" if _MD5_NUMBER_OK else f"unhex(md5({text_sql}))"
+
+
+def _to_u64x2(col: pa.ChunkedArray) -> np.ndarray:
+    """Turn DuckDB's 128-bit md5 result (decimal128 bytes or 16-byte blobs) into (n, 2) u64."""
+    parts = []
+    for chunk in col.chunks:
+        if len(chunk) == 0:
+            continue
+        if pa.types.is_decimal(chunk.type):
+            buf = chunk.buffers()[1]
+            arr = np.frombuffer(buf, dtype="<u8", count=2 * (chunk.offset + len(chunk)))
+            parts.append(arr.reshape(-1, 2)[chunk.offset:])
+        else:
+            data = b"".join(chunk.to_pylist())
+            parts.append(np.frombuffer(data, dtype="<u8").reshape(-1, 2))
+    if not parts:
+        return np.zeros((0, 2), dtype=np.uint64)
+    return np.ascontiguousarray(np.concatenate(parts).astype(np.uint64, copy=False))
+
+
+def _hash_query(table: pa.Table, per_cell: bool, py_json: bool) -> list[np.ndarray]:
+    names = [f"c{i}" for i in range(table.num_columns)]  # no quoting surprises
+    cols, exprs = [], []
+    for name, col in zip(names, table.columns):
+        col = _hashable_column(col)
+        as_json = py_json and pa.types.is_nested(col.type)
+        if as_json:
+            col = _python_json_column(col)
+        cols.append(col)
+        exprs.append(_cell_expr(name, col.type, json_text=as_json))
+    if not per_cell:
+        exprs = ["concat(" + ", ".join(exprs) + ")" if exprs else "''"]
+    sel = ", ".join(f"{_md5_sql(e)} AS h{i}" for i, e in enumerate(exprs))
+    con = _connect()
+    try:
+        if cols:
+            con.register("__t", pa.table(cols, names=names))
+            res = con.sql(f"SELECT {sel} FROM __t").to_arrow_table()
+        else:  # a column-less table: every row has the same (empty) text
+            res = con.sql(f"SELECT {sel} FROM range({table.num_rows})").to_arrow_table()
+    finally:
+        con.close()
+    return [_to_u64x2(res.column(i)) for i in range(len(exprs))]
+
+
+def _hashes(table: pa.Table, per_cell: bool) -> list[np.ndarray]:
+    import duckdb
+
+    try:
+        return _hash_query(table, per_cell, py_json=False)
+    except duckdb.Error:
+        # Some nested types (e.g. list<float16>) do not reach DuckDB: those columns get a
+        # Python JSON text instead. Which path runs depends only on the types: stable.
+        return _hash_query(table, per_cell, py_json=True)
+
+
+def row_hashes(table: pa.Table) -> np.ndarray:
+    """Per-row 128-bit fingerprints as an ``(n, 2)`` uint64 array, in row order."""
+    if table.num_rows == 0:
+        return np.zeros((0, 2), dtype=np.uint64)
+    return _hashes(table, per_cell=False)[0]
+
+
+def cell_hashes(table: pa.Table) -> list[np.ndarray]:
+    """Per-cell 128-bit fingerprints, one ``(n, 2)`` array per column (for cell diffs)."""
+    if table.num_rows == 0 or table.num_columns == 0:
+        return [np.zeros((table.num_rows, 2), dtype=np.uint64) for _ in table.columns]
+    return _hashes(table, per_cell=True)
+
+
+def sort_hashes(hashes: np.ndarray) -> np.ndarray:
+    """Row hashes sorted by (high word, low word); argsort on one word is ~4x a lexsort."""
+    hi, lo = hashes[:, 0], hashes[:, 1]
+    order = np.argsort(hi)
+    hs, ls = hi[order], lo[order]
+    if np.any((hs[1:] == hs[:-1]) & (ls[1:] < ls[:-1])):  # equal high words out of order
+        order = np.lexsort((lo, hi))
+    return hashes[order]
+
+
+def digest_from_hashes(schema: pa.Schema, key: str | None, hashes: np.ndarray) -> str:
+    """``blake3:<hex>`` over the canonical schema and the *sorted* row hashes."""
+    h = blake3.blake3(_DIGEST_DOMAIN)
+    h.update(schema_json(schema, key))
+    h.update(b"\n")
+    h.update(int(len(hashes)).to_bytes(8, "little"))
+    if len(hashes):
+        h.update(np.ascontiguousarray(sort_hashes(hashes)).astype("<u8", copy=False).tobytes())
+    return "blake3:" + h.hexdigest()
+
+
+def content_digest(table: pa.Table, key: str | None = None) -> str:
+    """The order-insensitive identity of a table's content: ``blake3:<hex>``.
+
+    Equal for the same multiset of rows under the same canonical schema and key,
+    whatever the source format, chunking or row order; stable across processes.
+    """
+    return digest_from_hashes(table.schema, key, row_hashes(table))
+
+
+def _md5_number_ok() -> bool:
+    try:
+        con = _connect()
+        try:
+            res = con.sql("SELECT md5_number('demoai') AS h").to_arrow_table()
+        finally:
+            con.close()
+        got = _to_u64x2(res.column(0)).astype("<u8").tobytes()
+        return got == hashlib.md5(b"demoai").digest()
+    except Exception:  # any surprise -> use the slower but explicit blob form
+        return False
+
+
+_MD5_NUMBER_OK: bool | None = None  # DuckDB's md5_number gives the raw digest bytes?
+
+
+# ----------------------------------------------------------------------------- values
+
+def jsonable(v: Any) -> Any:
+    """A JSON-ready copy of a Python value from ``to_pylist`` (bytes -> base64 etc.)."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        # maps come back as lists of (key, value) tuples
+        return [jsonable(x) for x in v]
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)
+
+
+# ----------------------------------------------------------------------------- reading
+
+_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+            ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow",
+            ".feather": "arrow", ".ipc": "arrow"}
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """``jsonl``, ``json``, ``csv``, ``tsv``, ``parquet``, ``arrow`` or ``hf`` (a folder)."""
+    p = Path(path)
+    if p.is_dir():
+        return "hf"
+    fmt = _FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise InvalidArtifact(f"{p}: unknown table format {p.suffix!r} "
+                              f"(use .jsonl, .csv, .tsv, .parquet, .arrow or a datasets folder)",
+                              path=str(p))
+    return fmt
+
+
+def read_file(path: str | os.PathLike, fmt: str | None = None) -> pa.Table:
+    """Load a table from JSONL/JSON, CSV/TSV, Parquet, Arrow IPC or a saved HF dataset folder.
+
+    Raises :class:`InvalidArtifact` (with the file and, where known, the line) for
+    malformed input, and for a missing file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InvalidArtifact(f"{p}: no such file or folder", path=str(p))
+    fmt = fmt or detect_format(p)
+    readers = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv,
+               "tsv": lambda q: _read_csv(q, delimiter="\t"), "parquet": _read_parquet,
+               "arrow": _read_arrow, "hf": _read_hf}
+    if fmt not in readers:
+        raise InvalidArtifact(f"{p}: unknown table format {fmt!r}", path=str(p))
+    return readers[fmt](p)
+
+
+def _read_jsonl(p: Path) -> pa.Table:
+    if p.stat().st_size == 0:
+        return pa.table({})
+    try:
+        return pajson.read_json(p)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        arrow_err = e
+    rows = []
+    with open(p, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (UnicodeDecodeError, ValueError) as e:
+                raise InvalidArtifact(f"{p}: line {lineno}: invalid JSON: {e}",
+                                      path=str(p), line=lineno) from None
+            if not isinstance(obj, dict):
+                raise InvalidArtifact(f"{p}: line {lineno}: expected a JSON object, got "
+                                      f"{type(obj).__name__}", path=str(p), line=lineno)
+            rows.append(obj)
+    return _from_rows(p, rows, arrow_err)
+
+
+def _read_json(p: Path) -> pa.Table:
+    with open(p, "rb") as fh:
+        head = fh.read(4096).lstrip()
+    if not head.startswith(b"["):
+        return _read_jsonl(p)
+    try:
+        rows = json.loads(p.read_bytes())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidArtifact(f"{p}: invalid JSON: {e}", path=str(p)) from None
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise InvalidArtifact(f"{p}: item {bad} is not a JSON object", path=str(p))
+    return _from_rows(p, rows, None)
+
+
+def _from_rows(p: Path, rows: list[dict], arrow_err: Exception | None) -> pa.Table:
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
+        reason = f"{e}" + (f" (arrow: {arrow_err})" if arrow_err else "")
+        raise InvalidArtifact(f"{p}: inconsistent values across rows: {reason}",
+                              path=str(p)) from None
+
+
+def _read_csv(p: Path, delimiter: str = ",") -> pa.Table:
+    try:
+        return pacsv.read_csv(
+            p, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            # Only an unquoted empty field is null: "NA", "null" or "nan" stay values,
+            # so write_file -> read_file round-trips exactly.
+            convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True,
+                                                 quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        line, reason = _locate_csv_error(p, delimiter)
+        where = f"line {line}: " if line else ""
+        raise InvalidArtifact(f"{p}: {where}{reason or e}", path=str(p), line=line) from None
+
+
+def _locate_csv_error(p: Path, delimiter: str) -> tuple[int | None, str | None]:
+    """Find the first line that breaks the CSV, to name it in the error."""
+    try:
+        text = p.read_bytes()
+    except OSError:
+        return None, None
+    for lineno, raw in enumerate(text.split(b"\n"), 1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return lineno, f"invalid UTF-8: {e.reason}"
+    reader = csv.reader(io.StringIO(text.decode("utf-8", errors="replace"), newline=""),
+                        delimiter=delimiter)
+    width = None
+    try:
+        for row in reader:
+            if width is None:
+                width = len(row)
+                if width == 0:
+                    return reader.line_num, "empty header"
+            elif row and len(row) != width:
+                return reader.line_num, f"expected {width} fields, got {len(row)}"
+    except csv.Error as e:
+        return reader.line_num, str(e)
+    if width is None:
+        return None, "empty CSV file"
+    return None, None
+
+
+def _read_parquet(p: Path) -> pa.Table:
+    try:
+        return pq.read_table(p)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InvalidArtifact(f"{p}: not a readable Parquet file: {e}", path=str(p)) from None
+
+
+def _read_ipc(p: Path) -> pa.Table:
+    try:
+        with pa.memory_map(str(p)) as src:
+            return pa.ipc.open_stream(src).read_all()
+    except pa.ArrowInvalid:
+        pass
+    try:
+        with pa.memory_map(str(p)) as src:
+            return pa.ipc.open_file(src).read_all()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InvalidArtifact(f"{p}: not an Arrow IPC stream or file: {e}",
+                              path=str(p)) from None
+
+
+def _read_arrow(p: Path) -> pa.Table:
+    return _read_ipc(p).combine_chunks()
+
+
+def _read_hf(p: Path) -> pa.Table:
+    """A folder written by ``datasets.Dataset.save_to_disk`` (Arrow stream shards)."""
+    if (p / "dataset_dict.json").exists():
+        try:
+            splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
+        except (ValueError, KeyError, OSError):
+            splits = []
+        raise InvalidArtifact(f"{p}: is a DatasetDict; pass one split folder "
+                              f"(e.g. {p / (splits[0] if splits else 'train')})",
+                              path=str(p), splits=list(splits))
+    state = p / "state.json"
+    if state.exists():
+        try:
+            files = [p / f["filename"] for f in json.loads(state.read_text())["_data_files"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InvalidArtifact(f"{state}: malformed state.json: {e}", path=str(state)) from None
+    else:
+        files = sorted(p.glob("*.arrow"))
+    if not files:
+        raise InvalidArtifact(f"{p}: no Arrow data files (not a saved datasets folder)",
+                              path=str(p))
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise InvalidArtifact(f"{p}: data file listed in state.json is missing: {missing[0]}",
+                              path=str(p))
+    tables = [_read_ipc(f) for f in files]
+    try:
+        return pa.concat_tables(tables).combine_chunks()
+    except pa.ArrowInvalid as e:
+        raise InvalidArtifact(f"{p}: shards have different schemas: {e}", path=str(p)) from None
+
+
+# ----------------------------------------------------------------------------- writing
+
+def write_file(table: pa.Table, path: str | os.PathLike, fmt: str | None = None) -> None:
+    """Export ``table`` as JSONL, CSV/TSV or Parquet, atomically (temp file + rename)."""
+    p = Path(path)
+    fmt = fmt or _FORMATS.get(p.suffix.lower())
+    if fmt == "json":
+        fmt = "jsonl"
+    if fmt not in ("jsonl", "csv", "tsv", "parquet"):
+        raise InvalidArtifact(f"{p}: cannot export to format {fmt!r} "
+                              f"(use .jsonl, .csv, .tsv or .parquet)", path=str(p))
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_name(p)
+    try:
+        if fmt == "jsonl":
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for line in _jsonl_lines(table):
+                    fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:
+            if fmt == "parquet":
+                pq.write_table(table, tmp, compression="zstd")
+            else:
+                pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(
+                    delimiter="\t" if fmt == "tsv" else ",", quoting_style="needed"))
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(p.parent)
+
+
+def _jsonl_lines(table: pa.Table) -> Iterable[str]:
+    for batch in table.to_batches(max_chunksize=8192):
+        for row in batch.to_pylist():
+            yield json.dumps(jsonable(row), ensure_ascii=False) + "\n"
