@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
+from rich.markup import escape as esc
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 from rich.table import Table
@@ -58,7 +59,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("DEMOAI_DEBUG"):
                 raise
             hint = _hint(e)
-            err.print(f"[red]error:[/red] {e.message}" + (f" [dim]({hint})[/dim]" if hint else ""),
+            err.print(f"[red]error:[/red] {esc(e.message)}" + (f" [dim]({esc(hint)})[/dim]" if hint else ""),
                       markup=True, highlight=False)
             if isinstance(e, E.MergeConflict):
                 for c in getattr(e, "conflicts", []):
@@ -135,7 +136,7 @@ def add(paths: tuple[str, ...], kind: str | None, key: str | None, as_json: bool
     if as_json:
         return _json([r.to_dict() for r in results])
     for r in results:
-        out.print(f"{r.status:>9}  {r.path}  [dim]{r.artifact.summary()}[/dim]")
+        out.print(f"{r.status:>9}  {esc(r.path)}  [dim]{esc(r.artifact.summary())}[/dim]")
 
 
 @main.command()
@@ -165,11 +166,11 @@ def status(as_json: bool) -> None:
         if items:
             out.print(f"{title}:")
             for c in items:
-                out.print(f"  [{colour}]{c['change']:>9}  {c['path']}[/{colour}]")
+                out.print(f"  [{colour}]{c['change']:>9}  {esc(c['path'])}[/{colour}]")
     if st["untracked"]:
         out.print("Untracked artifacts:")
         for p in st["untracked"]:
-            out.print(f"  [red]{p}[/red]")
+            out.print(f"  [red]{esc(p)}[/red]")
     if not (st["staged"] or st["unstaged"] or st["untracked"]):
         out.print("nothing to commit, working tree clean")
 
@@ -182,7 +183,7 @@ def commit(message: str, allow_empty: bool) -> None:
     """Record the staged artifacts as a new commit."""
     repo = _repo()
     cid = P.commit(repo, message, allow_empty=allow_empty)
-    out.print(f"[{repo.current_branch() or 'detached'} {cid[:12]}] {message.splitlines()[0]}")
+    out.print(f"[{repo.current_branch() or 'detached'} {cid[:12]}] {message.splitlines()[0]}", markup=False)
 
 
 @main.command()
@@ -208,16 +209,16 @@ def log(rev: str, graph: bool, oneline: bool, limit: int | None, all_refs: bool,
             out.print(lead, markup=False)
             continue
         e = by_id[ci.id]
-        refs = f" [yellow]({', '.join(e['refs'])})[/yellow]" if e["refs"] else ""
+        refs = f" [yellow]({esc(', '.join(e['refs']))})[/yellow]" if e["refs"] else ""
         if oneline:
-            out.print(f"{lead}[yellow]{ci.id[:12]}[/yellow]{refs} {ci.summary}")
+            out.print(f"{esc(lead)}[yellow]{ci.id[:12]}[/yellow]{refs} {esc(ci.summary)}")
             continue
         when = datetime.fromtimestamp(ci.time).strftime("%Y-%m-%d %H:%M:%S")
-        out.print(f"{lead}[yellow]commit {ci.id}[/yellow]{refs}")
+        out.print(f"{esc(lead)}[yellow]commit {ci.id}[/yellow]{refs}")
         pad = "| " * len(prefix.split()) if graph else ""
         if len(ci.parents) > 1:
-            out.print(f"{pad}Merge: {' '.join(p[:12] for p in ci.parents)}")
-        out.print(f"{pad}Author: {ci.author}\n{pad}Date:   {when}")
+            out.print(f"{pad}Merge: {' '.join(p[:12] for p in ci.parents)}", markup=False)
+        out.print(f"{pad}Author: {ci.author}\n{pad}Date:   {when}", markup=False)
         if e.get("command"):
             out.print(f"{pad}Command: {e['command']}", style="dim", markup=False)
         out.print(f"{pad}\n{pad}    {ci.summary}\n{pad}", markup=False)
@@ -233,16 +234,16 @@ def show(spec: str, as_json: bool) -> None:
     if as_json:
         return _json(data)
     if "path" in data:
-        out.print(f"[bold]{data['path']}[/bold] @ {data['ref']}  {data['summary']}\n  digest {data['digest']}")
+        out.print(f"[bold]{esc(data['path'])}[/bold] @ {esc(data['ref'])}  {esc(data['summary'])}\n  digest {data['digest']}")
         if "text" in data:
             out.print(data["text"], markup=False)
         if "preview" in data:
             _print_rows(data["preview"])
         for p, f in data.get("files", {}).items():
-            out.print(f"  {p}  {f['size']:,} bytes  {f['chunks']} chunks  {f['digest'][:23]}")
+            out.print(f"  {p}  {f['size']:,} bytes  {f['chunks']} chunks  {f['digest'][:23]}", markup=False)
         return
-    out.print(f"[yellow]commit {data['id']}[/yellow]\nAuthor: {data['author']}\n"
-              f"Date:   {datetime.fromtimestamp(data['time'])}\n\n    {data['message'].strip()}\n")
+    out.print(f"[yellow]commit {data['id']}[/yellow]\nAuthor: {esc(data['author'])}\n"
+              f"Date:   {datetime.fromtimestamp(data['time'])}\n\n    {esc(data['message'].strip())}\n")
     lin = data.get("lineage") or {}
     if lin:
         env = lin.get("environment", {})
@@ -256,7 +257,7 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
         return
     t = Table(*rows[0].keys(), show_lines=False)
     for r in rows:
-        t.add_row(*(_short(v) for v in r.values()))
+        t.add_row(*(esc(_short(v)) for v in r.values()))
     out.print(t)
 
 
@@ -269,7 +270,7 @@ def _print_stat(changes: list[dict[str, Any]]) -> None:
     for d in changes:
         unit = "bytes" if d["kind"] in ("model", "adapter") else "lines" if d["kind"] in ("prompt", "agent") else "rows"
         mod = f" ~{d['modified']}" if d.get("modified") else ""
-        out.print(f" {d['status']:>8} {d['kind']:<8} {d['path']}  [green]+{d['added']}[/green] "
+        out.print(f" {d['status']:>8} {d['kind']:<8} {esc(d['path'])}  [green]+{d['added']}[/green] "
                   f"[red]-{d['removed']}[/red]{mod} {unit}")
 
 
@@ -289,7 +290,7 @@ def diff(a: str | None, b: str | None, stat: bool, paths: tuple[str, ...], as_js
         _print_stat(changes)
         return
     for d in changes:
-        out.print(f"[bold]{d['kind']} {d['path']}[/bold] ({d['status']})")
+        out.print(f"[bold]{d['kind']} {esc(d['path'])}[/bold] ({d['status']})")
         if d["kind"] == "dataset":
             out.print(f"  rows: [green]+{d['added']}[/green] [red]-{d['removed']}[/red] ~{d['modified']} modified"
                       + (f" (by key {d['key']})" if d.get("key") else ""))
@@ -332,7 +333,7 @@ def branch(name: str | None, start: str, delete: bool, as_json: bool) -> None:
         if as_json:
             return _json(items)
         for b in items:
-            out.print(f"{'*' if b['current'] else ' '} {b['name']}  [dim]{b['commit'][:12]}[/dim]")
+            out.print(f"{'*' if b['current'] else ' '} {esc(b['name'])}  [dim]{b['commit'][:12]}[/dim]")
         return
     if delete:
         P.delete_branch(repo, name)
@@ -369,7 +370,7 @@ def tag(name: str | None, rev: str, message: str | None, delete: bool, as_json: 
         if as_json:
             return _json(items)
         for t in items:
-            out.print(f"{t['name']}  [dim]{t['commit'][:12]}[/dim]")
+            out.print(f"{esc(t['name'])}  [dim]{t['commit'][:12]}[/dim]")
         return
     if delete:
         P.delete_tag(repo, name)
@@ -452,7 +453,7 @@ def fsck(as_json: bool) -> None:
         out.print(f"checked {c['git_objects']} git objects, {c['commits']} commits, {c['manifests']} manifests, "
                   f"{c['chunks']} chunks, {c['table_versions']} table versions")
         for p in res["problems"]:
-            out.print(f"[red]BROKEN[/red] {p}", markup=True)
+            out.print(f"[red]BROKEN[/red] {esc(p)}")
         out.print("[green]ok[/green]" if res["ok"] else f"[red]{len(res['problems'])} problem(s)[/red]")
     if not res["ok"]:
         sys.exit(1)
