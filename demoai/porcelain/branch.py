@@ -65,7 +65,7 @@ def tag(repo: Repository, name: str, rev: str = "HEAD", message: str | None = No
         t.tag_time = int(time.time())
         t.tag_timezone = 0
         t.message = (message if message.endswith("\n") else message + "\n").encode()
-        repo.git.object_store.add_object(t)
+        repo.add_objects([t])
         target = t.id.decode()
     repo.set_ref(ref, target, None, f"tag: {name}")
     return commit

@@ -15,6 +15,7 @@ Every commit's tree holds one manifest blob per artifact path, plus the reserved
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import Repo as _GitRepo
 
@@ -93,6 +95,7 @@ class Repository:
         self.blobs = DiskBlobStore(self.control / "chunks")
         self.tables = TableStore(self.control / "tables")
         self.index = Index(self.control / "index.json", self.control / "locks" / "index.lock")
+        self._lock_depth = 0
 
     def close(self) -> None:
         """Release the git object store's open pack files."""
@@ -179,20 +182,26 @@ class Repository:
         ref's lock file; raise :class:`RefConflict` if someone else moved it first."""
         name = ref.encode()
         msg = message.encode()
-        if old is None:
-            ok = self.git.refs.add_if_new(name, new.encode(), message=msg)
-        else:
-            ok = self.git.refs.set_if_equals(name, old.encode(), new.encode(), message=msg)
+        with self.commit_lock():
+            self._clear_stale_git_locks(ref)
+            if old is None:
+                ok = self.git.refs.add_if_new(name, new.encode(), message=msg)
+            else:
+                ok = self.git.refs.set_if_equals(name, old.encode(), new.encode(), message=msg)
         if not ok:
             raise RefConflict(f"{ref} moved while this operation ran (expected {old or 'no ref'}); "
                               "nothing was changed, try again", ref=ref)
 
     def delete_ref(self, ref: str, old: str) -> None:
-        if not self.git.refs.remove_if_equals(ref.encode(), old.encode()):
+        with self.commit_lock():
+            self._clear_stale_git_locks(ref)
+            ok = self.git.refs.remove_if_equals(ref.encode(), old.encode())
+        if not ok:
             raise RefConflict(f"{ref} moved while deleting it", ref=ref)
 
     def set_head(self, branch: str | None, commit: str | None = None) -> None:
         """Point HEAD at a branch (symbolic) or, detached, at a commit."""
+        self._clear_stale_git_locks("HEAD")
         if branch is not None:
             self.git.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
         else:
@@ -373,8 +382,20 @@ class Repository:
             return t.id
 
         tree_id = build(root)
-        self.git.object_store.add_objects([(o, None) for o in objects])
+        self.add_objects(objects)
         return tree_id.decode()
+
+    def add_objects(self, objects: list[Any]) -> None:
+        """Write git objects; a `.lock` left by a killed writer of the same (content
+        addressed) object is stale under the commit lock and is cleared."""
+        with self.commit_lock():
+            for obj in objects:
+                try:
+                    self.git.object_store.add_object(obj)
+                except FileLocked as e:
+                    lock = e.lockfilename
+                    os.unlink(lock.decode() if isinstance(lock, bytes) else lock)
+                    self.git.object_store.add_object(obj)
 
     def make_commit(self, tree: str, parents: list[str], message: str, author: str | None = None,
                     when: int | None = None) -> str:
@@ -389,12 +410,33 @@ class Repository:
         c.author_timezone = c.commit_timezone = tz
         c.encoding = b"UTF-8"
         c.message = message.encode() if message.endswith("\n") else (message + "\n").encode()
-        self.git.object_store.add_object(c)
+        self.add_objects([c])
         return c.id.decode()
 
-    def commit_lock(self, timeout: float = 60.0) -> FileLock:
-        """The lock that serializes commits, merges and checkouts of this repository."""
-        return FileLock(self.control / "locks" / "commit.lock", timeout)
+    @contextlib.contextmanager
+    def commit_lock(self, timeout: float = 60.0) -> Iterator[None]:
+        """The lock that serializes every ref update, commit, merge and checkout of this
+        repository (re-entrant within one Repository object)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        with FileLock(self.control / "locks" / "commit.lock", timeout):
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+
+    def _clear_stale_git_locks(self, ref: str) -> None:
+        # A process killed mid-update leaves git's `<ref>.lock`; under our commit lock no
+        # other DemoAI writer can own it, so it is stale.
+        gitdir = Path(self.git.controldir())
+        for p in (gitdir / f"{ref}.lock", gitdir / "packed-refs.lock"):
+            p.unlink(missing_ok=True)
 
     def write_guard(self, timeout: float = 600.0) -> FileLock:
         """Held (shared) by anything that stores objects before referencing them; gc takes

@@ -9,7 +9,11 @@ lineage, or from a full row-hash comparison otherwise) and hands them to
   on one side only is *removed* / *added*. Keys must be unique and non-null.
 * unkeyed: rows are a multiset. Two candidates with the same stable Lance ``_rowid``
   are the same row edited in place (*modified*); everything else pairs up by content
-  hash and what is left is *removed* / *added*.
+  and what is left is *removed* / *added*.
+
+Small candidate sets are compared with Arrow kernels and Python values only, so a
+metadata diff never loads DuckDB (and stays small in memory); large ones use the
+DuckDB row hashes of :mod:`demoai.store.tableio`.
 """
 from __future__ import annotations
 
@@ -23,14 +27,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from demoai.errors import InvalidArtifact
-from demoai.store.tableio import canonical_type, jsonable, row_hashes
+from demoai.store.tableio import canonical_type, jsonable, one_line, row_hashes
 
 # Diff and merge make many small, short-lived arrays; the system allocator returns their
 # memory at once, where Arrow's default (mimalloc) keeps several MB of segments per thread.
 _POOL = pa.system_memory_pool()
 
 __all__ = ["TableDiff", "MergeResult", "Changes", "classify", "multiset_minus",
-           "build_diff", "check_keys", "cells_changed", "schema_changes", "merge_keyed", "merge_multiset"]
+           "build_diff", "check_keys", "match_keys", "cells_changed", "schema_changes",
+           "merge_keyed", "merge_multiset"]
 
 
 @dataclass
@@ -155,18 +160,19 @@ def multiset_minus(ha: np.ndarray, hb: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.sort(idx[side == 0]), np.sort(idx[side == 1])
 
 
-def _pairs(ka: pa.Array, kb: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def match_keys(ka: pa.Array, kb: pa.Array) -> tuple[np.ndarray, ...]:
     """Match two unique-key arrays: (paired a idx, paired b idx, a-only idx, b-only idx)."""
     if ka.type != kb.type:
         try:
             kb = kb.cast(ka.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-            raise InvalidArtifact(f"cannot match keys of types {ka.type} and {kb.type}: {e}") \
-                from None
+            raise InvalidArtifact(f"cannot match keys of types {ka.type} and {kb.type}: "
+                                  f"{one_line(e)}") from None
     try:
         where = pc.index_in(kb, value_set=ka, memory_pool=_POOL)  # hash lookup, no join
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise InvalidArtifact(f"cannot match rows on key of type {ka.type}: {e}") from None
+        raise InvalidArtifact(f"cannot match rows on key of type {ka.type}: "
+                              f"{one_line(e)}") from None
     found = pc.is_valid(where, memory_pool=_POOL).to_numpy(zero_copy_only=False)
     pb_ = np.flatnonzero(found)
     pa_ = pc.take(where, pa.array(pb_), memory_pool=_POOL).to_numpy().astype(np.int64)
@@ -241,19 +247,34 @@ def _column_changed(x: pa.ChunkedArray, y: pa.ChunkedArray, ia: np.ndarray,
 _SMALL = 200_000  # below this many candidate rows, multisets are matched in Python
 
 
+def _row_keys(t: pa.Table) -> list[tuple]:
+    """Hashable per-row keys (equal rows, equal keys) without DuckDB: floats by their bit
+    pattern (so NaN matches NaN), nested values as JSON text, the rest as Python values."""
+    cols = []
+    for col in t.columns:
+        col = col.combine_chunks(memory_pool=_POOL)
+        if pa.types.is_floating(col.type):
+            bits = np.asarray(col.cast(pa.float64()).fill_null(0.0)).view(np.int64).tolist()
+            valid = col.is_valid().to_numpy(zero_copy_only=False).tolist()
+            cols.append([b if v else None for b, v in zip(bits, valid)])
+        elif pa.types.is_nested(col.type) or pa.types.is_dictionary(col.type):
+            cols.append([json.dumps(jsonable(v), default=str) for v in col.to_pylist()])
+        else:
+            cols.append(col.to_pylist())
+    return list(zip(*cols)) if cols else [()] * t.num_rows
+
+
 def _multiset_minus_small(ta: pa.Table, tb: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """:func:`multiset_minus` on row values for small tables: no DuckDB needed."""
-    def keys(t: pa.Table) -> list[str]:
-        return [json.dumps(jsonable(r), sort_keys=False, default=str) for r in t.to_pylist()]
-    pool: dict[str, list[int]] = {}
-    for i, k in enumerate(keys(ta)):
+    pool: dict[tuple, list[int]] = {}
+    for i, k in enumerate(_row_keys(ta)):
         pool.setdefault(k, []).append(i)
     matched_a = np.zeros(ta.num_rows, dtype=bool)
     unmatched_b = []
-    for i, k in enumerate(keys(tb)):
+    for i, k in enumerate(_row_keys(tb)):
         lst = pool.get(k)
         if lst:
-            matched_a[lst.pop(0)] = True
+            matched_a[lst.pop()] = True
         else:
             unmatched_b.append(i)
     return np.flatnonzero(~matched_a), np.array(unmatched_b, dtype=np.int64)
@@ -282,13 +303,13 @@ def classify(ta: pa.Table, tb: pa.Table, key: str | None,
     if key is not None:
         check_keys(ta[key], key, "the old version")
         check_keys(tb[key], key, "the new version")
-        pa_, pb_, only_a, only_b = _pairs(ta[key].combine_chunks(memory_pool=_POOL),
+        pa_, pb_, only_a, only_b = match_keys(ta[key].combine_chunks(memory_pool=_POOL),
                                           tb[key].combine_chunks(memory_pool=_POOL))
     else:
         pa_ = pb_ = np.zeros(0, dtype=np.int64)
         only_a, only_b = np.arange(ta.num_rows), np.arange(tb.num_rows)
         if rid_a is not None and rid_b is not None and len(rid_a) and len(rid_b):
-            pa_, pb_, only_a, only_b = _pairs(pa.array(rid_a), pa.array(rid_b))
+            pa_, pb_, only_a, only_b = match_keys(pa.array(rid_a), pa.array(rid_b))
         if not matched and len(only_a) and len(only_b):
             ma, mb = _rows_minus(ta.take(pa.array(only_a)), tb.take(pa.array(only_b)))
             only_a, only_b = only_a[ma], only_b[mb]

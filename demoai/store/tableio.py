@@ -40,7 +40,8 @@ from demoai.store.fsutil import fsync_dir, tmp_name
 
 __all__ = [
     "content_digest", "row_hashes", "cell_hashes", "digest_from_hashes", "canonical_schema",
-    "canonical_type", "schema_json", "read_file", "write_file", "detect_format", "jsonable",
+    "canonical_type", "schema_json", "one_line", "read_file", "write_file", "detect_format",
+    "jsonable", "sort_hashes",
 ]
 
 _DIGEST_DOMAIN = b"demoai.table.v1\n"
@@ -286,6 +287,11 @@ def jsonable(v: Any) -> Any:
 
 # ----------------------------------------------------------------------------- reading
 
+def one_line(e: BaseException | str) -> str:
+    """An error text on one line (Arrow's messages can carry newlines)."""
+    return " ".join(str(e).split())
+
+
 _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
             ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow",
             ".feather": "arrow", ".ipc": "arrow"}
@@ -337,7 +343,7 @@ def _read_jsonl(p: Path) -> pa.Table:
             try:
                 obj = json.loads(raw)
             except (UnicodeDecodeError, ValueError) as e:
-                raise InvalidArtifact(f"{p}: line {lineno}: invalid JSON: {e}",
+                raise InvalidArtifact(f"{p}: line {lineno}: invalid JSON: {one_line(e)}",
                                       path=str(p), line=lineno) from None
             if not isinstance(obj, dict):
                 raise InvalidArtifact(f"{p}: line {lineno}: expected a JSON object, got "
@@ -354,7 +360,7 @@ def _read_json(p: Path) -> pa.Table:
     try:
         rows = json.loads(p.read_bytes())
     except (UnicodeDecodeError, ValueError) as e:
-        raise InvalidArtifact(f"{p}: invalid JSON: {e}", path=str(p)) from None
+        raise InvalidArtifact(f"{p}: invalid JSON: {one_line(e)}", path=str(p)) from None
     bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
     if bad is not None:
         raise InvalidArtifact(f"{p}: item {bad} is not a JSON object", path=str(p))
@@ -365,7 +371,7 @@ def _from_rows(p: Path, rows: list[dict], arrow_err: Exception | None) -> pa.Tab
     try:
         return pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
-        reason = f"{e}" + (f" (arrow: {arrow_err})" if arrow_err else "")
+        reason = one_line(e) + (f" (arrow: {one_line(arrow_err)})" if arrow_err else "")
         raise InvalidArtifact(f"{p}: inconsistent values across rows: {reason}",
                               path=str(p)) from None
 
@@ -381,7 +387,8 @@ def _read_csv(p: Path, delimiter: str = ",") -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         line, reason = _locate_csv_error(p, delimiter)
         where = f"line {line}: " if line else ""
-        raise InvalidArtifact(f"{p}: {where}{reason or e}", path=str(p), line=line) from None
+        raise InvalidArtifact(f"{p}: {where}{one_line(reason or e)}", path=str(p),
+                              line=line) from None
 
 
 def _locate_csv_error(p: Path, delimiter: str) -> tuple[int | None, str | None]:
@@ -417,7 +424,8 @@ def _read_parquet(p: Path) -> pa.Table:
     try:
         return pq.read_table(p)
     except (pa.ArrowException, OSError, ValueError) as e:
-        raise InvalidArtifact(f"{p}: not a readable Parquet file: {e}", path=str(p)) from None
+        raise InvalidArtifact(f"{p}: not a readable Parquet file: {one_line(e)}",
+                              path=str(p)) from None
 
 
 def _read_ipc(p: Path) -> pa.Table:
@@ -430,7 +438,7 @@ def _read_ipc(p: Path) -> pa.Table:
         with pa.memory_map(str(p)) as src:
             return pa.ipc.open_file(src).read_all()
     except (pa.ArrowInvalid, OSError) as e:
-        raise InvalidArtifact(f"{p}: not an Arrow IPC stream or file: {e}",
+        raise InvalidArtifact(f"{p}: not an Arrow IPC stream or file: {one_line(e)}",
                               path=str(p)) from None
 
 
@@ -453,7 +461,8 @@ def _read_hf(p: Path) -> pa.Table:
         try:
             files = [p / f["filename"] for f in json.loads(state.read_text())["_data_files"]]
         except (ValueError, KeyError, TypeError) as e:
-            raise InvalidArtifact(f"{state}: malformed state.json: {e}", path=str(state)) from None
+            raise InvalidArtifact(f"{state}: malformed state.json: {one_line(e)}",
+                                  path=str(state)) from None
     else:
         files = sorted(p.glob("*.arrow"))
     if not files:
@@ -467,7 +476,8 @@ def _read_hf(p: Path) -> pa.Table:
     try:
         return pa.concat_tables(tables).combine_chunks()
     except pa.ArrowInvalid as e:
-        raise InvalidArtifact(f"{p}: shards have different schemas: {e}", path=str(p)) from None
+        raise InvalidArtifact(f"{p}: shards have different schemas: {one_line(e)}",
+                              path=str(p)) from None
 
 
 # ----------------------------------------------------------------------------- writing

@@ -18,9 +18,13 @@ and only changes are written: deletes become Lance deletion vectors, edited rows
 through ``merge_insert`` (which keeps their stable ``_rowid``), new rows are appended.
 A version that edits 1% of rows costs about 1% more storage.
 
-``diff`` of two versions of one lineage reads only Lance metadata (fragments, deletion
-vectors, ``_rowid``/``_rowaddr``, no data pages) to find the rows that are not shared,
-then fetches just those rows. Other pairs fall back to a full row-hash comparison.
+``diff`` of two versions of one lineage reads only Lance metadata (fragment lists,
+deletion files, row-id sequences; see :mod:`demoai.store.lancemeta`), never a data page,
+to find the rows the versions do not share, then fetches just those rows; stable
+``_rowid``s pair rows edited in place. Other pairs (different lineages, schema changes,
+mostly rewritten tables) fall back to a full row-hash comparison. Row matching and
+merging live in :mod:`demoai.store.tablediff`; hashing and file formats in
+:mod:`demoai.store.tableio`.
 """
 from __future__ import annotations
 
@@ -45,11 +49,13 @@ import pyarrow.compute as pc
 
 from demoai.errors import IntegrityError, InvalidArtifact, LockTimeout, MissingObject
 from demoai.store.fsutil import FileLock, atomic_write
+from demoai.store.lancemeta import candidates, take_rows
 from demoai.store.tablediff import (Changes, MergeResult, TableDiff, build_diff, check_keys,
-                                    classify, merge_keyed, merge_multiset, multiset_minus,
-                                    schema_changes)
+                                    classify, match_keys, merge_keyed, merge_multiset,
+                                    multiset_minus, schema_changes)
 from demoai.store.tableio import (canonical_schema, canonical_type, content_digest,
-                                  digest_from_hashes, read_file, row_hashes, write_file)
+                                  digest_from_hashes, one_line, read_file, row_hashes,
+                                  write_file)
 
 __all__ = ["TableRef", "TableStore", "TableDiff", "MergeResult", "content_digest",
            "read_file", "write_file", "Progress"]
@@ -61,8 +67,9 @@ RESERVED_COLUMNS = frozenset({"_rowid", "_rowaddr", "_rowoffset", "_row_offset",
                               "_score", "_row_created_at_version",
                               "_row_last_updated_at_version", "_fragid"})
 _TABLE_ID = re.compile(r"^[0-9a-f]{32}$")
-_TAKE_CHUNK = 2048          # rows per Lance take: bounds memory (see bench)
 _OVERWRITE_FRACTION = 0.5   # above this share of changed rows a full rewrite is cheaper
+_FULL_DIFF_ROWS = 200_000   # past this many candidate rows, and ...
+_FULL_DIFF_FRACTION = 0.3   # ... this share of both tables, diff reads and hashes all rows
 _U64 = (1 << 64) - 1
 
 
@@ -98,10 +105,11 @@ class TableRef:
                       schema=dict(d["schema"]), files={str(k): str(v)
                                                        for k, v in d["files"].items()})
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise InvalidArtifact(f"malformed table ref: {e!r}") from None
+            raise InvalidArtifact(f"malformed table ref: {one_line(repr(e))}") from None
         if not _TABLE_ID.match(ref.table_id) or any(
                 ".." in Path(p).parts or p.startswith("/") for p in ref.files):
-            raise InvalidArtifact(f"malformed table ref: bad table id or file path in {ref.table_id!r}")
+            raise InvalidArtifact(f"malformed table ref: bad table id or file path "
+                                  f"in {ref.table_id!r}")
         return ref
 
     def arrow_schema(self) -> pa.Schema:
@@ -223,7 +231,7 @@ class TableStore:
                 problems.append(f"{ref.table_id}.lance/{rel}: missing")
                 continue
             except OSError as e:
-                problems.append(f"{ref.table_id}.lance/{rel}: unreadable ({e})")
+                problems.append(f"{ref.table_id}.lance/{rel}: unreadable ({one_line(e)})")
                 continue
             if got != want:
                 problems.append(f"{ref.table_id}.lance/{rel}: BLAKE3 mismatch (recorded "
@@ -241,15 +249,17 @@ class TableStore:
             problems = self._check_files(ref)
             if problems:
                 missing = [p for p in problems if p.endswith(": missing")]
-                cls = MissingObject if missing and len(missing) == len(problems) else IntegrityError
+                only_missing = missing and len(missing) == len(problems)
+                cls = MissingObject if only_missing else IntegrityError
                 raise cls(f"table {ref.table_id} v{ref.version}: {problems[0]}"
                           + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
                           table_id=ref.table_id, version=ref.version, problems=problems)
         try:
             return lance.dataset(str(uri), version=ref.version)
         except (ValueError, OSError, RuntimeError) as e:
-            raise MissingObject(f"table {ref.table_id} v{ref.version} cannot be opened: {e}",
-                                table_id=ref.table_id, version=ref.version) from None
+            raise MissingObject(f"table {ref.table_id} v{ref.version} cannot be opened: "
+                                f"{one_line(e)}", table_id=ref.table_id,
+                                version=ref.version) from None
 
     # -- write ------------------------------------------------------------------
     def write(self, table: pa.Table, *, key: str | None = None, base: TableRef | None = None,
@@ -429,7 +439,9 @@ class TableStore:
         if not common:
             raise InvalidArtifact("the two versions share no column to compare")
         if a.table_id == b.table_id and canonical_schema(sa) == canonical_schema(sb):
-            return self._changes_fast(a, b, key, common, verify)
+            fast = self._changes_fast(a, b, key, common, verify)
+            if fast is not None:
+                return fast
         ta_ = self.read(a, columns=common, verify=verify)
         tb_ = self.read(b, columns=common, verify=verify)
         ia, ib = multiset_minus(row_hashes(ta_), row_hashes(tb_))
@@ -438,11 +450,14 @@ class TableStore:
                         matched=True)
 
     def _changes_fast(self, a: TableRef, b: TableRef, key: str | None, columns: list[str],
-                      verify: bool) -> Changes:
+                      verify: bool) -> Changes | None:
         dsa, dsb = self._checked(a, verify), self._checked(b, verify)
-        picks_a, picks_b = _candidates(self._uri(a.table_id), dsa, dsb)
-        ta, rid_a = _take(dsa, picks_a, columns, key is None)
-        tb, rid_b = _take(dsb, picks_b, columns, key is None)
+        picks_a, picks_b = candidates(self._uri(a.table_id), dsa, dsb)
+        n = sum(len(p[1]) for p in picks_a) + sum(len(p[1]) for p in picks_b)
+        if n > _FULL_DIFF_ROWS and n > _FULL_DIFF_FRACTION * (a.rows + b.rows):
+            return None  # most rows differ (e.g. a rewrite): one full read is cheaper
+        ta, rid_a = take_rows(dsa, picks_a, columns, key is None)
+        tb, rid_b = take_rows(dsb, picks_b, columns, key is None)
         ta, tb = ta.cast(_sub_schema(a, columns)), tb.cast(_sub_schema(b, columns))
         return classify(ta, tb, key, rid_a, rid_b, method="metadata")
 
@@ -510,7 +525,7 @@ class TableStore:
                     problems.append(f"{ref.table_id} v{ref.version}: content digest {got} "
                                     f"!= recorded {ref.digest}")
         except Exception as e:  # fsck reports, never raises
-            problems.append(f"{ref.table_id} v{ref.version}: cannot read: {e}")
+            problems.append(f"{ref.table_id} v{ref.version}: cannot read: {one_line(e)}")
         return problems
 
     def files_of(self, ref: TableRef) -> dict[str, str]:
@@ -606,6 +621,9 @@ def _check_table(table: Any, key: str | None) -> pa.Table:
     bad = [n for n in names if n in RESERVED_COLUMNS or not n]
     if bad:
         raise InvalidArtifact(f"reserved or empty column name(s): {bad}")
+    dotted = [n for n in names if "." in n]
+    if dotted:  # Lance reads "a.b" as a path into a struct
+        raise InvalidArtifact(f"column names cannot contain '.': {dotted}")
     if key is not None:
         if key not in names:
             raise InvalidArtifact(f"key column {key!r} not in table columns {names}", key=key)
@@ -625,172 +643,10 @@ def _keys_usable(t: pa.Table, key: str) -> bool:
 def _plan_keyed(base_keys: pa.ChunkedArray, base_h: np.ndarray, new_keys: pa.ChunkedArray,
                 new_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(base rows to delete, new rows to upsert): deleted keys, and edited + new keys."""
-    ja = pa.table({"k": base_keys.combine_chunks(), "ia": np.arange(len(base_keys))})
-    jb = pa.table({"k": new_keys.combine_chunks(), "ib": np.arange(len(new_keys))})
-    j = ja.join(jb, "k", join_type="full outer")
-    ia, ib = j["ia"], j["ib"]
-    deleted = pc.filter(ia, pc.is_null(ib)).to_numpy()
-    inserted = pc.filter(ib, pc.is_null(ia)).to_numpy()
-    both = pc.and_(pc.is_valid(ia), pc.is_valid(ib))
-    pa_, pb_ = pc.filter(ia, both).to_numpy(), pc.filter(ib, both).to_numpy()
+    pa_, pb_, deleted, inserted = match_keys(base_keys.combine_chunks(),
+                                             new_keys.combine_chunks())
     edited = pb_[(base_h[pa_] != new_h[pb_]).any(axis=1)]
     return np.sort(deleted), np.sort(np.concatenate([edited, inserted]))
-
-
-@dataclass
-class _Frag:
-    frag: Any
-    files: tuple[str, ...]   # its data files: identify a fragment across versions
-    physical: int
-    live: int
-    start: int               # scan position of its first live row in its version
-
-
-def _fragments(ds: lance.LanceDataset) -> list[_Frag]:
-    out, start = [], 0
-    for f in ds.get_fragments():
-        md = f.metadata
-        dead = md.deletion_file.num_deleted_rows if md.deletion_file is not None else 0
-        live = md.physical_rows - dead
-        out.append(_Frag(f, tuple(sorted(df.path for df in md.files)), md.physical_rows,
-                         live, start))
-        start += live
-    return out
-
-
-def _roaring_u32(b: bytes) -> np.ndarray:
-    """Decode a 32-bit Roaring bitmap (the portable format Lance writes for large deletion
-    vectors) into sorted uint32 values. Raises ValueError on anything unexpected."""
-    cookie = int.from_bytes(b[:4], "little")
-    if cookie == 12346:                       # no run containers
-        n, pos = int.from_bytes(b[4:8], "little"), 8
-        runs, has_offsets = np.zeros(n, dtype=bool), True
-    elif cookie & 0xFFFF == 12347:            # with run containers
-        n, pos = (cookie >> 16) + 1, 4
-        nb = (n + 7) // 8
-        runs = np.unpackbits(np.frombuffer(b, np.uint8, nb, pos), bitorder="little")[:n] > 0
-        pos += nb
-        has_offsets = n >= 4
-    else:
-        raise ValueError("not a roaring bitmap")
-    hdr = np.frombuffer(b, "<u2", 2 * n, pos).reshape(n, 2)
-    pos += 4 * n + (4 * n if has_offsets else 0)
-    out = []
-    for i in range(n):
-        card = int(hdr[i, 1]) + 1
-        if runs[i]:
-            nr = int.from_bytes(b[pos:pos + 2], "little")
-            r = np.frombuffer(b, "<u2", 2 * nr, pos + 2).reshape(nr, 2).astype(np.int64)
-            pos += 2 + 4 * nr
-            vals = np.concatenate([np.arange(st, st + ln + 1) for st, ln in r]) if nr else \
-                np.zeros(0, dtype=np.int64)
-        elif card <= 4096:
-            vals = np.frombuffer(b, "<u2", card, pos)
-            pos += 2 * card
-        else:
-            vals = np.flatnonzero(np.unpackbits(np.frombuffer(b, np.uint8, 8192, pos),
-                                                bitorder="little"))
-            pos += 8192
-        if len(vals) != card:
-            raise ValueError("roaring container cardinality mismatch")
-        out.append((int(hdr[i, 0]) << 16) + vals.astype(np.int64))
-    if pos != len(b):
-        raise ValueError("trailing bytes after roaring bitmap")
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-
-def _deleted(uri: Path, fr: _Frag) -> np.ndarray | None:
-    """Sorted deleted offsets of a fragment, read straight from its deletion file (the
-    file was hash-checked with the version); None if its format is not understood."""
-    df = fr.frag.metadata.deletion_file
-    if df is None:
-        return np.zeros(0, dtype=np.int64)
-    try:
-        data = (uri / df.path(fr.frag.fragment_id)).read_bytes()
-        if str(getattr(df, "file_type", "")).lower().endswith("array"):
-            col = pa.ipc.open_file(pa.py_buffer(data)).read_all().column(0)
-            dead = np.sort(col.to_numpy().astype(np.int64))
-        else:
-            dead = _roaring_u32(data)
-    except (OSError, ValueError, pa.ArrowException):
-        return None
-    if len(dead) != df.num_deleted_rows or (len(dead) and (
-            dead[-1] >= fr.physical or np.any(np.diff(dead) <= 0))):
-        return None
-    return dead
-
-
-def _mark_live(fr: _Frag, mark: np.ndarray, bit: int) -> None:
-    # Fallback: scan _rowaddr (Lance derives it from the deletion vector, no data pages).
-    for batch in fr.frag.scanner(columns=[], with_row_address=True, batch_size=1 << 16,
-                                 batch_readahead=2).to_batches():
-        off = batch.column(0).to_numpy() & np.uint64(0xFFFFFFFF)
-        mark[off] |= bit
-
-
-def _shared_fragment(uri: Path, fa: _Frag, fb: _Frag):
-    """Offsets only live in a, only live in b, and their positions in each version."""
-    da, db = _deleted(uri, fa), _deleted(uri, fb)
-    if da is not None and db is not None:
-        off_a = np.setdiff1d(db, da, assume_unique=True)   # deleted in b only
-        off_b = np.setdiff1d(da, db, assume_unique=True)   # deleted in a only
-        pos_a = fa.start + off_a - np.searchsorted(da, off_a)
-        pos_b = fb.start + off_b - np.searchsorted(db, off_b)
-        return off_a, pos_a, off_b, pos_b
-    mark = np.zeros(fa.physical, dtype=np.uint8)
-    _mark_live(fa, mark, 1)
-    _mark_live(fb, mark, 2)
-    res = []
-    for f, bit in ((fa, 1), (fb, 2)):
-        off = np.flatnonzero(mark == bit)
-        rank = np.cumsum((mark & bit).astype(bool), dtype=np.int32)[off] - 1
-        res += [off, f.start + rank.astype(np.int64)]
-    return tuple(res)
-
-
-def _candidates(uri: Path, dsa: lance.LanceDataset, dsb: lance.LanceDataset):
-    """Rows physically present in only one version, per side as ``[(fragment, local
-    indices)]`` in stored order. A row is shared iff the same data files hold it at the
-    same offset and neither version's deletion vector hides it. Only fragment metadata
-    and deletion files are read, never data pages: the cost follows the change."""
-    fa, fb = _fragments(dsa), _fragments(dsb)
-    by_files_b = {f.files: f for f in fb}
-    out: tuple[list, list] = ([], [])
-    shared_b = set()
-    for fr in fa:
-        other = by_files_b.get(fr.files)
-        if other is None:
-            out[0].append((fr, np.arange(fr.live, dtype=np.int64)))
-            continue
-        shared_b.add(other.files)
-        _, pos_a, _, pos_b = _shared_fragment(uri, fr, other)
-        for side, f, p in ((0, fr, pos_a), (1, other, pos_b)):
-            if len(p):
-                out[side].append((f, p.astype(np.int64) - f.start))
-    for fr in fb:
-        if fr.files not in shared_b:
-            out[1].append((fr, np.arange(fr.live, dtype=np.int64)))
-    return out
-
-
-def _take(ds: lance.LanceDataset, picks: list, columns: list[str],
-          with_rowids: bool) -> tuple[pa.Table, np.ndarray | None]:
-    """The picked rows (fragment, local indices), fetched fragment by fragment in small
-    chunks (bounded memory; the fragment take path also maps far less of Lance's code
-    than a dataset take). Stable row ids are fetched only when asked (unkeyed diffs)."""
-    parts, rids = [], []
-    for fr, local in picks:
-        for i in range(0, len(local), _TAKE_CHUNK):
-            idx = local[i:i + _TAKE_CHUNK]
-            parts.append(fr.frag.take(idx, columns=columns))
-            if with_rowids:
-                t = ds.take(fr.start + idx, columns=["_rowid", "_rowaddr"])
-                rids.append(t["_rowid"].to_numpy())
-    if not parts:
-        empty = ds.schema.empty_table().select(columns)
-        return empty, (np.zeros(0, dtype=np.uint64) if with_rowids else None)
-    table = pa.concat_tables(parts)
-    return table, (np.concatenate(rids) if with_rowids else None)
 
 
 def _sub_schema(ref: TableRef, columns: list[str]) -> pa.Schema:
