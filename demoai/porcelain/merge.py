@@ -20,7 +20,6 @@ from demoai.porcelain.checkout import require_clean, sync_worktree
 from demoai.store.fsutil import atomic_write
 from demoai.store.lineage import make_lineage
 from demoai.store.repo import Repository
-from demoai.store.tables import TableRef
 
 __all__ = ["merge", "abort_merge", "merge_paths"]
 
@@ -74,6 +73,7 @@ def _merge_one(repo: Repository, path: str, b: bytes | None, o: bytes | None, t:
         if not isinstance(ab, Dataset):
             return o, {"path": path, "reason": "added on both sides with different rows"}, None
         key = ao.key if ao.key == at.key else None
+        from demoai.store.tables import TableRef
         res = repo.tables.merge3(TableRef.from_dict(ab.table), TableRef.from_dict(ao.table),
                                  TableRef.from_dict(at.table), key=key)
         if res.conflicts:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from demoai.errors import InvalidArtifact, QueryError
 from demoai.objects import Dataset, decode_manifest
@@ -19,13 +17,17 @@ from demoai.porcelain.log import decorations, topo_order
 from demoai.store.artifacts import load_table
 from demoai.store.repo import Repository, normalize_path
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = ["query", "commits_table"]
 
 _TABLE_CALL = re.compile(r"""\btable\(\s*'((?:[^']|'')*)'\s*(?:,\s*'((?:[^']|'')*)'\s*)?\)""", re.IGNORECASE)
 
 
-def commits_table(repo: Repository) -> pa.Table:
+def commits_table(repo: Repository) -> "pa.Table":
     """The commit graph as a table: id, parents, author, time, message, refs, lineage."""
+    import pyarrow as pa
     heads = sorted(set(repo.branches().values()) | set(repo.tags().values()))
     deco = decorations(repo)
     rows = []
@@ -50,7 +52,7 @@ def commits_table(repo: Repository) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _dataset_at(repo: Repository, path: str, rev: str) -> pa.Table:
+def _dataset_at(repo: Repository, path: str, rev: str) -> "pa.Table":
     path = normalize_path(path)
     if rev.upper() == "INDEX":
         entries = repo.index.read().entries
@@ -64,9 +66,10 @@ def _dataset_at(repo: Repository, path: str, rev: str) -> pa.Table:
     return load_table(repo, art)
 
 
-def query(repo: Repository, sql: str) -> pa.Table:
+def query(repo: Repository, sql: str) -> "pa.Table":
     """Run DuckDB ``sql`` with ``table(PATH[, REV])`` and ``commits`` available."""
     import duckdb
+    import pyarrow as pa
 
     con = duckdb.connect()
     try:
@@ -92,6 +95,6 @@ def query(repo: Repository, sql: str) -> pa.Table:
         con.close()
 
 
-def to_rows(table: pa.Table) -> list[dict[str, Any]]:
+def to_rows(table: "pa.Table") -> list[dict[str, Any]]:
     """JSON-ready rows of a query result."""
     return table.to_pylist()

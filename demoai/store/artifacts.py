@@ -18,10 +18,11 @@ from demoai.objects import (Adapter, Agent, Artifact, Dataset, EvalResult, Model
                             Session, dataset_format, detect_kind, files_digest)
 from demoai.store.blobs import BlobManifest
 from demoai.store.fsutil import atomic_write
-from demoai.store.tables import TableRef, read_file, write_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from demoai.store.tables import TableRef
 
     from demoai.store.repo import Repository
 
@@ -55,6 +56,7 @@ def import_path(repo: "Repository", path: Path, *, kind: str | None = None, key:
     """
     kind = kind or detect_kind(path)
     if kind == "dataset":
+        from demoai.store.tables import TableRef, read_file
         fmt = dataset_format(path)
         table = read_file(path, fmt)
         base_ref = None
@@ -101,6 +103,7 @@ def import_path(repo: "Repository", path: Path, *, kind: str | None = None, key:
 def load_table(repo: "Repository", ds: Dataset, columns: list[str] | None = None,
                verify: bool = True) -> "pa.Table":
     """The rows of a dataset artifact, verified against the recorded file hashes."""
+    from demoai.store.tables import TableRef
     return repo.tables.read(TableRef.from_dict(ds.table), columns=columns, verify=verify)
 
 
@@ -108,6 +111,7 @@ def materialize(repo: "Repository", art: Artifact, out: Path, progress: Progress
     """Write ``art`` to ``out`` (a file, or a folder for multi-file artifacts), verified."""
     out = Path(out)
     if isinstance(art, Dataset):
+        from demoai.store.tables import write_file
         fmt = None if out.suffix.lower() in (".jsonl", ".csv", ".parquet") else art.format
         if fmt == "hf":
             raise UnsupportedOperation("export of a saved HF dataset folder: give a .jsonl/.csv/.parquet path")
@@ -136,8 +140,9 @@ def materialize(repo: "Repository", art: Artifact, out: Path, progress: Progress
     return out
 
 
-def live_objects(arts: list[Artifact]) -> tuple[set[str], list[TableRef]]:
+def live_objects(arts: list[Artifact]) -> tuple[set[str], list["TableRef"]]:
     """Chunk ids and table versions the given artifacts need (for gc)."""
+    from demoai.store.tables import TableRef
     chunks: set[str] = set()
     tables: list[TableRef] = []
     for a in arts:

@@ -16,13 +16,14 @@ Every commit's tree holds one manifest blob per artifact path, plus the reserved
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, Tag, Tree
@@ -34,7 +35,9 @@ from demoai.objects import Artifact, decode_manifest, encode_manifest
 from demoai.store.blobs import DiskBlobStore
 from demoai.store.fsutil import FileLock, atomic_write
 from demoai.store.index import Index
-from demoai.store.tables import TableStore
+
+if TYPE_CHECKING:
+    from demoai.store.tables import TableStore
 
 __all__ = ["Repository", "CommitInfo", "CONTROL_DIR", "LINEAGE_PATH", "find_root"]
 
@@ -93,9 +96,15 @@ class Repository:
             raise NotARepository(f"not a DemoAI repository: {self.root}", path=str(self.root))
         self.git = _GitRepo(str(self.control / "git"))
         self.blobs = DiskBlobStore(self.control / "chunks")
-        self.tables = TableStore(self.control / "tables")
         self.index = Index(self.control / "index.json", self.control / "locks" / "index.lock")
         self._lock_depth = 0
+
+    @functools.cached_property
+    def tables(self) -> "TableStore":
+        """The Lance table store (imported on first use: Lance and pyarrow are heavy, and
+        most commands never touch a table)."""
+        from demoai.store.tables import TableStore
+        return TableStore(self.control / "tables")
 
     def close(self) -> None:
         """Release the git object store's open pack files."""
