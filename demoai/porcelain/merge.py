@@ -16,10 +16,11 @@ from dulwich.graph import find_merge_base
 from demoai.errors import InvalidArtifact, MergeConflict, MergeInProgress, RefNotFound
 from demoai.objects import Agent, Artifact, Dataset, Prompt, decode_manifest, encode_manifest, merge_text
 from demoai.porcelain._util import command_line
-from demoai.porcelain.checkout import require_clean, sync_worktree
+from demoai.porcelain.checkout import require_clean
 from demoai.store.fsutil import atomic_write
 from demoai.store.lineage import make_lineage
 from demoai.store.repo import Repository
+from demoai.store.worktree import begin_sync, end_sync, sync_worktree
 
 __all__ = ["merge", "abort_merge", "merge_paths"]
 
@@ -105,8 +106,10 @@ def merge(repo: Repository, rev: str, *, message: str | None = None, force: bool
             return {"status": "up-to-date", "commit": head, "conflicts": []}
         head_entries = repo.tree_entries(head)
         if base == head:
+            begin_sync(repo, theirs)
             repo.set_ref(ref, theirs, head, f"merge {rev}: fast-forward")
             sync_worktree(repo, head_entries, repo.tree_entries(theirs), progress)
+            end_sync(repo)
             return {"status": "fast-forward", "commit": theirs, "conflicts": []}
         merged, conflicts, texts = merge_paths(repo, repo.tree_entries(base), head_entries,
                                                repo.tree_entries(theirs), rev)
@@ -124,8 +127,10 @@ def merge(repo: Repository, rev: str, *, message: str | None = None, force: bool
                                extra={"parents": [head, theirs]})
         tree = repo.write_tree(merged, lineage)
         new = repo.make_commit(tree, [head, theirs], msg)
+        begin_sync(repo, new)
         repo.set_ref(ref, new, head, f"merge {rev}")
         sync_worktree(repo, head_entries, merged, progress)
+        end_sync(repo)
         return {"status": "merged", "commit": new, "conflicts": []}
 
 

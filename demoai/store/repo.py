@@ -98,6 +98,9 @@ class Repository:
         self.blobs = DiskBlobStore(self.control / "chunks")
         self.index = Index(self.control / "index.json", self.control / "locks" / "index.lock")
         self._lock_depth = 0
+        if (self.control / "SYNC_PENDING.json").exists():
+            from demoai.store.worktree import recover_sync
+            recover_sync(self)
 
     @functools.cached_property
     def tables(self) -> "TableStore":
@@ -439,6 +442,9 @@ class Repository:
                 yield
             finally:
                 self._lock_depth = 0
+        if (self.control / "SYNC_PENDING.json").exists():
+            from demoai.store.worktree import recover_sync
+            recover_sync(self)
 
     def _clear_stale_git_locks(self, ref: str) -> None:
         # A process killed mid-update leaves git's `<ref>.lock`; under our commit lock no
