@@ -91,14 +91,17 @@ def merge(repo: Repository, rev: str, *, message: str | None = None, force: bool
           progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Merge ``rev`` into the current branch; see the module doc for the rules."""
     with repo.commit_lock():
-        if repo.merge_state():
-            raise MergeInProgress("a merge is already in progress (commit it or `demoai merge --abort`)")
-        if not force:
-            require_clean(repo, "merge")
         head = repo.head_commit()
         theirs = repo.resolve(rev)
         if head is None:
             raise RefNotFound("cannot merge into a branch with no commits")
+        state = repo.merge_state()
+        # The same merge again (e.g. after a crash mid-way) redoes it; any other is refused.
+        resume = bool(state) and state.get("merge_head") == theirs and state.get("orig_head") == head
+        if state and not resume:
+            raise MergeInProgress("a merge is already in progress (commit it or `demoai merge --abort`)")
+        if not force and not resume:
+            require_clean(repo, "merge")
         bases = find_merge_base(repo.git, [head.encode(), theirs.encode()])
         base = bases[0].decode() if bases else None
         ref = repo.head_ref() or "HEAD"
@@ -114,12 +117,14 @@ def merge(repo: Repository, rev: str, *, message: str | None = None, force: bool
         merged, conflicts, texts = merge_paths(repo, repo.tree_entries(base), head_entries,
                                                repo.tree_entries(theirs), rev)
         if conflicts:
-            # index: cleanly merged paths; conflicted ones keep ours until resolved
-            sync_worktree(repo, head_entries, merged, progress)
-            for path, text in texts.items():
-                atomic_write(repo.root / path, text.encode())
+            # The state goes first: a crash while the index and files are rewritten then
+            # leaves a merge in progress that `merge --abort` can undo.
             repo.set_merge_state({"merge_head": theirs, "merge_ref": rev, "orig_head": head,
                                   "conflicts": conflicts})
+            # index: cleanly merged paths; conflicted ones keep ours until resolved
+            sync_worktree(repo, repo.index.read().entries, merged, progress)
+            for path, text in texts.items():
+                atomic_write(repo.root / path, text.encode())
             raise MergeConflict(f"merge of {rev} stopped: {len(conflicts)} conflicting path(s): "
                                 + ", ".join(c["path"] for c in conflicts), conflicts=conflicts)
         msg = message or f"Merge {rev} into {repo.current_branch() or 'HEAD'}"

@@ -3,8 +3,9 @@
 Moving a ref and rewriting the index and files cannot be one atomic step, so a verb that
 does both first writes a journal naming the commit the index must end up at, then moves
 the ref, then syncs, then removes the journal. A process killed in between leaves the
-journal; the next command that opens the repository finishes the sync before anything
-reads the index, so a stale index can never be committed over the new HEAD.
+journal; the next command that opens the repository finishes the sync (when HEAD did
+move; otherwise it drops the journal) before anything reads the index, so a stale
+index can never be committed over the new HEAD.
 """
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ def recover_sync(repo: "Repository") -> bool:
             target = json.loads(path.read_bytes())["target"]
         except FileNotFoundError:
             return False   # the owner finished while we waited for the lock
-        sync_worktree(repo, repo.index.read().entries, repo.tree_entries(target))
+        # Killed before the ref moved: the operation never happened, nothing to finish.
+        if repo.head_commit() == target:
+            sync_worktree(repo, repo.index.read().entries, repo.tree_entries(target))
         end_sync(repo)
     return True
