@@ -3,7 +3,6 @@ checked with the real ``git`` binary where history is concerned."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 

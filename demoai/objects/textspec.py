@@ -3,7 +3,7 @@ merge as text) together with their parsed, checked fields."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from demoai.errors import InvalidArtifact, UnknownKind, UnsupportedOperation
 from demoai.objects import (Adapter, Agent, Artifact, Dataset, EvalResult, Model, Prompt,

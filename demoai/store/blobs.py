@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import fcntl
 import itertools
 import mmap
 import os
 import struct
 import threading
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,8 +34,8 @@ import blake3
 import zstandard
 from pyfastcdc.cy import FastCDC
 
-from demoai.errors import IntegrityError, InvalidArtifact, LockTimeout, MissingObject
-from demoai.store.fsutil import atomic_write, fsync_dir, tmp_name
+from demoai.errors import IntegrityError, InvalidArtifact, MissingObject
+from demoai.store.fsutil import FileLock, atomic_write, fsync_dir, tmp_name
 
 __all__ = ["BlobManifest", "BlobStore", "MemoryBlobStore", "DiskBlobStore", "chunk_boundaries",
            "compute_manifest", "AVG_CHUNK", "MIN_CHUNK", "MAX_CHUNK", "ZSTD_LEVEL"]
@@ -559,27 +557,6 @@ class MemoryBlobStore(BlobStore):
         return {"removed_chunks": len(dead), "freed_bytes": freed}
 
 
-@contextlib.contextmanager
-def _flock(path: Path, *, shared: bool, timeout: float) -> Iterator[None]:
-    """flock on ``path``, shared or exclusive; ``LockTimeout`` after ``timeout`` seconds."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline, delay = time.monotonic() + timeout, 0.001
-        while True:
-            try:
-                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(f"timed out after {timeout:g}s waiting for {path}",
-                                      lock=str(path)) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
 class _PackWriter:
     """Appends payloads to a temp pack; ``commit`` publishes pack then idx (the commit point)."""
 
@@ -721,7 +698,7 @@ class DiskBlobStore(BlobStore):
     def write_lock(self) -> Iterator[None]:
         """Hold gc off (shared lock). Hold it across a put and the ref update that makes its
         chunks live, so a gc cannot run between the two."""
-        with _flock(self.lock_path, shared=True, timeout=self.lock_timeout):
+        with FileLock(self.lock_path, self.lock_timeout, shared=True):
             yield
 
     @contextlib.contextmanager
@@ -767,7 +744,7 @@ class DiskBlobStore(BlobStore):
         deleted. A pack whose live chunk fails verification is kept (and reported) rather
         than deleted. Returns ``{"removed_chunks", "freed_bytes", "problems"}``.
         """
-        with _flock(self.lock_path, shared=False, timeout=self.lock_timeout), self._mu:
+        with FileLock(self.lock_path, self.lock_timeout), self._mu:
             self._refresh()
             live = live_chunk_ids() if callable(live_chunk_ids) else live_chunk_ids
             before_ids, before_bytes = set(self._index), self.stored_bytes()

@@ -10,7 +10,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
