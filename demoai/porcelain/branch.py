@@ -17,13 +17,19 @@ def list_branches(repo: Repository) -> list[dict[str, Any]]:
             for r, c in sorted(repo.branches().items())]
 
 
+def _new_ref(repo: Repository, kind: str, name: str, rev: str) -> tuple[str, str]:
+    """Check a new branch/tag name and resolve ``rev``: (full ref name, commit id)."""
+    check_ref_name(name, kind)
+    commit = repo.resolve(rev)
+    ref = f"refs/{'heads' if kind == 'branch' else 'tags'}/{name}"
+    if repo.ref_value(ref) is not None:
+        raise RefConflict(f"{kind} {name!r} already exists", ref=ref)
+    return ref, commit
+
+
 def branch(repo: Repository, name: str, start: str = "HEAD") -> str:
     """Create branch ``name`` at ``start``; refuse if it exists. Returns the commit id."""
-    check_ref_name(name)
-    commit = repo.resolve(start)
-    ref = f"refs/heads/{name}"
-    if repo.ref_value(ref) is not None:
-        raise RefConflict(f"branch {name!r} already exists", ref=ref)
+    ref, commit = _new_ref(repo, "branch", name, start)
     repo.set_ref(ref, commit, None, f"branch: created from {start}")
     return commit
 
@@ -50,11 +56,7 @@ def list_tags(repo: Repository) -> list[dict[str, Any]]:
 
 def tag(repo: Repository, name: str, rev: str = "HEAD", message: str | None = None) -> str:
     """Create a tag at ``rev``: annotated (a real git tag object) when a message is given."""
-    check_ref_name(name, "tag")
-    commit = repo.resolve(rev)
-    ref = f"refs/tags/{name}"
-    if repo.ref_value(ref) is not None:
-        raise RefConflict(f"tag {name!r} already exists", ref=ref)
+    ref, commit = _new_ref(repo, "tag", name, rev)
     target = commit
     if message:
         import time

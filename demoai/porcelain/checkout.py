@@ -5,7 +5,8 @@ from typing import Any, Callable
 
 from demoai.errors import DirtyWorkingTree, MergeInProgress, RefNotFound
 from demoai.porcelain.status import status
-from demoai.store.repo import Repository, check_ref_name
+from demoai.porcelain.branch import branch
+from demoai.store.repo import Repository
 from demoai.store.worktree import begin_sync, end_sync, sync_worktree
 
 __all__ = ["checkout", "require_clean"]
@@ -13,7 +14,7 @@ __all__ = ["checkout", "require_clean"]
 
 def require_clean(repo: Repository, what: str) -> None:
     """Refuse to overwrite staged or unsaved work."""
-    st = status(repo)
+    st = status(repo, untracked=False)
     if st["merging"]:
         raise MergeInProgress(f"cannot {what}: a merge is in progress (commit it or `demoai merge --abort`)")
     dirty = [c["path"] for c in st["staged"] + st["unstaged"]]
@@ -32,10 +33,9 @@ def checkout(repo: Repository, target: str, *, create: bool = False, force: bool
         head = repo.head_commit()
         branches = repo.branches()
         if create:
-            check_ref_name(target)
             if head is None:
                 raise RefNotFound("cannot create a branch before the first commit")
-            repo.set_ref(f"refs/heads/{target}", head, None, f"branch: created from {head[:12]}")
+            branch(repo, target, head)
             branches = repo.branches()
         old_entries = repo.index.read().entries if force else (repo.tree_entries(head) if head else {})
         detached = f"refs/heads/{target}" not in branches

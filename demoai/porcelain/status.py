@@ -22,7 +22,7 @@ def tree_changes(old: dict[str, bytes], new: dict[str, bytes]) -> list[dict[str,
     return out
 
 
-def status(repo: Repository) -> dict[str, Any]:
+def status(repo: Repository, *, untracked: bool = True) -> dict[str, Any]:
     """The branch, what is staged against HEAD, and how the working tree differs from the index."""
     head = repo.head_commit()
     state = repo.index.read()
@@ -35,10 +35,11 @@ def status(repo: Repository) -> dict[str, Any]:
         elif not state.is_clean(path, p):
             unstaged.append({"path": path, "change": "modified"})
     tracked = set(state.entries)
-    untracked = [p.relative_to(repo.root).as_posix() for p in find_artifacts(repo.root)]
-    untracked = [u for u in untracked if u not in tracked]
+    # walking the whole tree for untracked artifacts is skipped when a caller only
+    # needs to know whether tracked work would be overwritten
+    found = [p.relative_to(repo.root).as_posix() for p in find_artifacts(repo.root)] if untracked else []
     merge = repo.merge_state()
     return {"branch": repo.current_branch(), "head": head, "staged": staged, "unstaged": unstaged,
-            "untracked": untracked,
+            "untracked": [u for u in found if u not in tracked],
             "merging": ({"merge_head": merge["merge_head"], "conflicts": merge.get("conflicts", [])}
                         if merge else None)}
