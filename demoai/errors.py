@@ -23,7 +23,15 @@ these types to one-line messages or status codes; nothing below them prints.
     │   └── MergeInProgress
     ├── NothingToCommit
     ├── DirtyWorkingTree
-    └── QueryError                    (also ValueError) a DuckDB query failed
+    ├── QueryError                    (also ValueError) a DuckDB query failed
+    └── RuntimeFailure                agent runtime
+        ├── SandboxError              a sandbox could not be set up or used
+        │   └── SandboxUnavailable    the backend is missing (no bwrap, no engine)
+        ├── ModelError                a model backend failed
+        │   ├── BackendUnavailable    backend package or server not installed/reachable
+        │   └── ContextOverflow       (also ValueError) prompt longer than the context
+        ├── SessionNotFound           (also KeyError)
+        └── ReplayError               a recorded session cannot be replayed as asked
 """
 from __future__ import annotations
 
@@ -34,7 +42,9 @@ __all__ = [
     "RefConflict", "RefNotFound", "InvalidRefName", "PathNotFound", "ArtifactError",
     "UnknownKind", "InvalidArtifact", "UnsupportedOperation", "IntegrityError",
     "MissingObject", "MergeError", "MergeConflict", "MergeInProgress", "NothingToCommit",
-    "DirtyWorkingTree", "QueryError", "ERROR_CODES", "error_from_code",
+    "DirtyWorkingTree", "QueryError", "RuntimeFailure", "SandboxError", "SandboxUnavailable",
+    "ModelError", "BackendUnavailable", "ContextOverflow", "SessionNotFound", "ReplayError",
+    "ERROR_CODES", "error_from_code",
 ]
 
 
@@ -141,6 +151,38 @@ class DirtyWorkingTree(DemoAIError):
 
 class QueryError(DemoAIError, ValueError):
     code = "query_error"
+
+
+class RuntimeFailure(DemoAIError):
+    code = "runtime_failure"
+
+
+class SandboxError(RuntimeFailure):
+    code = "sandbox_error"
+
+
+class SandboxUnavailable(SandboxError):
+    code = "sandbox_unavailable"
+
+
+class ModelError(RuntimeFailure):
+    code = "model_error"
+
+
+class BackendUnavailable(ModelError):
+    code = "backend_unavailable"
+
+
+class ContextOverflow(ModelError, ValueError):
+    code = "context_overflow"
+
+
+class SessionNotFound(RuntimeFailure, KeyError):
+    code = "session_not_found"
+
+
+class ReplayError(RuntimeFailure):
+    code = "replay_error"
 
 
 def _all_subclasses(cls: type) -> list[type]:
