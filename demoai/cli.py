@@ -382,10 +382,23 @@ def tag(name: str | None, rev: str, message: str | None, delete: bool, as_json: 
 
 @main.command()
 @click.argument("rev")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Session forks: change a setting (instruction, system, temperature, seed, max_steps...).")
+@click.option("--model", help="Session forks: continue with this model (a path in the tree).")
+@click.option("--prompt", help="Session forks: continue with this Prompt as the system prompt.")
 @handle_errors
-def fork(rev: str, name: str) -> None:
-    """Start a new branch NAME from any commit REV."""
+def fork(rev: str, name: str | None, sets: tuple[str, ...], model: str | None, prompt: str | None) -> None:
+    """Start a new branch NAME from any commit REV, or fork an agent session at a step
+    (REV = SESSION@STEP) into a new session sharing its history."""
+    import re
+    if re.fullmatch(r".+@\d+", rev):
+        from demoai.cli_agent import fork_session_cmd
+        return fork_session_cmd(rev, name, sets, model, prompt)
+    if not name:
+        raise E.InvalidRefName("fork REV NAME: the new branch needs a NAME")
+    if sets or model or prompt:
+        raise E.UnsupportedOperation("--set/--model/--prompt apply to session forks (SESSION@STEP)")
     cid = P.fork(_repo(), rev, name)
     out.print(f"Forked {rev} ({cid[:12]}) as branch {name}; `demoai checkout {name}` to work on it")
 
@@ -478,6 +491,13 @@ def demo(workdir: str | None) -> None:
     from demoai.demo import run_demo
     run_demo(workdir, out)
 
+
+def _register_agent() -> None:
+    from demoai.cli_agent import agent
+    main.add_command(agent)
+
+
+_register_agent()
 
 if __name__ == "__main__":
     main()

@@ -13,11 +13,12 @@ from demoai.objects.base import Artifact, digest_bytes, register
 from demoai.objects.text import line_stats, unified_diff
 
 __all__ = ["Prompt", "Agent", "parse_yaml", "check_parameters", "PLACEHOLDER",
-           "AGENT_TOOLS", "SANDBOX_BACKENDS"]
+           "AGENT_TOOLS", "SANDBOX_BACKENDS", "MODEL_BACKENDS"]
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 AGENT_TOOLS = ("shell", "python", "read_file", "write_file", "finish")
 SANDBOX_BACKENDS = ("namespace", "docker")
+MODEL_BACKENDS = ("llamacpp", "transformers", "openai", "vllm")
 
 # name -> (type, min, max); sampling parameters both prompts and agents may carry
 _PARAMS: dict[str, tuple[type, float | None, float | None]] = {
@@ -173,7 +174,13 @@ class Agent(_TextArtifact):
         if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
             raise InvalidArtifact(f"{what}: max_steps must be a positive integer")
         params = check_parameters(data.get("parameters"), what)
+        backend = data.get("backend") or {}
+        if not isinstance(backend, dict) or backend.get("name", "llamacpp") not in MODEL_BACKENDS:
+            raise InvalidArtifact(f"{what}: backend must be a mapping with name one of {list(MODEL_BACKENDS)}")
+        if data.get("adapter") is not None and not isinstance(data["adapter"], str):
+            raise InvalidArtifact(f"{what}: 'adapter' must be an adapter path")
         meta = {"name": data.get("name"), "system": data.get("system"), "prompt": data.get("prompt"),
+                "backend": backend, "adapter": data.get("adapter"),
                 "model": data["model"], "tools": tools, "sandbox": sandbox, "parameters": params,
                 "seed": data.get("seed", params.get("seed", 0)), "max_steps": max_steps}
         return cls(digest=digest_bytes(text.encode()), text=text, meta=meta)

@@ -11,7 +11,7 @@ from dulwich.objects import Commit, Tree
 from demoai.errors import DemoAIError
 from demoai.objects import Artifact, decode_manifest
 from demoai.store.artifacts import live_objects
-from demoai.store.repo import LINEAGE_PATH, Repository
+from demoai.store.repo import CONTROL_DIR, Repository
 
 __all__ = ["fsck", "reachable", "reflog_commits"]
 
@@ -84,9 +84,11 @@ def _walk(repo: Repository, tree_id: bytes, prefix: str, manifests: dict[str, by
         return
     for entry in tree.iteritems():
         path = prefix + entry.path.decode()
+        if path == CONTROL_DIR:
+            continue          # reserved: lineage, session events and workspaces, no manifests
         if isinstance(tree, Tree) and entry.mode & 0o040000:
             _walk(repo, entry.sha, path + "/", manifests, seen, problems)
-        elif path != LINEAGE_PATH:
+        else:
             try:
                 manifests[entry.sha.decode()] = repo.git[entry.sha].as_raw_string()
             except KeyError:
@@ -137,6 +139,22 @@ def fsck(repo: Repository, progress: Callable[[str, int, int], None] | None = No
         if progress:
             progress("tables", i, len(unique))
         problems.extend(repo.tables.verify(t))
+    n_sessions = _check_sessions(repo, problems)
     return {"ok": not problems, "problems": problems,
             "counts": {"git_objects": n_git, "commits": len(commits), "manifests": len(manifests),
-                       "chunks": len(set(repo.blobs.iter_chunk_ids())), "table_versions": len(unique)}}
+                       "chunks": len(set(repo.blobs.iter_chunk_ids())), "table_versions": len(unique), "sessions": n_sessions}}
+
+
+def _check_sessions(repo: Repository, problems: list[str]) -> int:
+    """Verify the hash chain of every session against the head its ref records."""
+    from demoai.runtime.session import SESSION_REF, open_session
+    names = [r[len(SESSION_REF):] for r in repo.refs() if r.startswith(SESSION_REF)]
+    for name in names:
+        try:
+            with open_session(repo, name) as log:
+                log.verify(from_git=True)
+        except DemoAIError as e:
+            problems.append(f"session {name}: {e}")
+        except Exception as e:  # damaged cache or objects: name it, never crash fsck
+            problems.append(f"session {name}: unreadable ({e.__class__.__name__}: {e})")
+    return len(names)
