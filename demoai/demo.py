@@ -2,7 +2,10 @@
 
 In a fresh folder it inits a repository, imports the sample dataset, prompt and the SmolLM2
 GGUF, edits and diffs them, branches, merges, queries history with DuckDB, runs fsck and
-prints the log. Every step goes through the same porcelain the CLI uses.
+prints the log. Then it runs an agent with SmolLM2 in the sandbox, forks its session at a
+middle step with another instruction, replays the original (recorded and reexecute) and
+prints the session log and the fork's divergence. Every step goes through the same
+porcelain and runtime calls the CLI uses.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape as esc
 from rich.rule import Rule
 from rich.table import Table
 
@@ -163,5 +167,77 @@ def _tour(root: Path, console: Console) -> Path:
                       markup=False)
     if not fs["ok"]:
         raise SystemExit(1)
+    _agent_tour(repo, root, console, step)
     console.print(f"\n[bold green]demo repository:[/bold green] {root}")
     return root
+
+
+TASK = "Create a file hello.txt that contains the word hello, then finish."
+FORK_INSTRUCTION = "Change of plan: write the word bye into bye.txt, then finish."
+
+
+def _agent_tour(repo: Any, root: Path, console: Console, step: Any) -> None:
+    """Run an agent with SmolLM2 in the sandbox, fork it mid-way with another instruction,
+    replay the original (recorded, reexecute) and show the log and the fork's divergence."""
+    from demoai.runtime.agent import continue_session, run_agent
+    from demoai.runtime.inspect import timeline
+    from demoai.runtime.replay import diff_sessions, replay_recorded, replay_reexecute
+    from demoai.runtime.session import fork_session
+
+    def show(kind: str, d: dict) -> None:
+        if kind == "model_response":
+            console.print(f"  [dim]step {d['step']}[/dim] [cyan]model[/cyan] {esc(d['text'][:140])}")
+        elif kind == "tool_result":
+            r = d["result"]
+            txt = (r.get("stdout") or r.get("stderr") or "").strip().replace("\n", " | ")[:100]
+            console.print(f"  [dim]step {d['step']}[/dim] [yellow]{d['tool']}[/yellow] exit {r.get('exit_code')} "
+                          f"{esc(txt)} files changed: {esc(', '.join(r.get('files') or {}) or '-')}")
+        elif kind == "finish":
+            console.print(f"  [dim]step {d['step']}[/dim] finish: {d['answer']}", markup=False)
+
+    step("agent: commit an agent definition, run it with SmolLM2 in the namespace sandbox")
+    agents = root / "agents"
+    agents.mkdir(exist_ok=True)
+    shutil.copy(sample_data_dir() / "files.agent.yaml", agents / "files.agent.yaml")
+    P.add(repo, [agents / "files.agent.yaml"])
+    P.commit(repo, "Add the file-keeper agent")
+    console.print(f"  task: {TASK}", markup=False)
+    res = run_agent(repo, "agents/files.agent.yaml", task=TASK, name="demo-run", on_event=show)
+    console.print(f"  session demo-run: {res['status']} after {res['steps']} step(s), head {res['head'][:19]}")
+
+    mid = max(1, res["steps"] // 2)
+    step(f"fork demo-run@{mid} with a different instruction, and continue the fork")
+    fork_session(repo, f"demo-run@{mid}", "demo-fork", overrides={"instruction": FORK_INSTRUCTION}).close()
+    console.print(f"  instruction: {FORK_INSTRUCTION}", markup=False)
+    fres = continue_session(repo, "demo-fork", max_steps=2, on_event=show)
+    console.print(f"  session demo-fork: {fres['status']} after {fres['steps']} step(s)")
+
+    step("replay demo-run: recorded (verify the chain), reexecute (tools again, fresh sandbox)")
+    rec = replay_recorded(repo, "demo-run")
+    console.print(f"  recorded: verified {rec['events']} events over {rec['steps']} steps in "
+                  f"{rec['seconds'] * 1000:.1f} ms")
+    rex = replay_reexecute(repo, "demo-run")
+    for r in rex["steps"]:
+        console.print(f"  reexecute step {r['step']}: {r['tool']} "
+                      + ("same observation" if r["same"] else f"differs in {', '.join(r['fields'])}"), markup=False)
+    d = rex["first_divergence"]
+    console.print("  reexecute: every observation matches" if d is None else
+                  f"  reexecute: first divergence at step {d['step']}", markup=False)
+
+    step("session log of demo-run")
+    for e in timeline(repo, "demo-run")["events"]:
+        console.print(f"  {e['step']:>3} {e['type']:<14} {e['summary'][:150]}", markup=False)
+
+    step("divergence of the fork (demoai agent diff demo-run demo-fork)")
+    dv = diff_sessions(repo, "demo-run", "demo-fork")
+    fd = dv["first_divergence"]
+    console.print(f"  {dv['shared_events']} events shared; first divergence at step {fd['step']}:", markup=False)
+    for side, name in (("a", "demo-run"), ("b", "demo-fork")):
+        x = fd[side]
+        console.print(f"    {name}: " + (f"{x['type']} {x['detail'][:140]}" if x else "(ends)"), markup=False)
+    for e in timeline(repo, "demo-fork")["events"][dv["shared_events"]:]:
+        console.print(f"    fork {e['step']:>3} {e['type']:<14} {e['summary'][:140]}", markup=False)
+    fs = P.fsck(repo)
+    console.print(f"  fsck with sessions: {'ok' if fs['ok'] else 'BROKEN'} ({fs['counts']['sessions']} sessions)")
+    if not fs["ok"]:
+        raise SystemExit(1)

@@ -273,9 +273,10 @@ def _loop(repo: Repository, log: SessionLog, backend: Any, sb: Any, s: RunSettin
         log.append("run_end", status="interrupted", reason="interrupted", same_step=same)
         log.commit_step(status="interrupted", same_step=same, message="end: interrupted")
         raise
-    except DemoAIError as e:
+    except Exception as e:           # recorded, then raised: the session says why it stopped
         same = not log.in_flight
-        log.append("error", where="runtime", code=e.code, message=str(e), same_step=same)
+        code = e.code if isinstance(e, DemoAIError) else type(e).__name__
+        log.append("error", where="runtime", code=code, message=str(e), same_step=same)
         log.commit_step(status="failed", same_step=same, message="end: error")
         raise
     finally:

@@ -11,14 +11,14 @@ from demoai.objects.base import digest_bytes
 __all__ = ["TOOL_ARGS", "tool_schema", "schema_digest", "tool_instructions", "parse_call",
            "execute", "normalize_observation", "observation_text", "files_changed"]
 
-# Each tool's arguments; string lengths are bounded so constrained decoding always closes.
+# Each tool's arguments (string lengths are bounded by the call's max_tokens: a maxLength
+# here would unroll into a grammar rule per character).
 TOOL_ARGS: dict[str, dict[str, Any]] = {
-    "shell": {"cmd": {"type": "string", "maxLength": 300}},
-    "python": {"code": {"type": "string", "maxLength": 800}},
-    "read_file": {"path": {"type": "string", "maxLength": 200}},
-    "write_file": {"path": {"type": "string", "maxLength": 200},
-                   "content": {"type": "string", "maxLength": 1500}},
-    "finish": {"answer": {"type": "string", "maxLength": 400}},
+    "shell": {"cmd": {"type": "string"}},
+    "python": {"code": {"type": "string"}},
+    "read_file": {"path": {"type": "string"}},
+    "write_file": {"path": {"type": "string"}, "content": {"type": "string"}},
+    "finish": {"answer": {"type": "string"}},
 }
 _DESCRIBE = {
     "shell": 'run a shell command in /workspace: {"tool": "shell", "args": {"cmd": "ls -l"}}',
@@ -98,7 +98,9 @@ def files_changed(before: dict[str, str], after: dict[str, str]) -> dict[str, st
     return dict(sorted(out.items()))
 
 
-_TS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?|\b\d\d:\d\d:\d\d(\.\d+)?\b")
+_TS = re.compile(r"\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?)?"
+                 r"|\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2}\b"
+                 r"|\b\d{1,2}:\d\d(:\d\d(\.\d+)?)?\b")
 _TMP = re.compile(r"/tmp/[A-Za-z0-9_.\-/]+")
 _PID = re.compile(r"\bpid[ =:]*\d+", re.I)
 
