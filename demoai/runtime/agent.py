@@ -9,6 +9,7 @@ tree, overrides applied.
 """
 from __future__ import annotations
 
+import atexit
 import platform
 import secrets
 import time
@@ -63,6 +64,17 @@ class RunSettings:
 
 
 _BACKENDS: dict[str, Any] = {}
+
+
+@atexit.register
+def _close_backends() -> None:
+    """Free loaded models before interpreter teardown (their finalizers need the modules)."""
+    while _BACKENDS:
+        _, b = _BACKENDS.popitem()
+        try:
+            b.close()
+        except Exception:
+            pass
 
 
 def _backend(spec: dict[str, Any]) -> Any:
