@@ -12,8 +12,9 @@ import time
 from typing import Any, Callable
 
 from demoai.errors import ReplayError
-from demoai.runtime.session import (Event, fork_session, open_session, parse_session_step,
-                                    session_exists, verify_lines, workspace_tree)
+from demoai.runtime.session import (Event, fork_session, open_session, parse_bodies,
+                                    parse_session_step, session_exists, verify_lines,
+                                    workspace_tree)
 from demoai.runtime.tools import execute, files_changed, normalize_observation
 from demoai.store.repo import Repository
 
@@ -26,15 +27,14 @@ def replay_recorded(repo: Repository, name: str, from_step: int = 0) -> dict[str
     """Verify the chain and re-walk the events from ``from_step`` (timeline per step)."""
     t0 = time.perf_counter()
     with open_session(repo, name) as log:
-        lines = log.lines()
-        n, head = verify_lines(lines)
+        bodies: list[bytes] = []
+        n, head = verify_lines(log.lines(), bodies=bodies)
         if "blake3:" + head.decode() != log.manifest.head:
             raise ReplayError(f"session {name}: the events do not end at the recorded head")
         per_step: dict[int, list[str]] = {}
-        for line in lines:
-            e = Event.parse(line)
-            if e.step >= from_step:
-                per_step.setdefault(e.step, []).append(e.type)
+        for e in parse_bodies(bodies):
+            if e["step"] >= from_step:
+                per_step.setdefault(e["step"], []).append(e["type"])
         return {"mode": "recorded", "session": name, "events": n, "steps": log.steps,
                 "head": log.manifest.head, "verified": True, "from_step": from_step,
                 "timeline": [{"step": k, "events": v} for k, v in sorted(per_step.items())],
