@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -71,3 +72,28 @@ def cli() -> Callable[..., Any]:
 def rows(n: int, start: int = 0, label: str = "a") -> list[dict[str, Any]]:
     return [{"id": i, "prompt": f"question {i}", "response": f"answer {i}", "label": label}
             for i in range(start, start + n)]
+
+
+@pytest.fixture(scope="session")
+def docker_url() -> Iterator[str]:
+    """A Docker engine for the session: DEMOAI_TEST_DOCKER_HOST, or a private dockerd."""
+    given = os.environ.get("DEMOAI_TEST_DOCKER_HOST")
+    if given:
+        yield given
+        return
+    from tests.helpers.skips import unavailable
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        unavailable("the docker package is not installed", "DEMOAI_REQUIRE_DOCKER")
+    from tests.helpers.dockerd import Dockerd, DockerdError
+
+    engine = Dockerd()
+    try:
+        url = engine.start()
+    except DockerdError as e:
+        unavailable(f"cannot start dockerd: {e}", "DEMOAI_REQUIRE_DOCKER")
+    try:
+        yield url
+    finally:
+        engine.stop()

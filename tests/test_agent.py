@@ -201,3 +201,16 @@ def test_cli_agent_commands(ran, cli, monkeypatch):
     assert d["first_divergence"]["b"]["type"] == "fork"
     assert "no session named" in cli("agent", "log", "nope", code=1).output
     assert tool_schema(["finish"])["properties"]["tool"] == {"const": "finish"}
+
+
+def test_reexecute_in_docker_sees_what_the_namespace_run_saw(repo, tmp_path, docker_url, monkeypatch):
+    """The same recorded session re-executed on the other backend: same observations."""
+    calls = [{"tool": "write_file", "args": {"path": "d/a.txt", "content": "alpha"}},
+             {"tool": "shell", "args": {"cmd": "cat d/a.txt && id -u && ls /workspace"}},
+             {"tool": "python", "args": {"code": "import socket\ntry:\n  socket.create_connection(('1.1.1.1', 53), 2)\n"
+                                                 "except OSError:\n  print('no network')"}}]
+    _scripted_session(repo, "dk", calls, tmp_path)
+    monkeypatch.setenv("DOCKER_HOST", docker_url)
+    rex = replay_reexecute(repo, "dk", sandbox="docker")
+    assert [r["step"] for r in rex["steps"]] == [1, 2, 3]
+    assert rex["identical"], rex["first_divergence"]

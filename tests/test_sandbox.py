@@ -22,34 +22,7 @@ from demoai.runtime.sandbox import namespace as ns_backend
 LIMITS = SandboxLimits(cpu_seconds=2, memory_mb=256, pids=32, timeout_s=15)
 
 
-def _unavailable(reason: str, env: str) -> None:
-    if os.environ.get(env) == "1":
-        pytest.fail(f"{env}=1 but the backend is unavailable: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def docker_url() -> Iterator[str]:
-    """A Docker engine for the session: DEMOAI_TEST_DOCKER_HOST, or a private dockerd."""
-    given = os.environ.get("DEMOAI_TEST_DOCKER_HOST")
-    if given:
-        yield given
-        return
-    try:
-        import docker  # noqa: F401
-    except ImportError:
-        _unavailable("the docker package is not installed", "DEMOAI_REQUIRE_DOCKER")
-    from tests.helpers.dockerd import Dockerd, DockerdError
-
-    engine = Dockerd()
-    try:
-        url = engine.start()
-    except DockerdError as e:
-        _unavailable(f"cannot start dockerd: {e}", "DEMOAI_REQUIRE_DOCKER")
-    try:
-        yield url
-    finally:
-        engine.stop()
+from tests.helpers.skips import unavailable as _unavailable  # noqa: E402
 
 
 @pytest.fixture(params=["namespace", "docker"])
