@@ -214,3 +214,16 @@ def test_reexecute_in_docker_sees_what_the_namespace_run_saw(repo, tmp_path, doc
     rex = replay_reexecute(repo, "dk", sandbox="docker")
     assert [r["step"] for r in rex["steps"]] == [1, 2, 3]
     assert rex["identical"], rex["first_divergence"]
+
+
+def test_live_replay_records_a_new_linked_session(ran):
+    repo, _ = ran
+    from demoai.runtime.replay import replay_live
+    res = replay_live(repo, "run1", 1, max_steps=1)
+    new = S.open_session(repo, res["new_session"])
+    assert new.manifest.parent["session"] == "run1" and new.manifest.parent["step"] == 1
+    assert new.steps == 2 and new.verify()["verified"]
+    ev = new.events()
+    assert [e.id for e in ev[:len(S.open_session(repo, "run1").events(1))]] == \
+        [e.id for e in S.open_session(repo, "run1").events(1)]
+    assert sum(e.type == "model_response" for e in ev) == 2        # one recorded, one new call
