@@ -139,6 +139,19 @@ def test_open_backend_errors(tmp_path):
         open_backend({"backend": "llamacpp", "path": "x.gguf", "bogus": 1})
 
 
+def test_settings_and_params(monkeypatch):
+    from demoai.runtime.models import default_threads, resolve_params
+    assert default_threads() == 1
+    monkeypatch.setenv("DEMOAI_LLM_THREADS", "3")
+    assert default_threads() == 3
+    p = resolve_params({"temperature": 0.5, "stop": "###"})
+    assert p["stop"] == ["###"] and p["seed"] == 0 and p["temperature"] == 0.5
+    with pytest.raises(ModelError):
+        resolve_params({"temprature": 1})
+    with pytest.raises(ModelError):
+        resolve_params({"max_tokens": 0})
+
+
 def test_vllm_unavailable():
     try:
         import vllm  # noqa: F401
