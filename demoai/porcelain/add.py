@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -10,6 +11,7 @@ from demoai.errors import PathNotFound, UnknownKind
 from demoai.objects import Artifact, decode_manifest, detect_kind
 from demoai.porcelain._util import repo_path
 from demoai.store.artifacts import import_path
+from demoai.store.index import _RACY_NS, IndexState, fingerprint
 from demoai.store.repo import CONTROL_DIR, Repository
 
 __all__ = ["add", "rm", "AddResult", "find_artifacts"]
@@ -71,6 +73,7 @@ def add(repo: Repository, paths: list[str | os.PathLike], *, kind: str | None = 
 def _add_targets(repo: Repository, targets: list[Path], kind: str | None, key: str | None,
                  progress: Callable[[str, int, int], None] | None) -> list[AddResult]:
     results: list[AddResult] = []
+    records: dict[str, dict | None] = {}   # path -> index stat record known without hashing
     state = repo.index.read()
     for t in targets:
         rel = repo_path(repo, t)
@@ -80,17 +83,47 @@ def _add_targets(repo: Repository, targets: list[Path], kind: str | None, key: s
         if (old is not None and old.kind == k and state.is_clean(rel, t)
                 and key in (None, getattr(old, "key", None))):
             results.append(AddResult(rel, k, "unchanged", old))
+            records[rel] = _trusted_record(state, rel, t)
             continue
         cb = (lambda done, total, _r=rel: progress(_r, done, total)) if progress else None
+        fp = fingerprint(t)
         art = import_path(repo, t, kind=k, key=key, base=old if old is not None and old.kind == k else None,
                           progress=cb)
         status = "added" if old is None else ("unchanged" if old.digest == art.digest else "modified")
         results.append(AddResult(rel, k, status, art))
+        raw = _file_digest(t, art)
+        records[rel] = {"fp": fp, "raw": raw, "at": None} if raw else None
     with repo.index.update() as st:
         for r in results:
-            st.stage(r.path, r.artifact, repo.root / r.path)
+            src = repo.root / r.path
+            rec = records.get(r.path)
+            if rec is not None and fingerprint(src) == rec["fp"]:
+                # The stored bytes' BLAKE3 is already known: no second pass over the file.
+                st.stage(r.path, r.artifact, None)
+                st.stat[r.path] = dict(rec, at=rec["at"] or time.time_ns())
+            else:
+                st.stage(r.path, r.artifact, src)
     _clear_resolved_conflicts(repo, [r.path for r in results])
     return results
+
+
+def _file_digest(path: Path, art: Artifact) -> str | None:
+    """The BLAKE3 (hex) of the bytes of file ``path`` that ``art`` was just made from, when
+    the artifact records it (a single-file model or adapter): what ``content_hash`` gives."""
+    files = getattr(art, "files", None)
+    if not isinstance(files, dict) or len(files) != 1 or not path.is_file():
+        return None
+    digest = next(iter(files.values())).get("digest", "")
+    return digest[len("blake3:"):] if digest.startswith("blake3:") else None
+
+
+def _trusted_record(state: IndexState, rel: str, path: Path) -> dict | None:
+    """The stat record of an unchanged path when its stat alone proves it clean (not racy)."""
+    rec = state.stat.get(rel)
+    if not rec:
+        return None
+    fp = fingerprint(path)
+    return dict(rec) if fp == rec["fp"] and fp[1] < rec["at"] - _RACY_NS else None
 
 
 def _clear_resolved_conflicts(repo: Repository, paths: list[str]) -> None:

@@ -48,11 +48,21 @@ Progress = Optional[Callable[[int, int], None]]
 AVG_CHUNK = MIN_CHUNK = 46080
 MAX_CHUNK = 262144
 ZSTD_LEVEL = 1              # level 3 is no smaller on quantized weights and slower
-MIN_SAVING = 0.03           # below this, decompressing on every read is not worth it
+MIN_SAVING = 0.10           # below this, compressing on write (~6x the CPU of hashing) and
+                            # decompressing on every read is not worth it: quantized weights
+                            # save 3-7 % and are stored raw
+SAMPLE = 8192               # a chunk is first tried on this much of itself (cheap reject)
 PACK_ROLLOVER = 256 << 20
 SYNC_EVERY = 8 << 20        # flush in the background while compressing, so the final fsync is short
 BATCH_BYTES = 4 << 20       # unit of work for the thread pool: big enough to amortise Python
+SEGMENT = 16 << 20          # unit of cutting (and of whole-file hashing) for the pool
 F_ZSTD = 1
+# Long runs of new raw chunks of a file read through mmap are written with O_DIRECT straight
+# from the mapping (no copy into the page cache, no writeback at fsync time): the pack
+# places such a run at an offset congruent to its file offset modulo _ALIGN.
+_ALIGN = 4096
+DIRECT_MIN = 1 << 20        # shorter runs go through the page cache
+DIRECT_IO = 4 << 20         # bytes per direct write
 
 _PACK_MAGIC, _IDX_MAGIC = b"DAIPACK1", b"DAIIDX01"
 _ENTRY = struct.Struct("<32sQIIB")
@@ -153,25 +163,58 @@ def chunk_boundaries(buf: Any, segments: int | None = None) -> list[int]:
     """
     mv = memoryview(buf)
     n = len(mv)
-    if n == 0:
-        return [0]
     segs = max(1, min(segments or _nworkers(), n // (4 * MAX_CHUNK)))
-    if segs == 1:
-        return _cut(mv, 0, n)
-    starts = [n * k // segs for k in range(segs)] + [n]
-    pool = _get_pool()
-    parts = [f.result() for f in [pool.submit(_cut, mv, starts[k], starts[k + 1])
-                                  for k in range(segs)]]
-    out = parts[0]
-    for part in parts[1:]:
-        where = {p: i for i, p in enumerate(part)}
-        while out[-1] not in where and out[-1] < part[-1]:
-            out.extend(_cut(mv, out[-1], out[-1] + 1)[1:])
-        if out[-1] in where:
-            out.extend(part[where[out[-1]] + 1:])
-    if out[-1] < n:
-        out.extend(_cut(mv, out[-1], n)[1:])
+    out = [0]
+    for cuts in _iter_cuts(mv, -(-n // segs) if n else 1):
+        out.extend(cuts)
     return out
+
+
+def _iter_cuts(mv: memoryview, seg_len: int = SEGMENT) -> Iterator[list[int]]:
+    """The cut positions after 0, as in :func:`chunk_boundaries`, in lists yielded as soon as
+    they are certain: segments of ``seg_len`` bytes are cut on the pool a few ahead, so that
+    hashing (and writing) can start long before the whole file is cut."""
+    n = len(mv)
+    if n == 0:
+        return
+    starts = list(range(0, n, max(seg_len, 4 * MAX_CHUNK))) + [n]
+    if len(starts) <= 2:
+        yield _cut(mv, 0, n)[1:]
+        return
+    pool, ahead = _get_pool(), deque()
+    nxt = 0
+
+    def submit_more() -> None:
+        nonlocal nxt
+        while nxt < len(starts) - 1 and len(ahead) < _nworkers() + 1:
+            ahead.append(pool.submit(_cut, mv, starts[nxt], starts[nxt + 1]))
+            nxt += 1
+
+    try:
+        submit_more()
+        last = 0
+        while ahead:
+            part = ahead.popleft().result()
+            submit_more()
+            if part[0] == 0:
+                new = part[1:]
+            else:
+                where = {p: i for i, p in enumerate(part)}
+                new = []
+                while last not in where and last < part[-1]:
+                    ext = _cut(mv, last, last + 1)[1:]
+                    new.extend(ext)
+                    last = ext[-1]
+                if last in where:
+                    new.extend(part[where[last] + 1:])
+            if new:
+                last = new[-1]
+                yield new
+        if last < n:
+            yield _cut(mv, last, n)[1:]
+    finally:
+        for f in ahead:
+            f.cancel()
 
 
 def _batches(bounds: list[int]) -> Iterator[tuple[int, int]]:
@@ -184,7 +227,11 @@ def _batches(bounds: list[int]) -> Iterator[tuple[int, int]]:
 
 def _encode(piece: memoryview, level: int | None, skip: bool = False) -> tuple[Any, int]:
     if level is not None and not skip:
-        comp = _compressor(level).compress(piece)
+        zc = _compressor(level)
+        if len(piece) >= 4 * SAMPLE and \
+                len(zc.compress(piece[:SAMPLE])) > SAMPLE * (1 - MIN_SAVING):
+            return piece, 0   # the sample does not compress: the chunk will not either
+        comp = zc.compress(piece)
         if len(comp) <= len(piece) * (1 - MIN_SAVING):
             return comp, F_ZSTD
     return piece, 0
@@ -225,12 +272,58 @@ def compute_manifest(data: Any) -> BlobManifest:
     return BlobManifest("blake3:" + digest.result(), len(mv), chunks)
 
 
+class _Digest:
+    """BLAKE3 of a whole buffer, computed by a chain of pool tasks of ``SEGMENT`` bytes each
+    (each submitted when the previous one finishes), so that it interleaves with the chunk
+    work instead of holding a worker for the whole file."""
+
+    def __init__(self, mv: memoryview) -> None:
+        self.mv, self.h, self.done = mv, blake3.blake3(), threading.Event()
+        self.err: BaseException | None = None
+        self._step(0)
+
+    def _step(self, off: int) -> None:
+        if off >= len(self.mv) and off:
+            self.done.set()
+            return
+        _get_pool().submit(self._run, off)
+
+    def _run(self, off: int) -> None:
+        try:
+            self.h.update(self.mv[off:off + SEGMENT])
+        except BaseException as e:  # noqa: BLE001 - handed to result()
+            self.err = e
+            self.done.set()
+            return
+        self._step(off + SEGMENT)
+
+    def result(self) -> str:
+        self.done.wait()
+        if self.err is not None:
+            raise self.err
+        return self.h.hexdigest()
+
+
 def _scan(mv: memoryview, known: Callable[[str], bool], level: int | None) -> tuple[Any, Iterator]:
-    """Chunk ``mv``; return a future of its digest and the per-batch worker results in order."""
-    bounds = chunk_boundaries(mv)
-    digest = _get_pool().submit(_b3, mv)  # one more task among the batches
-    jobs = ((mv, bounds, i0, i1, known, level) for i0, i1 in _batches(bounds))
-    return digest, _run_windowed(_hash_compress, jobs)
+    """Chunk ``mv``; return a future of its digest and the per-batch worker results in order.
+
+    Cutting, hashing the chunks and hashing the whole buffer all run as pool tasks, in a
+    pipeline: the first batches are hashed (and written) while later segments are cut.
+    """
+    bounds = [0]
+
+    def jobs() -> Iterator[tuple]:
+        i0, n = 0, len(mv)
+        for cuts in _iter_cuts(mv):
+            first = len(bounds)
+            bounds.extend(cuts)  # only appended to: the workers' indices stay valid
+            for i in range(first, len(bounds)):
+                if bounds[i] - bounds[i0] >= BATCH_BYTES or bounds[i] == n:
+                    yield mv, bounds, i0, i, known, level
+                    i0 = i
+
+    digest = _Digest(mv)
+    return digest, _run_windowed(_hash_compress, jobs())
 
 
 def _decode(cid: str, payload: bytes, raw_len: int, flags: int, where: str) -> bytes:
@@ -323,7 +416,7 @@ class BlobStore(abc.ABC):
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         with contextlib.suppress(AttributeError, OSError):
             mm.madvise(mmap.MADV_WILLNEED)  # start readahead while chunking begins
-        m = self._put_view(memoryview(mm), progress)
+        m = self._put_view(memoryview(mm), progress, direct=True)
         st2 = os.stat(path)
         if (st2.st_size, st2.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
             raise IntegrityError(f"{path} changed while it was being stored", path=str(path))
@@ -333,7 +426,9 @@ class BlobStore(abc.ABC):
         """Store ``data`` and return its manifest."""
         return self._put_view(memoryview(data), None)
 
-    def _put_view(self, mv: memoryview, progress: Progress) -> BlobManifest:
+    def _put_view(self, mv: memoryview, progress: Progress, direct: bool = False) -> BlobManifest:
+        """Store ``mv``; ``direct``: it is a page-aligned mapping, so runs of raw chunks may
+        be written to disk from it without a copy."""
         n, chunks, written, done = len(mv), [], set(), 0
         with self._write_session() as writer:
             digest, batches = _scan(mv, self._contains, self.zstd_level)
@@ -341,7 +436,10 @@ class BlobStore(abc.ABC):
                 for cid, raw_len, payload, flags in results:
                     chunks.append((cid, raw_len))
                     if payload is not None and cid not in written:
-                        writer.add(cid, payload, raw_len, flags)
+                        if direct and not flags:
+                            writer.add(cid, payload, raw_len, flags, src=done)
+                        else:
+                            writer.add(cid, payload, raw_len, flags)
                         written.add(cid)
                     done += raw_len
                 if progress:
@@ -504,7 +602,7 @@ class _Flusher:
 
 
 class _MemoryWriter(dict):
-    def add(self, cid: str, payload: Any, raw_len: int, flags: int) -> None:
+    def add(self, cid: str, payload: Any, raw_len: int, flags: int, src: int | None = None) -> None:
         self[cid] = (bytes(payload), raw_len, flags)
 
 
@@ -557,32 +655,166 @@ class MemoryBlobStore(BlobStore):
         return {"removed_chunks": len(dead), "freed_bytes": freed}
 
 
+def _open_direct(path: str) -> int | None:
+    """A second, O_DIRECT descriptor on ``path``; None where the filesystem refuses it."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        return os.open(path, os.O_WRONLY | flag)
+    except OSError:
+        return None
+
+
 class _PackWriter:
-    """Appends payloads to a temp pack; ``commit`` publishes pack then idx (the commit point)."""
+    """Appends payloads to a temp pack; ``commit`` publishes pack then idx (the commit point).
+
+    Payloads go through the page cache (``pwrite``), except long runs of raw chunks that are
+    consecutive in a page-aligned source mapping (``add(..., src=offset)``): those are placed
+    at a pack offset congruent to ``src`` modulo ``_ALIGN`` (up to 4 KiB of zero padding
+    before the run) and their whole blocks are written with O_DIRECT from the mapping by the
+    io thread, while the CPU pool goes on hashing. No block is written both ways. One fsync
+    at commit makes everything durable.
+    """
 
     def __init__(self, store: "DiskBlobStore") -> None:
         self.store, self.fd = store, None
 
-    def add(self, cid: str, payload: Any, raw_len: int, flags: int) -> None:
+    def _open(self) -> None:
+        self.stem = f"pack-{os.urandom(8).hex()}"
+        self.tmp = tmp_name(self.store.packs / f"{self.stem}.pack")
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.dfd, self.direct_futs = -1, []   # -1: not opened yet; None: unavailable
+        _write_all(self.fd, _PACK_MAGIC)
+        self.off, self.entries, self.flusher = len(_PACK_MAGIC), [], _Flusher(self.fd)
+        # the pending run: pack offset, source view and offset of its first byte, length,
+        # index in self.entries of its first entry, whether it was aligned
+        self.run: list | None = None
+
+    def add(self, cid: str, payload: Any, raw_len: int, flags: int,
+            src: int | None = None) -> None:
         if self.fd is None:
-            self.stem = f"pack-{os.urandom(8).hex()}"
-            self.tmp = tmp_name(self.store.packs / f"{self.stem}.pack")
-            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            _write_all(self.fd, _PACK_MAGIC)
-            self.off, self.entries, self.flusher = len(_PACK_MAGIC), [], _Flusher(self.fd)
-        _write_all(self.fd, payload)
-        self.entries.append((cid, self.off, len(payload), raw_len, flags))
-        self.off += len(payload)
-        self.flusher.wrote(len(payload))
+            self._open()
+        n = len(payload)
+        run = self.run
+        if src is not None and run is not None and run[2] + run[3] == src:
+            run[3] += n                      # the run goes on
+        else:
+            if run is not None:
+                self._flush_run(final=True)
+            if src is None:
+                self._pwrite(payload, self.off)
+            else:
+                base = payload.obj if isinstance(payload, memoryview) else None
+                if base is None:
+                    self._pwrite(payload, self.off)
+                else:
+                    self.run = run = [self.off, memoryview(base), src, n, len(self.entries), False]
+        self.entries.append((cid, self.off, n, raw_len, flags))
+        self.off += n
+        if run is not None and self.run is run:
+            if not run[5] and run[3] >= DIRECT_MIN and self._direct_fd() is not None:
+                self._align_run()
+            if run[3] >= DIRECT_IO + _ALIGN:
+                self._flush_run(final=not run[5])
         if self.off >= PACK_ROLLOVER:
             self.commit()
+
+    def _pwrite(self, data: Any, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            k = os.pwrite(self.fd, view, offset)
+            view, offset = view[k:], offset + k
+        self.flusher.wrote(len(data))
+
+    def _align_run(self) -> None:
+        """Shift the pending run so that its pack offset is congruent to its source offset."""
+        run = self.run
+        pad = (run[2] - run[0]) % _ALIGN
+        if pad:
+            for i in range(run[4], len(self.entries)):
+                cid, off, *rest = self.entries[i]
+                self.entries[i] = (cid, off + pad, *rest)
+            run[0] += pad
+            self.off += pad                  # a hole: reads as zeros, never referenced
+        run[5] = True
+
+    def _flush_run(self, final: bool) -> None:
+        """Write the pending run: whole blocks direct, partial ones through the page cache.
+        Not ``final``: keep the part after the last whole block pending (it goes on)."""
+        poff, src_view, src, length, _, aligned = self.run
+        self.run = None
+        data = src_view[src:src + length]
+        if not aligned:
+            self._pwrite(data, poff)
+            return
+        a0 = -poff % _ALIGN                  # bytes before the first whole block
+        a1 = (poff + length) // _ALIGN * _ALIGN - poff
+        if a1 - a0 < _ALIGN or self._direct_fd() is None:
+            if final:
+                self._pwrite(data, poff)
+                return
+            a0, a1 = 0, 0
+        if a0:
+            self._pwrite(data[:a0], poff)
+        if a1 > a0:
+            self.direct_futs.append(_get_pool("io").submit(
+                self._direct_write, data[a0:a1], poff + a0))
+        if final:
+            if a1 < length:
+                self._pwrite(data[a1:], poff + a1)
+        else:
+            self.run = [poff + a1, src_view, src + a1, length - a1, len(self.entries), True]
+
+    def _direct_fd(self) -> int | None:
+        if self.dfd == -1:
+            self.dfd = _open_direct(self.tmp)
+        return self.dfd
+
+    def _direct_write(self, view: memoryview, offset: int) -> None:
+        try:
+            while view:
+                k = os.pwrite(self.dfd, view, offset)
+                view, offset = view[k:], offset + k
+        except OSError:
+            # e.g. EINVAL: this filesystem wants other alignment. The page cache always works.
+            while view:
+                k = os.pwrite(self.fd, view, offset)
+                view, offset = view[k:], offset + k
+
+    def _wait_direct(self, cancel: bool = False) -> None:
+        futs, self.direct_futs = self.direct_futs, []
+        if cancel:
+            for f in futs:
+                f.cancel()
+        err = None
+        for f in futs:
+            try:
+                f.result()
+            except BaseException as e:  # noqa: BLE001 - re-raised below, after all finished
+                err = err or e
+        if err is not None and not cancel:
+            raise err
+
+    def _close_fds(self) -> None:
+        if self.dfd not in (-1, None):
+            os.close(self.dfd)
+        self.dfd = None
+        os.close(self.fd)
+        self.fd = None
 
     def commit(self) -> None:
         if self.fd is None:
             return
-        self.flusher.fsync()
-        os.close(self.fd)
-        self.fd = None
+        if self.run is not None:
+            self._flush_run(final=True)
+        try:
+            self._wait_direct()
+            self.flusher.fsync()             # one fsync covers the direct writes too
+        except BaseException:
+            self.abort()
+            raise
+        self._close_fds()
         os.replace(self.tmp, self.store.packs / f"{self.stem}.pack")
         fsync_dir(self.store.packs)  # the pack's name is durable before the idx points at it
         idx = _IDX_MAGIC + b"".join(_ENTRY.pack(bytes.fromhex(c), *rest)
@@ -592,9 +824,10 @@ class _PackWriter:
 
     def abort(self) -> None:
         if self.fd is not None:
+            self.run = None
+            self._wait_direct(cancel=True)
             self.flusher.wait()
-            os.close(self.fd)
-            self.fd = None
+            self._close_fds()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp)
 
