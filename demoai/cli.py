@@ -1,109 +1,25 @@
 """The ``demoai`` command line: parse, call one porcelain function, print.
 
-Errors are typed ``DemoAIError``s turned into one line by :data:`ERROR_HINTS` (exit 1);
+Errors are typed ``DemoAIError``s turned into one line by ``cli_common.ERROR_HINTS`` (exit 1);
 ``DEMOAI_DEBUG=1`` shows the traceback instead.
 """
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape as esc
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
 from rich.table import Table
 
 import demoai
 from demoai import errors as E
 from demoai import porcelain as P
-from demoai.store.repo import Repository
+from demoai.cli_common import (ERROR_HINTS, _Bars, _json, _repo, err, handle_errors,  # noqa: F401
+                               json_option, out)
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-# One table from error type to the hint printed after its message (most specific first).
-ERROR_HINTS: list[tuple[type[E.DemoAIError], str]] = [
-    (E.NotARepository, "run `demoai init` first"),
-    (E.MergeConflict, "resolve the files, `demoai add` them and `demoai commit`, or `demoai merge --abort`"),
-    (E.DirtyWorkingTree, ""),
-    (E.LockTimeout, "another demoai process is working in this repository"),
-    (E.RefConflict, ""),
-    (E.RefNotFound, "see `demoai branch` and `demoai log`"),
-    (E.IntegrityError, "run `demoai fsck` to list damaged objects"),
-    (E.UnknownKind, ""),
-    (E.InvalidArtifact, "the repository was not changed"),
-    (E.DemoAIError, ""),
-]
-
-
-def _hint(e: E.DemoAIError) -> str:
-    for cls, hint in ERROR_HINTS:
-        if isinstance(e, cls):
-            return hint
-    return ""
-
-
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a DemoAIError into one red line and exit status 1."""
-    @functools.wraps(fn)
-    def wrapper(*a: Any, **kw: Any) -> Any:
-        try:
-            return fn(*a, **kw)
-        except E.DemoAIError as e:
-            if os.environ.get("DEMOAI_DEBUG"):
-                raise
-            hint = _hint(e)
-            err.print(f"[red]error:[/red] {esc(e.message)}" + (f" [dim]({esc(hint)})[/dim]" if hint else ""),
-                      markup=True, highlight=False)
-            if isinstance(e, E.MergeConflict):
-                for c in getattr(e, "conflicts", []):
-                    err.print(f"  conflict: {c['path']}: {c['reason']}", markup=False)
-            sys.exit(1)
-    return wrapper
-
-
-def _repo() -> Repository:
-    return Repository.open()
-
-
-def _json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-
-
-class _Bars:
-    """Rich progress bars keyed by a label; a callback for porcelain progress."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and err.is_terminal
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=err,
-                                 transient=True)
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> "_Bars":
-        if self.enabled:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.progress.stop()
-
-    def __call__(self, label: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if label not in self.tasks:
-            self.tasks[label] = self.progress.add_task(label, total=total)
-        self.progress.update(self.tasks[label], completed=done, total=total)
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,7 +8,7 @@ from rich.markup import escape as esc
 from rich.table import Table
 
 from demoai import errors as E
-from demoai.cli import _json, _repo, err, handle_errors, json_option, out
+from demoai.cli_common import _json, _repo, err, handle_errors, json_option, out
 
 __all__ = ["agent", "fork_session_cmd", "parse_sets"]
 

@@ -227,3 +227,18 @@ def test_live_replay_records_a_new_linked_session(ran):
     assert [e.id for e in ev[:len(S.open_session(repo, "run1").events(1))]] == \
         [e.id for e in S.open_session(repo, "run1").events(1)]
     assert sum(e.type == "model_response" for e in ev) == 2        # one recorded, one new call
+
+
+def test_output_cut_off_by_max_tokens_is_recorded_and_the_run_goes_on(repo, tmp_path):
+    (tmp_path / "short.agent.yaml").write_text(AGENT.replace("max_tokens: 100", "max_tokens: 4")
+                                               .replace("max_steps: 3", "max_steps: 2"))
+    add(repo, [tmp_path / "short.agent.yaml"])
+    commit(repo, "short")
+    res = run_agent(repo, "short.agent.yaml", task=TASK, name="short")
+    assert res["status"] == "finished" and res["steps"] == 2
+    ev = S.open_session(repo, "short").events()
+    bad = [e for e in ev if e.type == "model_response"]
+    assert len(bad) == 2 and all(e.body["invalid"] and e.body["finish_reason"] == "length" for e in bad)
+    assert sum(e.type == "error" and e.body["where"] == "tool_call" for e in ev) == 2
+    second = [e for e in ev if e.type == "model_request"][1]
+    assert second.body["messages"][0]["content"].startswith("Error: ")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from demoai import __version__
-from demoai.errors import DemoAIError, ModelError, SandboxError
+from demoai.errors import ContextOverflow, DemoAIError, ModelError, SandboxError
 from demoai.runtime.resolve import load_agent, resolve_model, system_prompt
 from demoai.runtime.session import (Event, SessionLog, create_session, open_session,
                                     workspace_tree)
@@ -236,10 +236,19 @@ def _loop(repo: Repository, log: SessionLog, backend: Any, sb: Any, s: RunSettin
             try:
                 res = backend.chat(messages, params=params, json_schema=schema)
             except ModelError as e:
-                log.append("error", where="model", code=e.code, message=str(e))
-                status = "failed"
-                log.commit_step(status="failed", message=f"step {step}: model error")
-                break
+                if isinstance(e, ContextOverflow) or getattr(e, "text", None) is None:
+                    log.append("error", where="model", code=e.code, message=str(e))
+                    status = "failed"
+                    log.commit_step(status="failed", message=f"step {step}: model error")
+                    break
+                # Output that broke the schema (cut off at max_tokens): shown to the model.
+                log.append("model_response", text=e.text, finish_reason=getattr(e, "finish_reason", None),
+                           invalid=True)
+                log.append("error", where="tool_call", code=e.code, message=str(e))
+                messages.append({"role": "assistant", "content": e.text})
+                pending = [{"role": "user", "content": f"Error: {e}"}]
+                log.commit_step(message=f"step {step}: invalid model output")
+                continue
             log.append("model_response", text=res.text, finish_reason=res.finish_reason,
                        prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
                        timings=res.timings, record=res.record)

@@ -124,8 +124,14 @@ class DockerSandbox(Sandbox):
         cmd = ["sh", "-c", _WRAP, f"{timeout:.3f}s", *argv]
         lim = self.limits.output_bytes
         with self._lock:
-            start = time.monotonic()
-            code, out, err, hung = self._exec(cmd, stdin, start + timeout + _GRACE_S, lim, lim)
+            for attempt in range(20):
+                start = time.monotonic()
+                code, out, err, hung = self._exec(cmd, stdin, start + timeout + _GRACE_S, lim, lim)
+                # runc could not even start the command: the pids of a just-killed process
+                # tree are still being reaped. Nothing ran, so trying again is safe.
+                if not (code == 126 and "OCI runtime exec failed" in out.text() + err.text()):
+                    break
+                time.sleep(0.1 * (attempt + 1))
         dur = time.monotonic() - start
         timed_out = hung or (code == 137 and dur >= timeout - 0.05)
         text_err = err.text()
