@@ -128,6 +128,34 @@ def parse_session_step(spec: str) -> tuple[str, int | None]:
     return (m.group(1), int(m.group(2))) if m else (spec, None)
 
 
+class _Records:
+    """The step index: fixed-size records over one buffer, unpacked only when read, so
+    opening a long session costs no per-step work."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = bytearray(raw[:len(raw) - len(raw) % _REC.size])
+
+    def __len__(self) -> int:
+        return len(self.raw) // _REC.size
+
+    def __bool__(self) -> bool:
+        return bool(self.raw)
+
+    def __getitem__(self, i: int) -> tuple[bytes, int]:
+        n = len(self)
+        i = i + n if i < 0 else i
+        if not 0 <= i < n:
+            raise IndexError(i)
+        return _REC.unpack_from(self.raw, i * _REC.size)
+
+    def __setitem__(self, i: int, rec: tuple[bytes, int]) -> None:
+        assert i == -1
+        self.raw[-_REC.size:] = _REC.pack(*rec)
+
+    def append(self, rec: tuple[bytes, int]) -> None:
+        self.raw += _REC.pack(*rec)
+
+
 @dataclasses.dataclass
 class SessionInfo:
     name: str
@@ -223,7 +251,7 @@ class SessionLog:
         self.tip = tip
         self.manifest = _manifest_of(repo, tip)
         self._base: dict | None = None
-        self._records: list[tuple[bytes, int]] = []
+        self._records: _Records = _Records(b"")
         self._load_cache()
         self._pending: list[bytes] = []
         self._head = self.manifest.head.removeprefix("blake3:").encode() if self.manifest.head else _ROOT
@@ -236,8 +264,8 @@ class SessionLog:
             base = json.loads((self.dir / "base.json").read_bytes()) if (self.dir / "base.json").exists() else None
         except (OSError, ValueError):
             raw, base = b"", None
-        n = len(raw) // _REC.size
-        recs = [_REC.unpack_from(raw, i * _REC.size) for i in range(n)]
+        recs = _Records(raw)
+        n = len(recs)
         first = base["step"] if base else 0
         ok = bool(recs) and recs[-1][0].hex() == self.tip and first + n - 1 == self.manifest.steps
         if ok and base:
@@ -282,7 +310,7 @@ class SessionLog:
         atomic_write(self.dir / "journal", bytes(journal), durable=False)
         atomic_write(self.dir / "steps", b"".join(_REC.pack(*r) for r in records), durable=False)
         (self.dir / "base.json").unlink(missing_ok=True)
-        self._base, self._records = None, records
+        self._base, self._records = None, _Records(b"".join(_REC.pack(*r) for r in records))
 
     # --- reading -------------------------------------------------------------------
     @property
