@@ -17,8 +17,7 @@ from rich.table import Table
 import demoai
 from demoai import errors as E
 from demoai import porcelain as P
-from demoai.cli_common import (ERROR_HINTS, _Bars, _json, _repo, err, handle_errors,  # noqa: F401
-                               json_option, out)
+from demoai.cli_common import _Bars, _json, _repo, handle_errors, json_option, out
 
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from demoai import __version__
 from demoai.errors import ContextOverflow, DemoAIError, ModelError, SandboxError
 from demoai.runtime.resolve import load_agent, resolve_model, system_prompt
-from demoai.runtime.session import (Event, SessionLog, create_session, open_session,
+from demoai.runtime.session import (Event, SessionLog, blob_ids, create_session, open_session,
                                     workspace_tree)
 from demoai.runtime.tools import (execute, files_changed, observation_text, parse_call,
                                   schema_digest, tool_instructions, tool_schema)
@@ -161,7 +161,6 @@ def continue_session(repo: Repository, name: str, *, max_steps: int | None = Non
                         tools=start["tools"], params=dict(start["params"]), seed=start["seed"],
                         max_steps=start["max_steps"], sandbox=dict(start["sandbox"]),
                         model=dict(start["model"]), prompt=start.get("prompt"))
-        rev = "HEAD"
         for e in events:
             if e.type in ("fork", "resume"):
                 o = e.body.get("overrides", {})
@@ -172,7 +171,7 @@ def continue_session(repo: Repository, name: str, *, max_steps: int | None = Non
                     s.system = o["system"]
                 if o.get("prompt"):
                     agent_art = _agent_from(start)
-                    s.system, s.prompt = system_prompt(repo, agent_art, rev, o["prompt"])
+                    s.system, s.prompt = system_prompt(repo, agent_art, "HEAD", o["prompt"])
                 if o.get("model_ref"):
                     s.model = {"ref": o["model_ref"]}
         if max_steps:
@@ -188,7 +187,7 @@ def continue_session(repo: Repository, name: str, *, max_steps: int | None = Non
             files = log.workspace_at()
             if files:
                 sb.put_files(files)
-            _, ids = workspace_tree(repo, files)
+            ids = blob_ids(files)             # already stored: they came from the step's tree
             log.append("resume", settings=s.record(backend), restored_files=len(files))
             if on_event:
                 on_event("resume", {"session": name, "step": log.steps})

@@ -12,9 +12,8 @@ import time
 from typing import Any, Callable
 
 from demoai.errors import ReplayError
-from demoai.runtime.session import (Event, fork_session, open_session, parse_bodies,
-                                    parse_session_step, session_exists, verify_lines,
-                                    workspace_tree)
+from demoai.runtime.session import (Event, blob_ids, fork_session, open_session, parse_bodies,
+                                    parse_session_step, session_exists, verify_lines)
 from demoai.runtime.tools import execute, files_changed, normalize_observation
 from demoai.store.repo import Repository
 
@@ -57,7 +56,7 @@ def replay_reexecute(repo: Repository, name: str, from_step: int = 0, *, sandbox
     with open_sandbox(sandbox or start["sandbox"]["backend"], limits) as sb:
         if files:
             sb.put_files(files)
-        _, ids = workspace_tree(repo, files)
+        ids = blob_ids(files)
         call = None
         for e in events:
             if e.step <= from_step:
@@ -66,7 +65,7 @@ def replay_reexecute(repo: Repository, name: str, from_step: int = 0, *, sandbox
                 call = e.body
             elif e.type == "tool_result" and call is not None:
                 obs = execute(sb, call["tool"], call["args"], start["sandbox"].get("timeout_s"))
-                tree, new_ids = workspace_tree(repo, sb.export_files())
+                new_ids = blob_ids(sb.export_files())     # compared, not stored
                 obs["files"] = files_changed(ids, new_ids)
                 ids = new_ids
                 want, got = normalize_observation(e.body), normalize_observation(obs)

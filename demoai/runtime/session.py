@@ -36,10 +36,10 @@ from demoai.errors import (IntegrityError, InvalidArtifact, InvalidRefName, RefC
                            SessionNotFound)
 from demoai.objects import Session, decode_manifest, encode_manifest
 from demoai.store.fsutil import FileLock, atomic_write
-from demoai.store.repo import Repository, check_ref_name
+from demoai.store.repo import Repository, check_ref_name, default_identity, nested_tree
 
 __all__ = ["SESSION_REF", "Event", "SessionLog", "SessionInfo", "open_session", "create_session",
-           "fork_session", "list_sessions", "parse_session_step", "session_exists", "verify_lines",
+           "fork_session", "list_sessions", "blob_ids", "workspace_tree", "read_workspace", "parse_session_step", "session_exists", "verify_lines",
            "parse_bodies"]
 
 try:                                     # 3-4x faster parsing on long replays
@@ -61,6 +61,13 @@ def _canon(data: dict[str, Any]) -> bytes:
 
 def _event_id(parent: bytes, body: bytes) -> bytes:
     return blake3.blake3(parent + b" " + body).hexdigest().encode()
+
+
+def _event_line(parent: bytes, type: str, step: int, data: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(id, journal line) of a new event after ``parent``."""
+    body = _canon({"type": type, "step": step, "t": round(time.time(), 6), **data})
+    eid = _event_id(parent, body)
+    return eid, eid + b" " + parent + b" " + body + b"\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,10 +400,7 @@ class SessionLog:
     def append(self, type: str, *, same_step: bool = False, **data: Any) -> str:
         """Append an event to the step in flight (``same_step``: to the last committed
         step, e.g. its end); returns its id. Durable at :meth:`commit_step`."""
-        step = self.manifest.steps + (0 if same_step else 1)
-        body = _canon({"type": type, "step": step, "t": round(time.time(), 6), **data})
-        eid = _event_id(self._head, body)
-        line = eid + b" " + self._head + b" " + body + b"\n"
+        eid, line = _event_line(self._head, type, self.manifest.steps + (0 if same_step else 1), data)
         if self._jfd is None:
             self._jfd = os.open(self.dir / "journal", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(self._jfd, line)
@@ -459,39 +463,17 @@ def _workspace_tree(repo: Repository, commit: str | None) -> str | None:
 def workspace_tree(repo: Repository, files: dict[str, bytes]) -> tuple[str | None, dict[str, str]]:
     """Store workspace files as git blobs in nested trees; returns (tree id or None when
     empty, path -> blob id). Files above MAX_FILE are left out (the caller records them)."""
-    root: dict[str, Any] = {}
-    objects: list[Any] = []
-    ids: dict[str, str] = {}
-    for path, data in sorted(files.items()):
-        if len(data) > MAX_FILE:
-            continue
-        parts = path.split("/")
-        node = root
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break
-        else:
-            b = Blob.from_string(data)
-            objects.append(b)
-            node[parts[-1]] = b.id
-            ids[path] = b.id.decode()
-    if not ids:
-        return None, ids
-
-    def build(node: dict[str, Any]) -> bytes:
-        t = Tree()
-        for name, v in node.items():
-            if isinstance(v, dict):
-                t.add(name.encode(), 0o040000, build(v))
-            else:
-                t.add(name.encode(), 0o100644, v)
-        objects.append(t)
-        return t.id
-
-    tid = build(root)
+    kept = {p: d for p, d in files.items() if len(d) <= MAX_FILE}
+    if not kept:
+        return None, {}
+    tid, ids, objects = nested_tree(kept)
     repo.add_objects(objects)
-    return tid.decode(), ids
+    return tid.decode(), {p: b.decode() for p, b in ids.items()}
+
+
+def blob_ids(files: dict[str, bytes]) -> dict[str, str]:
+    """path -> the git blob id :func:`workspace_tree` would give, without writing anything."""
+    return {p: Blob.from_string(d).id.decode() for p, d in files.items() if len(d) <= MAX_FILE}
 
 
 def read_workspace(repo: Repository, commit: str) -> dict[str, bytes]:
@@ -524,7 +506,6 @@ def _write_step(repo: Repository, man: Session, events: bytes, workspace: str | 
     c = Commit()
     c.tree = root.id
     c.parents = [p.encode() for p in parents if p]
-    from demoai.store.repo import default_identity
     c.author = c.committer = default_identity().encode()
     c.author_time = c.commit_time = int(time.time())
     c.author_timezone = c.commit_timezone = 0
@@ -534,6 +515,19 @@ def _write_step(repo: Repository, man: Session, events: bytes, workspace: str | 
     return c.id.decode()
 
 
+def _init_cache(repo: Repository, name: str, line: bytes, commit: str, base: dict | None) -> None:
+    """A new session's cache: its first journal line and step record, and for a fork the
+    session and step its earlier events are read from."""
+    d = _cache_dir(repo, name)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write(d / "journal", line, durable=False)
+    atomic_write(d / "steps", _REC.pack(bytes.fromhex(commit), len(line)), durable=False)
+    if base is None:
+        (d / "base.json").unlink(missing_ok=True)
+    else:
+        atomic_write(d / "base.json", json.dumps(base).encode(), durable=False)
+
+
 def create_session(repo: Repository, name: str, *, agent: str, meta: dict[str, Any],
                    start: dict[str, Any], workspace: str | None = None) -> SessionLog:
     """Create ``refs/sessions/NAME`` with step 0: the ``run_start`` event (``start`` holds
@@ -541,18 +535,12 @@ def create_session(repo: Repository, name: str, *, agent: str, meta: dict[str, A
     check_ref_name(name, "session")
     if session_exists(repo, name):
         raise RefConflict(f"a session named {name!r} already exists", ref=SESSION_REF + name)
-    body = _canon({"type": "run_start", "step": 0, "t": round(time.time(), 6), **start})
-    eid = _event_id(_ROOT, body)
-    line = eid + b" " + _ROOT + b" " + body + b"\n"
+    eid, line = _event_line(_ROOT, "run_start", 0, start)
     man = Session(digest="blake3:" + eid.decode(), agent=agent, head="blake3:" + eid.decode(),
                   steps=0, status="running", parent=None, meta=meta)
     man.check()
     commit = _write_step(repo, man, line, workspace, [], f"session {name}: start")
-    d = _cache_dir(repo, name)
-    d.mkdir(parents=True, exist_ok=True)
-    atomic_write(d / "journal", line, durable=False)
-    atomic_write(d / "steps", _REC.pack(bytes.fromhex(commit), len(line)), durable=False)
-    (d / "base.json").unlink(missing_ok=True)
+    _init_cache(repo, name, line, commit, None)
     repo.set_ref(SESSION_REF + name, commit, None, f"session: start {name}")
     return SessionLog(repo, name, writable=True)
 
@@ -569,22 +557,16 @@ def fork_session(repo: Repository, spec: str, new_name: str, *, overrides: dict[
     base_commit = src.step_commit(step)
     base = _manifest_of(repo, base_commit)
     head = base.head.removeprefix("blake3:").encode()
-    body = _canon({"type": "fork", "step": step, "t": round(time.time(), 6),
-                   "from": {"session": name, "step": step, "commit": base_commit, "head": base.head},
-                   "overrides": overrides or {}})
-    eid = _event_id(head, body)
-    line = eid + b" " + head + b" " + body + b"\n"
+    eid, line = _event_line(head, "fork", step, {
+        "from": {"session": name, "step": step, "commit": base_commit, "head": base.head},
+        "overrides": overrides or {}})
     meta = {**base.meta, "name": new_name}
     man = dataclasses.replace(base, digest="blake3:" + eid.decode(), head="blake3:" + eid.decode(),
                               status="forked", meta=meta,
                               parent={"session": name, "step": step, "commit": base_commit})
     commit = _write_step(repo, man, line, _workspace_tree(repo, base_commit), [base_commit],
                          f"session {new_name}: fork of {name}@{step}")
-    d = _cache_dir(repo, new_name)
-    d.mkdir(parents=True, exist_ok=True)
-    atomic_write(d / "journal", line, durable=False)
-    atomic_write(d / "steps", _REC.pack(bytes.fromhex(commit), len(line)), durable=False)
-    atomic_write(d / "base.json", json.dumps({"session": name, "step": step, "commit": base_commit}).encode(), durable=False)
+    _init_cache(repo, new_name, line, commit, {"session": name, "step": step, "commit": base_commit})
     repo.set_ref(SESSION_REF + new_name, commit, None, f"session: fork {name}@{step}")
     return SessionLog(repo, new_name)
 

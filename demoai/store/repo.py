@@ -39,7 +39,7 @@ from demoai.store.index import Index
 if TYPE_CHECKING:
     from demoai.store.tables import TableStore
 
-__all__ = ["Repository", "CommitInfo", "CONTROL_DIR", "LINEAGE_PATH", "find_root"]
+__all__ = ["Repository", "CommitInfo", "CONTROL_DIR", "LINEAGE_PATH", "find_root", "nested_tree"]
 
 CONTROL_DIR = ".demoai"
 LINEAGE_PATH = ".demoai/lineage.json"
@@ -360,40 +360,10 @@ class Repository:
 
     def write_tree(self, entries: dict[str, Artifact | bytes], lineage: dict[str, Any] | None) -> str:
         """Store manifests as git blobs in nested trees; return the root tree id."""
-        root: dict[str, Any] = {}
-        blobs: list[Blob] = []
-
-        def place(path: str, data: bytes) -> None:
-            parts = path.split("/")
-            node = root
-            for part in parts[:-1]:
-                child = node.setdefault(part, {})
-                if not isinstance(child, dict):
-                    raise InvalidRefName(f"{path}: {part} is an artifact, not a folder", name=path)
-                node = child
-            if isinstance(node.get(parts[-1]), dict):
-                raise InvalidRefName(f"{path} is a folder of artifacts", name=path)
-            blob = Blob.from_string(data)
-            blobs.append(blob)
-            node[parts[-1]] = blob.id
-
-        for path, art in sorted(entries.items()):
-            place(path, art if isinstance(art, bytes) else encode_manifest(art))
+        files = {path: art if isinstance(art, bytes) else encode_manifest(art) for path, art in entries.items()}
         if lineage is not None:
-            place(LINEAGE_PATH, (json.dumps(lineage, sort_keys=True, indent=1) + "\n").encode())
-        objects: list[Any] = list(blobs)
-
-        def build(node: dict[str, Any]) -> bytes:
-            t = Tree()
-            for name, v in node.items():
-                if isinstance(v, dict):
-                    t.add(name.encode(), 0o040000, build(v))
-                else:
-                    t.add(name.encode(), 0o100644, v)
-            objects.append(t)
-            return t.id
-
-        tree_id = build(root)
+            files[LINEAGE_PATH] = (json.dumps(lineage, sort_keys=True, indent=1) + "\n").encode()
+        tree_id, _, objects = nested_tree(files)
         self.add_objects(objects)
         return tree_id.decode()
 
@@ -480,6 +450,39 @@ class Repository:
 
     def workpath(self, path: str) -> Path:
         return self.root / path
+
+
+def nested_tree(files: dict[str, bytes]) -> tuple[bytes, dict[str, bytes], list[Any]]:
+    """The git objects holding ``files`` (slash paths -> bytes) as blobs in nested trees:
+    (root tree id, path -> blob id, objects to write). Nothing is written."""
+    root: dict[str, Any] = {}
+    objects: list[Any] = []
+    ids: dict[str, bytes] = {}
+    for path, data in sorted(files.items()):
+        parts = path.split("/")
+        node = root
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise InvalidRefName(f"{path}: {part} is an artifact, not a folder", name=path)
+            node = child
+        if isinstance(node.get(parts[-1]), dict):
+            raise InvalidRefName(f"{path} is a folder of artifacts", name=path)
+        blob = Blob.from_string(data)
+        objects.append(blob)
+        node[parts[-1]] = ids[path] = blob.id
+
+    def build(node: dict[str, Any]) -> bytes:
+        t = Tree()
+        for name, v in node.items():
+            if isinstance(v, dict):
+                t.add(name.encode(), 0o040000, build(v))
+            else:
+                t.add(name.encode(), 0o100644, v)
+        objects.append(t)
+        return t.id
+
+    return build(root), ids, objects
 
 
 def normalize_path(path: str) -> str:
