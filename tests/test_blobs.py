@@ -11,8 +11,9 @@ import pytest
 from pyfastcdc.cy import FastCDC
 
 from demoai.errors import IntegrityError, InvalidArtifact, LockTimeout, MissingObject
-from demoai.store.blobs import (AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, BlobManifest, DiskBlobStore,
-                                MemoryBlobStore, chunk_boundaries, compute_manifest)
+from demoai.store.blobs import (AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, BlobManifest, MemoryBlobStore,
+                                chunk_boundaries, compute_manifest)
+from demoai.store.packs import DiskBlobStore
 
 MiB = 1 << 20
 

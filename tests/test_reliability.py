@@ -465,7 +465,7 @@ CRASH_POINTS = {
     "commit-object-lockfile": ("commit", "dulwich.file:_GitFile.close", r"/objects/[0-9a-f]{2}/", 1,
                                "demoai.store.repo:Repository.make_commit"),
     # dies between publishing a chunk pack and writing its idx
-    "chunk-pack-without-idx": ("add", "demoai.store.blobs:atomic_write", r"\.idx", 1),
+    "chunk-pack-without-idx": ("add", "demoai.store.packs:atomic_write", r"\.idx", 1),
     # dies after Lance committed a new table version, before demoai recorded it
     "table-version-unrecorded": ("add", "demoai.store.tables:TableStore._make_ref", None, 1),
     # dies with the new index.json written to its temp file, not yet renamed
@@ -840,7 +840,7 @@ def _chunk_ids_in(path: Path, off: int) -> list[str]:
     """The chunk ids whose payload covers ``off`` in a pack (from its idx)."""
     if path.suffix != ".pack":
         return []
-    from demoai.store.blobs import _load_idx
+    from demoai.store.packs import _load_idx
     try:
         entries = _load_idx(path.with_suffix(".idx"))
     except Exception:  # noqa: BLE001

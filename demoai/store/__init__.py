@@ -3,7 +3,8 @@ for large files, Lance tables for datasets, lineage, and crash-safe file primiti
 
 Lance and pyarrow load on first use of a table, so commands that never touch one start fast.
 """
-from demoai.store.blobs import BlobManifest, BlobStore, DiskBlobStore, MemoryBlobStore
+from demoai.store.blobs import BlobManifest, BlobStore, MemoryBlobStore
+from demoai.store.packs import DiskBlobStore
 from demoai.store.index import Index, IndexState
 from demoai.store.lineage import environment, make_lineage
 from demoai.store.repo import CONTROL_DIR, LINEAGE_PATH, CommitInfo, Repository, find_root

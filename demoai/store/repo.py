@@ -32,7 +32,7 @@ from dulwich.repo import Repo as _GitRepo
 from demoai.errors import (InvalidRefName, NotARepository, PathNotFound, RefConflict,
                            RefNotFound, RepositoryExists)
 from demoai.objects import Artifact, decode_manifest, encode_manifest
-from demoai.store.blobs import DiskBlobStore
+from demoai.store.packs import DiskBlobStore
 from demoai.store.fsutil import FileLock, atomic_write
 from demoai.store.index import Index
 
