@@ -410,6 +410,11 @@ def demo(workdir: str | None) -> None:
 def _register_agent() -> None:
     from demoai.cli_agent import agent
     main.add_command(agent)
+    from demoai.cli_remote import clone, fetch, login, pull, push, remote
+    for cmd in (remote, push, fetch, pull, clone, login):
+        main.add_command(cmd)
+    from demoai.cli_hub import hub
+    main.add_command(hub)
 
 
 _register_agent()

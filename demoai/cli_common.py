@@ -2,6 +2,7 @@
 JSON output and progress bars."""
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -62,7 +63,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _repo() -> Repository:
-    return Repository.open()
+    repo = Repository.open()
+    # Close dulwich's pack files before interpreter shutdown, when their finalizers would
+    # otherwise run without imports and print "Exception ignored" noise.
+    atexit.register(repo.close)
+    return repo
 
 
 def _json(data: Any) -> None:

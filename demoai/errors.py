@@ -24,7 +24,7 @@ these types to one-line messages or status codes; nothing below them prints.
     ├── NothingToCommit
     ├── DirtyWorkingTree
     ├── QueryError                    (also ValueError) a DuckDB query failed
-    └── RuntimeFailure                agent runtime
+    ├── RuntimeFailure                agent runtime
         ├── SandboxError              a sandbox could not be set up or used
         │   └── SandboxUnavailable    the backend is missing (no bwrap, no engine)
         ├── ModelError                a model backend failed
@@ -32,6 +32,14 @@ these types to one-line messages or status codes; nothing below them prints.
         │   └── ContextOverflow       (also ValueError) prompt longer than the context
         ├── SessionNotFound           (also KeyError)
         └── ReplayError               a recorded session cannot be replayed as asked
+    └── RemoteError                   talking to a hub or an HTTP service failed
+        ├── AuthenticationRequired    no token, or one the server does not know (401)
+        ├── PermissionDenied          (also PermissionError) the token may not do this (403)
+        ├── RemoteNotFound            (also KeyError) no such remote, repo or route (404)
+        ├── RequestTooLarge           a request over the server's size bound (413)
+        ├── NonFastForward            push refused: the remote ref moved on; --force overrides
+        ├── TransferConflict          a table file exists on the other side with other bytes
+        └── ProtocolError             a malformed request or answer
 """
 from __future__ import annotations
 
@@ -44,6 +52,8 @@ __all__ = [
     "MissingObject", "MergeError", "MergeConflict", "MergeInProgress", "NothingToCommit",
     "DirtyWorkingTree", "QueryError", "RuntimeFailure", "SandboxError", "SandboxUnavailable",
     "ModelError", "BackendUnavailable", "ContextOverflow", "SessionNotFound", "ReplayError",
+    "RemoteError", "AuthenticationRequired", "PermissionDenied", "RemoteNotFound",
+    "RequestTooLarge", "NonFastForward", "TransferConflict", "ProtocolError",
     "ERROR_CODES", "error_from_code",
 ]
 
@@ -183,6 +193,38 @@ class SessionNotFound(RuntimeFailure, KeyError):
 
 class ReplayError(RuntimeFailure):
     code = "replay_error"
+
+
+class RemoteError(DemoAIError):
+    code = "remote_error"
+
+
+class AuthenticationRequired(RemoteError):
+    code = "authentication_required"
+
+
+class PermissionDenied(RemoteError, PermissionError):
+    code = "permission_denied"
+
+
+class RemoteNotFound(RemoteError, KeyError):
+    code = "not_found"
+
+
+class RequestTooLarge(RemoteError):
+    code = "request_too_large"
+
+
+class NonFastForward(RemoteError):
+    code = "non_fast_forward"
+
+
+class TransferConflict(RemoteError):
+    code = "transfer_conflict"
+
+
+class ProtocolError(RemoteError, ValueError):
+    code = "protocol_error"
 
 
 def _all_subclasses(cls: type) -> list[type]:

@@ -17,8 +17,13 @@ from demoai.porcelain.merge import abort_merge, merge
 from demoai.porcelain.query import commits_table, query
 from demoai.porcelain.show import show
 from demoai.porcelain.status import status
+from demoai.porcelain.remote import remote_add, remote_remove, remotes
+from demoai.porcelain.push import push
+from demoai.porcelain.fetch import fetch, pull
+from demoai.porcelain.clone import clone
 
 __all__ = ["init", "add", "rm", "status", "commit", "log", "graph_lines", "topo_order", "show",
            "diff", "branch", "delete_branch", "list_branches", "checkout", "tag", "delete_tag",
            "list_tags", "fork", "merge", "abort_merge", "query", "commits_table", "export",
-           "fsck", "gc"]
+           "fsck", "gc", "remote_add", "remote_remove", "remotes", "push", "fetch", "pull",
+           "clone"]

@@ -459,6 +459,30 @@ class BlobStore(abc.ABC):
                 added += 1
         return added
 
+    def put_stored(self, items: Iterable[tuple[str, bytes, int, int]]) -> int:
+        """Store chunks received in their stored form ``(id, payload, raw_len, flags)``
+        (as :meth:`get_stored` gives them), each verified by decoding it first; the payload
+        is kept as it came, so a transfer never recompresses. Returns how many were new."""
+        added = 0
+        with self._write_session() as writer:
+            seen: set[str] = set()
+            for cid, payload, raw_len, flags in items:
+                if flags & ~F_ZSTD:
+                    raise IntegrityError(f"chunk {cid}: unknown flags {flags}", chunk=cid)
+                _decode(cid, payload, raw_len, flags, "received data")
+                if cid in seen or self._contains(cid):
+                    continue
+                writer.add(cid, payload, raw_len, flags)
+                seen.add(cid)
+                added += 1
+        return added
+
+    def get_stored(self, chunk_id: str) -> tuple[bytes, int, int]:
+        """A chunk as stored: ``(payload, raw_len, flags)``, checked against its id."""
+        payload, raw_len, flags, where = self._read_stored(chunk_id)
+        _decode(chunk_id, payload, raw_len, flags, where)
+        return payload, raw_len, flags
+
     # --- reading
     def has_chunk(self, chunk_id: str) -> bool:
         """Whether the chunk is stored (looking for packs other processes wrote if needed)."""

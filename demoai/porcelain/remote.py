@@ -1,0 +1,67 @@
+"""``demoai remote``: named hub URLs, kept in the git config like git's own remotes."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from demoai.errors import RemoteNotFound, RepositoryExists
+from demoai.hubclient import parse_remote_url
+from demoai.store.repo import Repository, check_ref_name
+
+if TYPE_CHECKING:
+    from demoai.hubclient import HttpEndpoint
+
+__all__ = ["remote_add", "remote_remove", "remotes", "remote_url", "open_remote"]
+
+
+def remotes(repo: Repository) -> dict[str, str]:
+    """Remote name -> URL."""
+    cfg = repo.git.get_config()
+    out = {}
+    for section in cfg.sections():
+        if len(section) == 2 and section[0] == b"remote":
+            try:
+                out[section[1].decode()] = cfg.get(section, b"url").decode()
+            except KeyError:
+                continue
+    return out
+
+
+def remote_add(repo: Repository, name: str, url: str) -> None:
+    """Remember ``url`` as remote ``name``."""
+    check_ref_name(name, "remote")
+    parse_remote_url(url)
+    if name in remotes(repo):
+        raise RepositoryExists(f"remote {name!r} already exists", remote=name)
+    cfg = repo.git.get_config()
+    cfg.set((b"remote", name.encode()), b"url", url.encode())
+    cfg.set((b"remote", name.encode()), b"fetch", f"+refs/heads/*:refs/remotes/{name}/*".encode())
+    cfg.write_to_path()
+
+
+def remote_remove(repo: Repository, name: str) -> None:
+    """Forget remote ``name`` and its remote-tracking refs."""
+    if name not in remotes(repo):
+        raise RemoteNotFound(f"no remote {name!r}", remote=name)
+    cfg = repo.git.get_config()
+    del cfg[(b"remote", name.encode())]
+    cfg.write_to_path()
+    for ref, sha in repo.refs().items():
+        if ref.startswith(f"refs/remotes/{name}/"):
+            repo.delete_ref(ref, sha)
+
+
+def remote_url(repo: Repository, remote: str) -> tuple[str, str | None]:
+    """``(url, remote name or None)`` for a remote name or a URL."""
+    if "://" in remote:
+        return remote, None
+    urls = remotes(repo)
+    if remote not in urls:
+        raise RemoteNotFound(f"no remote {remote!r} (add one with `demoai remote add {remote} URL`)",
+                             remote=remote)
+    return urls[remote], remote
+
+
+def open_remote(url: str, token: str | None = None) -> "HttpEndpoint":
+    """The HTTP endpoint of a hub repository URL."""
+    from demoai.hubclient import HttpEndpoint
+    return HttpEndpoint(url, token)
