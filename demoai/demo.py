@@ -4,8 +4,9 @@ In a fresh folder it inits a repository, imports the sample dataset, prompt and 
 GGUF, edits and diffs them, branches, merges, queries history with DuckDB, runs fsck and
 prints the log. Then it runs an agent with SmolLM2 in the sandbox, forks its session at a
 middle step with another instruction, replays the original (recorded and reexecute) and
-prints the session log and the fork's divergence. Every step goes through the same
-porcelain and runtime calls the CLI uses.
+prints the session log and the fork's divergence. Last, it serves a hub on 127.0.0.1,
+pushes the repository there, clones it and replays the cloned session (demo_hub.py).
+Every step goes through the same porcelain and runtime calls the CLI uses.
 """
 from __future__ import annotations
 
@@ -168,6 +169,9 @@ def _tour(root: Path, console: Console) -> Path:
     if not fs["ok"]:
         raise SystemExit(1)
     _agent_tour(repo, root, console, step)
+    from demoai.demo_hub import hub_tour
+    if not hub_tour(repo, root, console, step):
+        raise SystemExit(1)
     console.print(f"\n[bold green]demo repository:[/bold green] {root}")
     return root
 
