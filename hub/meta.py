@@ -21,21 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from demoai.errors import InvalidRefName, RemoteNotFound, RepositoryExists
+from demoai.store.repo import check_repo_name as check_name
 
 __all__ = ["MetaStore", "SqliteMetaStore", "User", "Token", "RepoInfo", "check_name", "SCOPES"]
 
 SCOPES = ("read", "write")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def check_name(name: Any, what: str = "name") -> str:
-    """A user or repository name: letters, digits, ``_ . -``, no leading dot or dash, no
-    ``..``, at most 64 characters, never ending in ``.git`` or ``.lock``."""
-    if (not isinstance(name, str) or not _NAME.match(name) or ".." in name
-            or name.endswith((".lock", ".git"))):
-        raise InvalidRefName(f"invalid {what} {str(name)[:80]!r} (letters, digits, _ . - only)",
-                             name=str(name)[:80])
-    return name
 
 
 @dataclass(frozen=True)

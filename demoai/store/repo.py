@@ -39,7 +39,8 @@ from demoai.store.index import Index
 if TYPE_CHECKING:
     from demoai.store.tables import TableStore
 
-__all__ = ["Repository", "CommitInfo", "CONTROL_DIR", "LINEAGE_PATH", "find_root", "nested_tree"]
+__all__ = ["Repository", "CommitInfo", "CONTROL_DIR", "LINEAGE_PATH", "find_root", "nested_tree",
+           "check_ref_name", "check_repo_name"]
 
 CONTROL_DIR = ".demoai"
 LINEAGE_PATH = ".demoai/lineage.json"
@@ -61,6 +62,19 @@ def check_ref_name(name: str, what: str = "branch") -> str:
     """Refuse names git would refuse (and anything that could escape refs/)."""
     if not name or _BAD_REF.search(name) or name in ("HEAD", "@"):
         raise InvalidRefName(f"invalid {what} name {name!r}", name=name)
+    return name
+
+
+_REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_repo_name(name: object, what: str = "name") -> str:
+    """A hub user or repository name: letters, digits, ``_ . -``, no leading dot or dash, no
+    ``..``, at most 64 characters, never ending in ``.git`` or ``.lock``."""
+    if (not isinstance(name, str) or not _REPO_NAME.match(name) or ".." in name
+            or name.endswith((".lock", ".git"))):
+        raise InvalidRefName(f"invalid {what} {str(name)[:80]!r} (letters, digits, _ . - only)",
+                             name=str(name)[:80])
     return name
 
 
