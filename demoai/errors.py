@@ -38,7 +38,6 @@ these types to one-line messages or status codes; nothing below them prints.
         ├── RemoteNotFound            (also KeyError) no such remote, repo or route (404)
         ├── RequestTooLarge           a request over the server's size bound (413)
         ├── NonFastForward            push refused: the remote ref moved on; --force overrides
-        ├── TransferConflict          a table file exists on the other side with other bytes
         └── ProtocolError             a malformed request or answer
 """
 from __future__ import annotations
@@ -53,7 +52,7 @@ __all__ = [
     "DirtyWorkingTree", "QueryError", "RuntimeFailure", "SandboxError", "SandboxUnavailable",
     "ModelError", "BackendUnavailable", "ContextOverflow", "SessionNotFound", "ReplayError",
     "RemoteError", "AuthenticationRequired", "PermissionDenied", "RemoteNotFound",
-    "RequestTooLarge", "NonFastForward", "TransferConflict", "ProtocolError",
+    "RequestTooLarge", "NonFastForward", "ProtocolError",
     "ERROR_CODES", "error_from_code",
 ]
 
@@ -217,10 +216,6 @@ class RequestTooLarge(RemoteError):
 
 class NonFastForward(RemoteError):
     code = "non_fast_forward"
-
-
-class TransferConflict(RemoteError):
-    code = "transfer_conflict"
 
 
 class ProtocolError(RemoteError, ValueError):

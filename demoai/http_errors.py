@@ -20,7 +20,6 @@ STATUS: list[tuple[type[E.DemoAIError], int]] = [
     (E.PermissionDenied, 403),
     (E.RequestTooLarge, 413),
     (E.NonFastForward, 409),
-    (E.TransferConflict, 409),
     (E.RefConflict, 409),
     (E.MergeError, 409),
     (E.RepositoryExists, 409),

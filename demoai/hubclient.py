@@ -191,9 +191,9 @@ class HttpEndpoint(Endpoint):
     def put_chunks(self, frame: bytes) -> int:
         return self.client.request("POST", self.prefix + "/chunks/put", content=frame).json()["added"]
 
-    def read_file(self, table_id: str, rel: str, offset: int, length: int) -> tuple[bytes, int]:
+    def read_file(self, table_id: str, rel: str, digest: str, offset: int, length: int) -> tuple[bytes, int]:
         resp = self.client.request("POST", self.prefix + "/files/read", json_body={
-            "table_id": table_id, "rel": rel, "offset": offset, "length": length})
+            "table_id": table_id, "rel": rel, "digest": digest, "offset": offset, "length": length})
         try:
             size = int(resp.headers["X-File-Size"])
         except (KeyError, ValueError):

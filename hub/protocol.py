@@ -79,6 +79,7 @@ class RefUpdates(BaseModel):
 class FileRead(BaseModel):
     table_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     rel: str = Field(max_length=400)
+    digest: str = Field(pattern=_HEX64)
     offset: int = Field(default=0, ge=0)
     length: int = Field(default=PART_BYTES, ge=0, le=PART_BYTES)
 
@@ -151,7 +152,7 @@ async def files_read(request: Request, owner: str, name: str, body: FileRead,
                      who: Principal = Depends(_who)) -> Response:
     data, size = await run_in_threadpool(
         _call, request, owner, name, who, False,
-        lambda ep: ep.read_file(body.table_id, body.rel, body.offset, body.length))
+        lambda ep: ep.read_file(body.table_id, body.rel, body.digest, body.offset, body.length))
     return Response(data, media_type=_OCTETS, headers={"X-File-Size": str(size)})
 
 

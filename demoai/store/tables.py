@@ -3,6 +3,8 @@
 Layout under a store ``root``::
 
     <root>/<table_id>.lance/   one Lance dataset per lineage (stable row ids on)
+    <root>/<table_id>~<h>.lance/  an alternate of it: only ``_versions/``, with the data,
+                               deletion, transaction and index folders linked to the primary's
     <root>/<table_id>.lock     writers of that lineage take this lock
     <root>/_digests/<hex>.json content digest -> TableRef (reuse identical content)
 
@@ -17,6 +19,14 @@ Writing a new version with ``base`` stores a *delta*: the base version is restor
 and only changes are written: deletes become Lance deletion vectors, edited rows go
 through ``merge_insert`` (which keeps their stable ``_rowid``), new rows are appended.
 A version that edits 1% of rows costs about 1% more storage.
+
+Alternates exist because Lance numbers versions: two clones that each write a new version
+of the same lineage both write ``_versions/<n+1>``, with different contents. Every other
+Lance file has a unique name, so when a version file arrives (push, fetch) whose name is
+taken by other bytes, it goes into an alternate folder instead. A ref is read from the
+folder whose manifest file hashes to what the ref recorded, and new versions built on it
+are written there, so divergent histories of one lineage coexist and still share every
+data file.
 
 ``diff`` of two versions of one lineage reads only Lance metadata (fragment lists,
 deletion files, row-id sequences; see :mod:`demoai.store.lancemeta`), never a data page,
@@ -215,6 +225,65 @@ class TableStore:
             raise InvalidArtifact(f"invalid table id {table_id!r}")
         return self.root / f"{table_id}.lance"
 
+    def _dirs(self, table_id: str) -> list[Path]:
+        """The primary folder of a lineage, then its alternates."""
+        return [self._uri(table_id), *sorted(self.root.glob(f"{table_id}~*.lance"))]
+
+    def _dir_for(self, ref: TableRef) -> Path:
+        """The folder holding ``ref``'s version: the one whose manifest file has the
+        recorded hash (the primary when no alternate exists, or none matches)."""
+        dirs = self._dirs(ref.table_id)
+        rel = next((r for r in ref.files if r.startswith("_versions/")), None)
+        if len(dirs) == 1 or rel is None:
+            return dirs[0]
+        for d in dirs:
+            try:
+                if file_blake3(d / rel) == ref.files[rel]:
+                    return d
+            except OSError:
+                continue
+        return dirs[0]
+
+    def find_file(self, table_id: str, rel: str, digest: str) -> Path | None:
+        """A stored file of the lineage named ``rel`` whose BLAKE3 is ``digest``."""
+        for d in self._dirs(table_id):
+            try:
+                if file_blake3(d / rel) == digest:
+                    return d / rel
+            except OSError:
+                continue
+        return None
+
+    def install_file(self, table_id: str, rel: str, src: Path) -> Path:
+        """Move a received, verified file into the lineage as ``rel``: into the primary
+        folder, or, when a version file of that name already holds other bytes there, into
+        the first alternate where the name is free (a new one if needed)."""
+        with self._lock(table_id):
+            primary = self._uri(table_id)
+            dirs = self._dirs(table_id)
+            target = next((d for d in dirs if not (d / rel).exists()), None)
+            if target is None:
+                if not rel.startswith("_versions/"):
+                    raise IntegrityError(f"table {table_id}: {rel} exists with other content",
+                                         table_id=table_id, file=rel)
+                target = self.root / f"{table_id}~{uuid.uuid4().hex[:16]}.lance"
+                tmp = self.root / f".{target.name}.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                (tmp / "_versions").mkdir(parents=True)
+                for sub in ("data", "_deletions", "_transactions", "_indices"):
+                    (primary / sub).mkdir(parents=True, exist_ok=True)
+                    os.symlink(f"../{primary.name}/{sub}", tmp / sub)
+                os.replace(tmp, target)
+            dest = target / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+            fd = os.open(dest.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return dest
+
     def _lock(self, table_id: str, timeout: float | None = None) -> FileLock:
         return FileLock(self.root / f"{table_id}.lock",
                         self.lock_timeout if timeout is None else timeout)
@@ -251,7 +320,7 @@ class TableStore:
     # -- integrity --------------------------------------------------------------
     def _check_files(self, ref: TableRef, *, cache: bool = True,
                      progress: Progress | None = None) -> list[str]:
-        uri = self._uri(ref.table_id)
+        uri = self._dir_for(ref)
         problems = []
         items = sorted(ref.files.items())
         for i, (rel, want) in enumerate(items):
@@ -284,7 +353,7 @@ class TableStore:
 
     def _checked(self, ref: TableRef, verify: bool = True) -> lance.LanceDataset:
         """Open ``ref``'s version after checking the hashes of every file it is made of."""
-        uri = self._uri(ref.table_id)
+        uri = self._dir_for(ref)
         if not uri.exists():
             raise MissingObject(f"table {ref.table_id} is not in this store",
                                 table_id=ref.table_id)
@@ -343,7 +412,7 @@ class TableStore:
 
     def _write_delta(self, table: pa.Table, hashes: np.ndarray, key: str | None,
                      base: TableRef, digest: str, progress: Progress | None) -> TableRef:
-        uri = self._uri(base.table_id)
+        uri = self._dir_for(base)
         with self._lock(base.table_id):
             ds_base = self._checked(base)  # never build on corrupt files
             stored = ds_base.schema
@@ -410,7 +479,7 @@ class TableStore:
             ref = TableRef.from_dict(json.loads(p.read_text()))
         except (OSError, ValueError, InvalidArtifact):
             return None
-        uri = self._uri(ref.table_id)
+        uri = self._dir_for(ref)
         if ref.digest != digest or not all((uri / rel).exists() for rel in ref.files):
             return None
         return ref
@@ -474,7 +543,9 @@ class TableStore:
                                   key=key)
         if not common:
             raise InvalidArtifact("the two versions share no column to compare")
-        if a.table_id == b.table_id and canonical_schema(sa) == canonical_schema(sb):
+        # Row ids pair rows only inside one folder: an alternate allocated its own.
+        if (a.table_id == b.table_id and canonical_schema(sa) == canonical_schema(sb)
+                and self._dir_for(a) == self._dir_for(b)):
             fast = self._changes_fast(a, b, key, common, verify)
             if fast is not None:
                 return fast
@@ -497,7 +568,7 @@ class TableStore:
             check.start()
         try:
             dsa, dsb = self._checked(a, False), self._checked(b, False)
-            picks_a, picks_b = candidates(self._uri(a.table_id), dsa, dsb)
+            picks_a, picks_b = candidates(self._dir_for(a), dsa, dsb)
             n = sum(len(p[1]) for p in picks_a) + sum(len(p[1]) for p in picks_b)
             if n > _FULL_DIFF_ROWS and n > _FULL_DIFF_FRACTION * (a.rows + b.rows):
                 picks_a = None  # most rows differ (e.g. a rewrite): one full read is cheaper
@@ -561,7 +632,7 @@ class TableStore:
         is made of exactly the recorded files, its row count and (``deep``) its content
         digest. Returns problem strings; empty means healthy."""
         try:
-            uri = self._uri(ref.table_id)
+            uri = self._dir_for(ref)
         except InvalidArtifact as e:
             return [str(e)]
         if not uri.exists():
@@ -611,23 +682,31 @@ class TableStore:
         recorded its ref yet), and a lineage whose lock is held is skipped.
         """
         live_versions: dict[str, set[int]] = {}
+        with_alternates = {d.name.split("~", 1)[0] for d in self.root.glob("*~*.lance")}
         for r in live:
+            if r.table_id in with_alternates:
+                continue   # alternates share the primary's data files: keep the lineage whole
             live_versions.setdefault(r.table_id, set()).add(r.version)
+        live_ids = {r.table_id for r in live}
         stats = {"versions_removed": 0, "tables_removed": 0, "bytes_removed": 0,
                  "skipped": [], "problems": []}
         now = time.time()
         for d in sorted(self.root.glob("*.lance")):
             tid = d.name[:-len(".lance")]
-            if not _TABLE_ID.match(tid):
+            if not _TABLE_ID.match(tid) or tid in (with_alternates & live_ids):
                 continue
             try:
                 with self._lock(tid, lock_timeout):
                     self._gc_table(d, tid, live_versions.get(tid), now, grace_seconds, stats)
             except LockTimeout:
                 stats["skipped"].append(tid)
+        for tid in with_alternates - live_ids:   # a dead lineage goes with its alternates
+            for d in self.root.glob(f"{tid}~*.lance"):
+                if not (self._uri(tid)).exists():
+                    shutil.rmtree(d, ignore_errors=True)
         for r in live:  # the promise: nothing a live ref lists is gone
             for rel in r.files:
-                if not (self._uri(r.table_id) / rel).exists():
+                if not (self._dir_for(r) / rel).exists():
                     stats["problems"].append(f"{r.table_id}.lance/{rel}: missing after gc")
         self._gc_digests()
         return stats

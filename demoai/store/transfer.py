@@ -40,7 +40,7 @@ import zstandard
 from dulwich.objects import Commit, ShaFile, Tag
 
 from demoai.errors import (IntegrityError, InvalidRefName, MissingObject, NonFastForward,
-                           ProtocolError, RefConflict, TransferConflict)
+                           ProtocolError, RefConflict)
 from demoai.objects import decode_manifest
 from demoai.store.repo import CONTROL_DIR, check_ref_name
 
@@ -336,8 +336,9 @@ class Endpoint(abc.ABC):
     def put_chunks(self, frame: bytes) -> int: ...
 
     @abc.abstractmethod
-    def read_file(self, table_id: str, rel: str, offset: int, length: int) -> tuple[bytes, int]:
-        """``length`` bytes (fewer at the end) of an installed table file, and its size."""
+    def read_file(self, table_id: str, rel: str, digest: str, offset: int, length: int) -> tuple[bytes, int]:
+        """``length`` bytes (fewer at the end) of the table file ``rel`` hashing to
+        ``digest``, and its size."""
 
     @abc.abstractmethod
     def upload_offset(self, digest: str) -> int:
@@ -381,22 +382,10 @@ class LocalEndpoint(Endpoint):
                 raise ProtocolError(f"malformed chunk id {str(c)[:80]!r}")
         return self.repo.blobs.missing_chunks(ids)
 
-    def _file_path(self, table_id: str, rel: str) -> Path:
-        return self.repo.tables.table_path(table_id) / rel
-
     def missing_files(self, files: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-        from demoai.store.tables import file_blake3
-        out = []
-        for f in files:
-            tid, rel, digest = check_table_file(*f)
-            p = self._file_path(tid, rel)
-            if not p.exists():
-                out.append((tid, rel, digest))
-            elif file_blake3(p) != digest:
-                raise TransferConflict(
-                    f"table {tid}: {rel} exists with other content (both sides wrote version "
-                    f"files of the same dataset lineage independently)", table_id=tid, file=rel)
-        return out
+        tables = self.repo.tables
+        return [(tid, rel, digest) for tid, rel, digest in (check_table_file(*f) for f in files)
+                if tables.find_file(tid, rel, digest) is None]
 
     # -- reading
     def git_frames(self, ids: list[str]) -> Iterator[bytes]:
@@ -427,10 +416,12 @@ class LocalEndpoint(Endpoint):
         if batch:
             yield encode_chunk_frame(batch)
 
-    def read_file(self, table_id: str, rel: str, offset: int, length: int) -> tuple[bytes, int]:
-        check_table_file(table_id, rel, "0" * 64)
-        p = self._file_path(table_id, rel)
+    def read_file(self, table_id: str, rel: str, digest: str, offset: int, length: int) -> tuple[bytes, int]:
+        check_table_file(table_id, rel, digest)
+        p = self.repo.tables.find_file(table_id, rel, digest)
         try:
+            if p is None:
+                raise FileNotFoundError(rel)
             with open(p, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 f.seek(max(0, offset))
@@ -493,15 +484,8 @@ class LocalEndpoint(Endpoint):
             raise IntegrityError(f"table {table_id}: {rel}: received bytes hash to "
                                  f"{h.hexdigest()[:16]}..., expected {digest[:16]}...",
                                  table_id=table_id, file=rel)
-        target = self._file_path(table_id, rel)
-        if self.missing_files([(table_id, rel, digest)]):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(p, target)
-            dfd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        if self.repo.tables.find_file(table_id, rel, digest) is None:
+            self.repo.tables.install_file(table_id, rel, p)
         else:
             p.unlink(missing_ok=True)
 
@@ -543,7 +527,6 @@ class LocalEndpoint(Endpoint):
 def check_complete(repo: "Repository", tips: list[str], existing: list[str]) -> None:
     """Raise ``MissingObject`` unless everything ``tips`` reach beyond ``existing`` is here:
     git objects, chunks and the table files their manifests name (with matching hashes)."""
-    from demoai.store.tables import file_blake3
     if not tips:
         return
     _, manifests = plan_objects(repo, tips, existing)
@@ -552,12 +535,9 @@ def check_complete(repo: "Repository", tips: list[str], existing: list[str]) -> 
     if missing:
         raise MissingObject(f"{len(missing)} chunks are missing (first {missing[0]})", chunk=missing[0])
     for tid, rel, digest in files:
-        p = repo.tables.table_path(tid) / rel
-        if not p.exists():
-            raise MissingObject(f"table {tid}: {rel} is missing", table_id=tid, file=rel)
-        if file_blake3(p) != digest:
-            raise IntegrityError(f"table {tid}: {rel} does not hash to its recorded value",
-                                 table_id=tid, file=rel)
+        if repo.tables.find_file(tid, rel, digest) is None:
+            raise MissingObject(f"table {tid}: no {rel} with the recorded hash is here",
+                                table_id=tid, file=rel)
 
 
 # ----------------------------------------------------------------------------- transfer
@@ -589,7 +569,7 @@ def transfer(src: Endpoint, dst: Endpoint, wants: list[str], haves: list[str],
     for i, (tid, rel, digest) in enumerate(files):
         off, size = dst.upload_offset(digest), None
         while size is None or off < size:
-            data, size = src.read_file(tid, rel, off, PART_BYTES)
+            data, size = src.read_file(tid, rel, digest, off, PART_BYTES)
             if off >= size:
                 break
             if not data:
