@@ -415,6 +415,8 @@ def _register_agent() -> None:
         main.add_command(cmd)
     from demoai.cli_hub import hub
     main.add_command(hub)
+    from demoai.cli_serve import serve
+    main.add_command(serve)
 
 
 _register_agent()

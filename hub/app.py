@@ -186,17 +186,9 @@ def create_app(data: str | os.PathLike, *, max_body: int = MAX_BODY) -> FastAPI:
     from demoai.hub.protocol import repos_router, router as protocol_router
     app.include_router(repos_router)
     app.include_router(protocol_router)
-    try:
-        from demoai.hub.api import router as api_router
-    except ImportError:   # pragma: no cover - pages and read API are optional parts
-        api_router = None
-    if api_router is not None:
-        app.include_router(api_router)
-    try:
-        from demoai.hub.pages import install as install_pages
-    except ImportError:   # pragma: no cover
-        install_pages = None
-    if install_pages is not None:
-        install_pages(app, hub)
+    from demoai.hub.api import router as api_router
+    from demoai.hub.pages import install as install_pages
+    app.include_router(api_router)
+    install_pages(app, hub)
     app.add_middleware(_BodyLimit, limit=max_body)
     return app

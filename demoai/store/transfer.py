@@ -321,7 +321,7 @@ class Endpoint(abc.ABC):
 
     @abc.abstractmethod
     def missing_files(self, files: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-        """Files not installed here; ``TransferConflict`` if one exists with other bytes."""
+        """The files not stored here with the given hash (under any folder of the lineage)."""
 
     @abc.abstractmethod
     def git_frames(self, ids: list[str]) -> Iterator[bytes]: ...
