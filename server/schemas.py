@@ -1,0 +1,169 @@
+"""Request bodies of the HTTP API, as pydantic models (they also make the OpenAPI spec).
+
+Bounds sit here rather than deep in the runtime so that bad input is refused with a 4xx
+before any work starts: a seed must fit llama.cpp's 32-bit seed, sampling values stay in
+the ranges the backends accept, names are short.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["RunRequest", "ForkRequest", "ReplayRequest", "ContinueRequest", "ChatMessage",
+           "ChatRequest", "ResponseFormat", "SEED_MAX", "Scalar"]
+
+SEED_MAX = 2**32 - 1
+Scalar = str | int | float | bool
+Name = Field(default=None, min_length=1, max_length=200)
+Sandbox = Literal["namespace", "docker"]
+
+
+class Sampling(BaseModel):
+    """Sampling parameters an agent run may override (the agent's own are the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0, le=100_000)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(default=None, ge=0.0, le=10.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    stop: str | list[str] | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The parameters that were set."""
+        return self.model_dump(exclude_none=True)
+
+
+class RunRequest(BaseModel):
+    """Start an agent run: the agent's path in the tree (or working tree) and its task."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(min_length=1, max_length=1000, examples=["agents/files.agent.yaml"])
+    task: str = Field(default="", max_length=100_000)
+    instruction: str | None = Field(default=None, max_length=100_000,
+                                    description="Same as task (the name forks use).")
+    rev: str = Field(default="HEAD", min_length=1, max_length=200)
+    name: str | None = Name
+    model: str | None = Field(default=None, min_length=1, max_length=1000)
+    sandbox: Sandbox | None = None
+    max_steps: int | None = Field(default=None, ge=1, le=10_000)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
+    params: Sampling | None = None
+
+
+class ForkRequest(BaseModel):
+    """Fork a session at a step, with the overrides ``demoai fork`` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: int | None = Field(default=None, ge=0, le=10_000_000, description="Default: the last step.")
+    name: str | None = Name
+    set: dict[str, Scalar] = Field(default_factory=dict, max_length=64,
+                                   description="Like --set key=value: instruction, system, seed, "
+                                               "max_steps, temperature, ...")
+    instruction: str | None = Field(default=None, max_length=100_000)
+    model: str | None = Field(default=None, min_length=1, max_length=1000)
+    prompt: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class ReplayRequest(BaseModel):
+    """Replay a session: ``recorded`` and ``reexecute`` answer at once; ``live`` starts a
+    new session in the background (202)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["recorded", "reexecute", "live"] = "recorded"
+    from_step: int | None = Field(default=None, ge=0, le=10_000_000)
+    sandbox: Sandbox | None = None
+    max_steps: int | None = Field(default=None, ge=1, le=10_000)
+    name: str | None = Name
+
+
+class ContinueRequest(BaseModel):
+    """Continue a (forked) session from its last step, in the background."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_steps: int | None = Field(default=None, ge=1, le=10_000)
+    sandbox: Sandbox | None = None
+
+
+# --- OpenAI-compatible chat -----------------------------------------------------------
+class TextPart(BaseModel):
+    """A text part of a message's content (the only part type a text model takes)."""
+
+    type: Literal["text"]
+    text: str = Field(max_length=1_000_000)
+
+
+class ChatMessage(BaseModel):
+    """One chat message; ``developer`` is read as ``system``, as OpenAI does."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] = Field(max_length=1_000_000)
+    name: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        """The message as a backend takes it."""
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class JsonSchemaSpec(BaseModel):
+    name: str = Field(default="response", max_length=64)
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``text``, ``json_object`` (any JSON object) or ``json_schema`` (a constrained answer)."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaSpec | None = None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """``POST /v1/chat/completions``. ``model`` is what ``resolve_model`` takes (``smollm2``,
+    ``models/x.gguf``), optionally ``MODEL+ADAPTER_PATH``. Unknown OpenAI fields are ignored;
+    ``n`` must be 1. Defaults are DemoAI's: greedy (temperature 0) and 256 new tokens."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, max_length=2000, examples=["smollm2"])
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0, le=100_000)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(default=None, ge=0.0, le=10.0)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
+    stop: str | list[str] | None = Field(default=None, max_length=16)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    user: str | None = None
+
+    def params(self, default_max: int) -> dict[str, Any]:
+        """Sampling params for the backend (``max_tokens`` always set)."""
+        out: dict[str, Any] = {k: v for k, v in {
+            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+            "min_p": self.min_p, "repeat_penalty": self.repeat_penalty, "seed": self.seed,
+            "stop": self.stop}.items() if v is not None}
+        out["max_tokens"] = self.max_completion_tokens or self.max_tokens or default_max
+        return out
+
+    def json_schema(self) -> dict[str, Any] | None:
+        """The JSON schema the answer must follow, if any."""
+        rf = self.response_format
+        if rf is None or rf.type == "text":
+            return None
+        if rf.type == "json_object" or rf.json_schema is None:
+            return {"type": "object"}
+        return rf.json_schema.schema_ or {"type": "object"}
