@@ -121,6 +121,26 @@ def test_stale_or_damaged_cache_is_rebuilt_not_trusted(repo):
     assert S.open_session(repo, "s").verify(from_git=True)["verified"]   # git holds the truth
 
 
+def test_reading_during_a_run_leaves_the_step_in_flight_alone(repo):
+    log = _make(repo, steps=2)
+    log.append("model_response", text="in flight")     # step 3, not committed yet
+    journal = repo.control / "sessions" / "s" / "journal"
+    size = journal.stat().st_size
+    reader = S.open_session(repo, "s")                  # e.g. `demoai agent log` meanwhile
+    assert reader.steps == 2 and len(reader.events()) == 5
+    assert journal.stat().st_size == size               # the writer's journal is not cut
+    steps = repo.control / "sessions" / "s" / "steps"
+    steps.write_bytes(steps.read_bytes()[:-28])         # even a stale cache is not rewritten
+    reader = S.open_session(repo, "s")
+    assert reader.steps == 2 and len(reader.events()) == 5 and journal.stat().st_size == size
+    log.append("tool_result", exit_code=0, stdout="ok")
+    log.commit_step()
+    log.close()
+    after = S.open_session(repo, "s")
+    assert after.steps == 3 and after.verify(from_git=True)["verified"]
+    assert [e.type for e in after.events()][-2:] == ["model_response", "tool_result"]
+
+
 def test_one_writer_per_session_and_names_are_checked(repo):
     log = _make(repo, steps=1)
     with pytest.raises(RefConflict):

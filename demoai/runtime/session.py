@@ -259,7 +259,21 @@ class SessionLog:
         self.manifest = _manifest_of(repo, tip)
         self._base: dict | None = None
         self._records: _Records = _Records(b"")
-        self._load_cache()
+        self._mem_journal: bytes | None = None
+        # A reader may repair the cache only while no writer holds the session: a writer's
+        # journal legitimately runs ahead of its committed steps.
+        probe = self._lock if writable else FileLock(self.dir / "lock", timeout=0)
+        try:
+            if not writable:
+                probe.acquire()
+            self._may_repair = True
+        except Exception:
+            self._may_repair = False
+        try:
+            self._load_cache()
+        finally:
+            if not writable and self._may_repair:
+                probe.release()
         self._pending: list[bytes] = []
         self._head = self.manifest.head.removeprefix("blake3:").encode() if self.manifest.head else _ROOT
         self._jfd: int | None = None
@@ -289,8 +303,9 @@ class SessionLog:
             self._rebuild()
             return
         self._base, self._records = base, recs
-        with open(self.dir / "journal", "r+b") as f:   # drop events of a step that never committed
-            f.truncate(recs[-1][1])
+        if self._may_repair:
+            with open(self.dir / "journal", "r+b") as f:   # drop events of a step that never committed
+                f.truncate(recs[-1][1])
 
     def _rebuild(self) -> None:
         """Re-create the cache from git: walk the step commits back to the first."""
@@ -314,6 +329,10 @@ class SessionLog:
         for st, (cid, off) in zip(steps, recs):
             by_step[st] = (bytes.fromhex(cid), off)
         records = [by_step[k] for k in sorted(by_step)]
+        if not self._may_repair:   # a writer is active: keep this view in memory only
+            self._mem_journal = bytes(journal)
+            self._base, self._records = None, _Records(b"".join(_REC.pack(*r) for r in records))
+            return
         atomic_write(self.dir / "journal", bytes(journal), durable=False)
         atomic_write(self.dir / "steps", b"".join(_REC.pack(*r) for r in records), durable=False)
         (self.dir / "base.json").unlink(missing_ok=True)
@@ -351,6 +370,8 @@ class SessionLog:
             return self._parent.lines(upto_step)
         prefix = self._parent.lines(self._base["step"]) if self._base else []
         end = self._offsets(upto_step)
+        if self._mem_journal is not None:
+            return prefix + self._mem_journal[:end].splitlines(keepends=True)
         with open(self.dir / "journal", "rb") as f:
             data = f.read(end)
         return prefix + data.splitlines(keepends=True)
