@@ -7,7 +7,7 @@ from typing import Any
 from demoai.errors import InvalidArtifact, RefConflict
 from demoai.objects.textspec import check_parameters
 from demoai.runtime.agent import continue_session, run_agent
-from demoai.runtime.session import create_session, fork_session, list_sessions, session_exists
+from demoai.runtime.session import fork_session, list_sessions, session_exists
 from demoai.server.follow import manifest_at, tip_of
 from demoai.server.runs import RunManager
 from demoai.server.schemas import SEED_MAX
@@ -23,25 +23,9 @@ TEXT_OVERRIDES = ("instruction", "system", "prompt", "model_ref")
 def run(repo: Repository, agent_path: str, *, task: str, rev: str, name: str, sandbox: str | None,
         model: str | None, max_steps: int | None, seed: int | None,
         params: dict[str, Any]) -> dict[str, Any]:
-    """``run_agent``, plus a seed and sampling parameters that replace the agent's own."""
-    if seed is None and not params:
-        return run_agent(repo, agent_path, task=task, rev=rev, name=name, sandbox=sandbox,
-                         model=model, max_steps=max_steps)
-    # run_agent takes no sampling overrides; these are its steps with them applied to the
-    # settings before run_start records (and pins) them.
-    from demoai.runtime import agent as A
-    s = A._settings(repo, agent_path, task, rev, sandbox=sandbox, model=model, max_steps=max_steps)
-    s.params.update(params)
-    if seed is not None:
-        s.seed = seed
-    backend = A._backend(s.model)
-    meta = {"name": name, "agent": s.agent["path"], "task": task[:200],
-            "model": s.model.get("digest"), "sandbox": s.sandbox["backend"]}
-    with A._sandbox(s) as sb:
-        log = create_session(repo, name, agent=s.agent["digest"], meta=meta, start=s.record(backend))
-        messages = [{"role": "system", "content": A._system_text(s)},
-                    {"role": "user", "content": task or "Do your job."}]
-        return A._loop(repo, log, backend, sb, s, [], messages, {}, None)
+    """``run_agent`` with a seed and sampling parameters that replace the agent's own."""
+    return run_agent(repo, agent_path, task=task, rev=rev, name=name, sandbox=sandbox,
+                     model=model, max_steps=max_steps, seed=seed, params=params)
 
 
 def resume(repo: Repository, name: str, max_steps: int | None, sandbox: str | None) -> dict[str, Any]:

@@ -109,9 +109,14 @@ def _settings(repo: Repository, agent_path: str, task: str, rev: str, *, sandbox
 
 def run_agent(repo: Repository, agent_path: str, *, task: str = "", rev: str = "HEAD",
               name: str | None = None, sandbox: str | None = None, model: str | None = None,
-              max_steps: int | None = None, on_event: OnEvent = None) -> dict[str, Any]:
-    """Run the agent at ``agent_path`` on ``task`` in a new session; returns its summary."""
+              max_steps: int | None = None, seed: int | None = None,
+              params: dict[str, Any] | None = None, on_event: OnEvent = None) -> dict[str, Any]:
+    """Run the agent at ``agent_path`` on ``task`` in a new session; returns its summary.
+    ``seed`` and sampling ``params`` replace the agent's own (and are recorded as used)."""
     s = _settings(repo, agent_path, task, rev, sandbox=sandbox, model=model, max_steps=max_steps)
+    s.params.update(params or {})
+    if seed is not None:
+        s.seed = seed
     backend = _backend(s.model)
     stem = agent_path.rsplit("/", 1)[-1].split(".")[0]
     name = name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
