@@ -65,8 +65,9 @@ def diff_artifacts(repo: Repository, path: str, old: Artifact | None, new: Artif
     elif "changed_bytes" in d:   # models, adapters: counts are bytes
         out.update(added=d["changed_bytes"], size=d["size"], changed_share=d["changed_share"],
                    files_changed=d["files_changed"])
-    else:
-        out.update({k: v for k, v in d.items() if k != "changed"})
+    else:   # the kind's own fields never replace the change's (a Session has a "status")
+        out.update({(k if k not in out else f"{art.kind}_{k}"): v
+                    for k, v in d.items() if k != "changed"})
     return out
 
 

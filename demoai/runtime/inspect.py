@@ -1,6 +1,8 @@
 """Read-side views of sessions for the faces: timeline, one step, the list."""
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 from demoai.errors import SessionNotFound
@@ -15,7 +17,15 @@ def sessions(repo: Repository) -> list[dict[str, Any]]:
 
 
 def event_summary(e: Event) -> str:
-    """One line saying what an event was."""
+    """One line saying what an event was (any event, including ones of an unexpected shape
+    received from elsewhere)."""
+    try:
+        return _summary(e)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return json.dumps(e.body, sort_keys=True, default=str)[:200]
+
+
+def _summary(e: Event) -> str:
     b = e.body
     t = e.type
     if t == "run_start":

@@ -65,7 +65,8 @@ def _event_id(parent: bytes, body: bytes) -> bytes:
 
 def _event_line(parent: bytes, type: str, step: int, data: dict[str, Any]) -> tuple[bytes, bytes]:
     """(id, journal line) of a new event after ``parent``."""
-    body = _canon({"type": type, "step": step, "t": round(time.time(), 6), **data})
+    # The fields every event has come last, so no data key can replace them.
+    body = _canon({**data, "type": type, "step": step, "t": round(time.time(), 6)})
     eid = _event_id(parent, body)
     return eid, eid + b" " + parent + b" " + body + b"\n"
 
