@@ -40,6 +40,17 @@ def serve(data: str, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+@hub.command("reindex")
+@_DATA
+@handle_errors
+def reindex(data: str) -> None:
+    """Rebuild the search index of every repository (pushes keep it current)."""
+    from demoai.hub.indexer import reindex_all
+    counts = reindex_all(_hub(data))
+    for name, docs in sorted(counts.items()):
+        out.print(f"{name}: {docs} prompts and agents", markup=False)
+
+
 @hub.group("user")
 def user() -> None:
     """Hub users."""

@@ -90,4 +90,9 @@ def hub_tour(repo: Any, root: Path, console: Console, step: Any) -> bool:
             replay_same = [mine[k] for k in keys] == [theirs[k] for k in keys]
             console.print(f"  replay recorded in the clone: {theirs['events']} events over {theirs['steps']} "
                           f"steps verified; identical to the source: {replay_same}", markup=False)
-        return fs["ok"] and same and replay_same
+        import httpx
+        page = httpx.get(f"{hub.url}/demo/{root.name}", cookies={"demoai_token": token}, timeout=30)
+        found = hub.hub.meta.search("question")
+        console.print(f"  web page {hub.url}/demo/{root.name}: HTTP {page.status_code}; search 'question': "
+                      f"{', '.join(h['path'] for h in found) or 'no hits'}", markup=False)
+        return fs["ok"] and same and replay_same and page.status_code == 200
