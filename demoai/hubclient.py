@@ -148,9 +148,10 @@ class HttpEndpoint(Endpoint):
         return self.client.json(method, self.prefix + path, body, **kw)
 
     def create(self, private: bool = True, description: str = "") -> dict:
-        """Create this repository on the hub (owned by the token's user)."""
-        return self.client.json("POST", "/api/v1/repos",
-                                {"name": self.name, "private": private, "description": description})
+        """Create this repository on the hub (owned by the token's user, who must be the
+        URL's owner: the hub refuses otherwise, rather than create it under another name)."""
+        return self.client.json("POST", "/api/v1/repos", {"owner": self.owner, "name": self.name,
+                                                          "private": private, "description": description})
 
     def whoami(self) -> dict:
         return self.client.json("GET", "/api/v1/user")

@@ -220,6 +220,7 @@ async def update_refs(request: Request, owner: str, name: str, body: RefUpdates,
 
 
 class NewRepo(BaseModel):
+    owner: str | None = Field(default=None, max_length=64)   # None: the caller
     name: str = Field(max_length=64)
     private: bool = True
     description: str = Field(default="", max_length=2000)
@@ -228,7 +229,8 @@ class NewRepo(BaseModel):
 @repos_router.post("/repos", status_code=201, summary="Create a repository owned by the caller")
 async def create_repo(request: Request, body: NewRepo, who: Principal = Depends(_who)) -> dict:
     hub = _hub(request)
-    owner = who.user or ""
+    # An owner other than the caller is refused (403) by create_repo, never silently replaced.
+    owner = body.owner or who.user or ""
     info = await run_in_threadpool(hub.create_repo, who, owner, body.name, body.private, body.description)
     return info.to_dict()
 

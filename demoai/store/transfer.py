@@ -470,24 +470,30 @@ class LocalEndpoint(Endpoint):
 
     def finish_upload(self, table_id: str, rel: str, digest: str) -> None:
         import blake3
+
+        from demoai.store.fsutil import FileLock
         check_table_file(table_id, rel, digest)
         p = self._part(digest)
-        h = blake3.blake3()
-        try:
-            with open(p, "rb") as f:
-                while block := f.read(1 << 22):
-                    h.update(block)
-        except FileNotFoundError:
-            raise MissingObject(f"upload {digest[:16]}: nothing received", file=rel) from None
-        if h.hexdigest() != digest:
-            p.unlink(missing_ok=True)     # start over: these bytes can never become the file
-            raise IntegrityError(f"table {table_id}: {rel}: received bytes hash to "
-                                 f"{h.hexdigest()[:16]}..., expected {digest[:16]}...",
-                                 table_id=table_id, file=rel)
-        if self.repo.tables.find_file(table_id, rel, digest) is None:
+        # Two pushes of one file upload it side by side (same bytes at the same offsets)
+        # and both finish: one at a time, so the second finds it installed rather than
+        # its part gone (MissingObject) or the name taken (IntegrityError).
+        with FileLock(self.uploads / "finish.lock", timeout=120):
+            if self.repo.tables.find_file(table_id, rel, digest) is not None:
+                p.unlink(missing_ok=True)
+                return
+            h = blake3.blake3()
+            try:
+                with open(p, "rb") as f:
+                    while block := f.read(1 << 22):
+                        h.update(block)
+            except FileNotFoundError:
+                raise MissingObject(f"upload {digest[:16]}: nothing received", file=rel) from None
+            if h.hexdigest() != digest:
+                p.unlink(missing_ok=True)     # start over: these bytes can never become the file
+                raise IntegrityError(f"table {table_id}: {rel}: received bytes hash to "
+                                     f"{h.hexdigest()[:16]}..., expected {digest[:16]}...",
+                                     table_id=table_id, file=rel)
             self.repo.tables.install_file(table_id, rel, p)
-        else:
-            p.unlink(missing_ok=True)
 
     def update_refs(self, updates: list[dict[str, Any]], force: bool = False) -> list[dict[str, Any]]:
         repo = self.repo
@@ -502,6 +508,9 @@ class LocalEndpoint(Endpoint):
                     _check_sha(old)
                 if new is not None:
                     _check_sha(new)
+                    if new.encode() not in repo.git.object_store:
+                        # checked before ancestry: an absent tip is no non-fast-forward
+                        raise MissingObject(f"{ref}: object {new} has not arrived", object=new, ref=ref)
                 have = current.get(ref)
                 if have != old:
                     raise RefConflict(f"{ref} is at {have or 'nothing'}, not {old or 'nothing'} "
