@@ -250,7 +250,9 @@ class SessionLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock: FileLock | None = None
         if writable:
-            self._lock = FileLock(self.dir / "lock", timeout=0)
+            # A short wait: readers (listing, the status probe, a cache check) hold the lock
+            # for microseconds; a real writer holds it for the whole run.
+            self._lock = FileLock(self.dir / "lock", timeout=0.5)
             try:
                 self._lock.acquire()
             except Exception:
