@@ -556,6 +556,15 @@ def _batched(items: list[Any], n: int = ID_BATCH) -> Iterator[list[Any]]:
         yield items[i:i + n]
 
 
+def _records(frame: bytes) -> int:
+    """How many chunks a chunk frame holds (headers only)."""
+    n = i = 0
+    while i + _CHUNK_HEAD.size <= len(frame):
+        i += _CHUNK_HEAD.size + _CHUNK_HEAD.unpack_from(frame, i)[3]
+        n += 1
+    return n
+
+
 def transfer(src: Endpoint, dst: Endpoint, wants: list[str], haves: list[str],
              progress: Progress = None) -> dict[str, Any]:
     """Copy to ``dst`` whatever it lacks of ``wants`` (beyond ``haves``); refs are not moved.
@@ -570,8 +579,7 @@ def transfer(src: Endpoint, dst: Endpoint, wants: list[str], haves: list[str],
     done = 0
     for frame in src.chunk_frames(chunks):
         dst.put_chunks(frame)
-        n = len(decode_chunk_frame(frame))
-        done += n
+        done += _records(frame)
         report("chunks", done, len(chunks))
     stats["chunks_sent"] = done
     files = [f for b in _batched(needs.files, 2000) for f in dst.missing_files(b)]
