@@ -126,24 +126,26 @@ async def files_missing(request: Request, owner: str, name: str, body: Files,
     return {"missing": [list(f) for f in out]}
 
 
+def _frame_stream(frames: list[bytes]) -> Response:
+    # A request may name more than one frame holds: frames go back to back, each
+    # prefixed with its length (read by demoai.hubclient).
+    return Response(b"".join(len(f).to_bytes(8, "big") + f for f in frames), media_type=_OCTETS)
+
+
 @router.post("/git/get", summary="Git objects as a verified frame",
              response_class=Response, responses={200: {"content": {_OCTETS: {}}}})
 async def git_get(request: Request, owner: str, name: str, body: Ids,
                   who: Principal = Depends(_who)) -> Response:
-    frames = await run_in_threadpool(_call, request, owner, name, who, False,
-                                     lambda ep: list(ep.git_frames(body.ids)))
-    # A request may name more objects than one frame holds: frames are sent back to back,
-    # each prefixed with its length.
-    return Response(b"".join(len(f).to_bytes(8, "big") + f for f in frames), media_type=_OCTETS)
+    return _frame_stream(await run_in_threadpool(_call, request, owner, name, who, False,
+                                                 lambda ep: list(ep.git_frames(body.ids))))
 
 
 @router.post("/chunks/get", summary="Chunks in stored form as frames",
              response_class=Response, responses={200: {"content": {_OCTETS: {}}}})
 async def chunks_get(request: Request, owner: str, name: str, body: Ids,
                      who: Principal = Depends(_who)) -> Response:
-    frames = await run_in_threadpool(_call, request, owner, name, who, False,
-                                     lambda ep: list(ep.chunk_frames(body.ids)))
-    return Response(b"".join(len(f).to_bytes(8, "big") + f for f in frames), media_type=_OCTETS)
+    return _frame_stream(await run_in_threadpool(_call, request, owner, name, who, False,
+                                                 lambda ep: list(ep.chunk_frames(body.ids))))
 
 
 @router.post("/files/read", summary="A byte range of a table file",

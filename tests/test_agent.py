@@ -21,22 +21,13 @@ from demoai.runtime.models import ChatResult
 from demoai.runtime.replay import diff_sessions, replay_recorded, replay_reexecute
 from demoai.runtime.tools import parse_call, tool_schema
 from demoai.store.blobs import compute_manifest
+from tests.helpers.tiny import TASK, agent_yaml
 
 pytest.importorskip("llama_cpp")
 if subprocess.run(["which", "bwrap"], capture_output=True).returncode:
     pytest.skip("bubblewrap is not installed", allow_module_level=True)
 
-AGENT = """\
-name: t
-system: You are an agent in a Linux sandbox. Work in /workspace with the tools, then finish.
-model: smollm2
-tools: [write_file, shell, python, read_file, finish]
-sandbox: {backend: namespace, cpu_seconds: 5, memory_mb: 256, pids: 32, timeout_s: 10}
-parameters: {temperature: 0.0, max_tokens: 100}
-seed: 3
-max_steps: 3
-"""
-TASK = "Create a file hello.txt that contains the word hello, then finish."
+AGENT = agent_yaml(max_steps=3)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from demoai.store.transfer import (FRAME_BYTES, ID_BATCH, PART_BYTES, LocalEndpo
                                    decode_chunk_frame, encode_chunk_frame, encode_git_frame,
                                    transfer)
 from tests.helpers.hub import HubServer, dir_bytes, make_user
+from tests.helpers.tiny import agent_yaml
 
 # Every test is bounded (the module's longest takes ~10 s on 2 cores), so a hub that stops
 # answering fails the run instead of hanging it.
@@ -278,16 +279,7 @@ def test_cli_push_clone_roundtrip(tmp_path: Path, cli, monkeypatch: pytest.Monke
 
 # ----------------------------------------------------------------------------- sessions
 
-AGENT = """\
-name: t
-system: You are an agent in a Linux sandbox. Work in /workspace with the tools, then finish.
-model: smollm2
-tools: [write_file, shell, python, read_file, finish]
-sandbox: {backend: namespace, cpu_seconds: 5, memory_mb: 256, pids: 32, timeout_s: 10}
-parameters: {temperature: 0.0, max_tokens: 100}
-seed: 3
-max_steps: 2
-"""
+AGENT = agent_yaml(max_steps=2)
 
 
 def test_agent_session_push_clone_replay_and_fetch_growth(hub: HubServer, alice: str, tmp_path: Path) -> None:

@@ -12,9 +12,7 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -24,12 +22,11 @@ from typing import Any, Iterator
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from demoai import porcelain as P
-from demoai.hub.app import Hub, create_app
+from demoai.demo_hub import LocalHub
 from demoai.runtime import session as S
 from tests.helpers.skips import unavailable
 
@@ -64,12 +61,6 @@ class Served:
         if token:
             headers["Authorization"] = f"Bearer {self.tokens[token]}"
         return httpx.get(self.base + path, headers=headers, timeout=60, **kw)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rows(n: int) -> list[dict[str, Any]]:
@@ -157,27 +148,16 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         mp.setenv("DEMOAI_AUTHOR", "Ann Example <ann@example.com>")
         mp.setenv("HOME", str(root / "home"))
         mp.setenv("XDG_CONFIG_HOME", str(root / "home" / ".config"))
-        data = root / "hubdata"
-        meta = Hub.open(data).meta
-        meta.add_user("ann")
-        meta.add_user("bob")
-        tokens = {"ann_w": meta.create_token("ann", "write")[0], "ann_r": meta.create_token("ann", "read")[0],
-                  "bob_w": meta.create_token("bob", "write")[0]}
-        server = uvicorn.Server(uvicorn.Config(create_app(data), host="127.0.0.1", port=_free_port(),
-                                               log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the hub did not start"
-            time.sleep(0.05)
-        served = Served(f"http://127.0.0.1:{server.config.port}", tokens)
-        try:
+        with LocalHub(root / "hubdata") as server:
+            meta = server.hub.meta
+            meta.add_user("ann")
+            meta.add_user("bob")
+            tokens = {"ann_w": meta.create_token("ann", "write")[0],
+                      "ann_r": meta.create_token("ann", "read")[0],
+                      "bob_w": meta.create_token("bob", "write")[0]}
+            served = Served(server.url, tokens)
             served.local.update(_build_and_push(root, served))
             yield served
-        finally:
-            server.should_exit = True
-            thread.join(15)
 
 
 # --------------------------------------------------------------------------- JSON API

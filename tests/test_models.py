@@ -15,6 +15,7 @@ import pytest
 from demoai.errors import BackendUnavailable, ContextOverflow, ModelError
 from demoai.runtime.models import ChatResult, digest_path, digest_text, open_backend
 from demoai.runtime.models.constrain import SchemaAutomaton, parse_and_validate
+from tests.helpers.tiny import CHATML, tiny_llama_with_lora
 
 REQUIRE_ALL = bool(os.environ.get("DEMOAI_REQUIRE_ALL"))
 
@@ -255,44 +256,16 @@ def test_openai_context_overflow_and_unreachable(remote):
 
 
 # --- transformers + peft ------------------------------------------------------------------
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
-          "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
-          "{{ '<|im_start|>assistant\\n' }}{% endif %}")
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A random 2-layer Llama with a byte-level BPE trained here, and a random LoRA."""
-    torch = _need("torch")
-    transformers = _need("transformers")
-    peft = _need("peft")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    for mod in ("torch", "transformers", "peft"):
+        _need(mod)
     root = tmp_path_factory.mktemp("tiny")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
     corpus = [json.dumps({"tool": t, "args": {"cmd": c, "path": "a.txt", "ok": True}})
               for t in ("shell", "python", "finish") for c in ("ls -la", "cat a.txt", "echo hi")]
     corpus += ["Hello there, how are you today? List the files.", "user assistant system"]
-    tok.train_from_iterator(corpus * 4, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf_tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    hf_tok.chat_template = CHATML
-    base = root / "base"
-    hf_tok.save_pretrained(base)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        eos_token_id=hf_tok.eos_token_id, bos_token_id=None, pad_token_id=hf_tok.pad_token_id)
-    model = transformers.LlamaForCausalLM(config)
-    model.save_pretrained(base)
-    lora = peft.get_peft_model(model, peft.LoraConfig(
-        r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    lora.save_pretrained(root / "adapter")
-    return base, root / "adapter"
+    return tiny_llama_with_lora(root / "base", root / "adapter", corpus, vocab_size=400, lora_alpha=16)
 
 
 def test_transformers_chat_adapter_and_record(tiny_model):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,27 +23,15 @@ from demoai.client import ServeClient
 from demoai.defaults import default_gguf_path
 from demoai.porcelain import add, commit, init
 from demoai.runtime.models import open_backend
+from tests.helpers.tiny import TASK, agent_yaml, free_port, tiny_llama_with_lora
 
 for _mod in ("fastapi", "uvicorn", "sse_starlette", "openai", "llama_cpp"):
     pytest.importorskip(_mod)
 import openai  # noqa: E402
 
 TOKEN = "s3cret-test-token"
-AGENT = """\
-name: t
-system: You are an agent in a Linux sandbox. Work in /workspace with the tools, then finish.
-model: smollm2
-tools: [write_file, shell, python, read_file, finish]
-sandbox: {backend: namespace, cpu_seconds: 5, memory_mb: 256, pids: 32, timeout_s: 10}
-parameters: {temperature: 0.0, max_tokens: 100}
-seed: 3
-max_steps: 3
-"""
-TASK = "Create a file hello.txt that contains the word hello, then finish."
+AGENT = agent_yaml(max_steps=3)
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
-          "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
-          "{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 
 def _need_bwrap() -> None:
@@ -52,42 +39,14 @@ def _need_bwrap() -> None:
         pytest.skip("bubblewrap is not installed (agent runs need the namespace sandbox)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _tiny_model(root) -> tuple:
     """A random 2-layer Llama with a byte-level BPE trained here, and a random LoRA."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    peft = pytest.importorskip("peft")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    for mod in ("torch", "transformers", "peft"):
+        pytest.importorskip(mod)
     corpus = ["Hello there, how are you today? Say hello in one short sentence.",
               "user assistant system", "The cat sat on the mat and said hi."]
-    tok.train_from_iterator(corpus * 4, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf_tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    hf_tok.chat_template = CHATML
-    base, adapter = root / "models" / "tiny", root / "adapters" / "lora"
-    hf_tok.save_pretrained(base)
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        eos_token_id=hf_tok.eos_token_id, bos_token_id=None, pad_token_id=hf_tok.pad_token_id)
-    model = transformers.LlamaForCausalLM(config)
-    model.save_pretrained(base)
-    lora = peft.get_peft_model(model, peft.LoraConfig(
-        r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    lora.save_pretrained(adapter)
-    return base, adapter
+    return tiny_llama_with_lora(root / "models" / "tiny", root / "adapters" / "lora", corpus,
+                                vocab_size=300, lora_alpha=32)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +62,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     assert kinds == {"agents/t.agent.yaml": "agent", "models/tiny": "model", "adapters/lora": "adapter"}
     commit(repo, "agent, tiny model and adapter")
     repo.close()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DEMOAI_SERVE_TOKEN": TOKEN, "DEMOAI_LLM_THREADS": "1", "HOME": str(home),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DEMOAI_AUTHOR": "Test <t@example.com>"}
     log = open(root.parent / "serve.log", "wb")
@@ -330,7 +289,7 @@ def test_typed_errors_round_trip(served, run1):
     with pytest.raises(openai.UnprocessableEntityError) as ue:
         served.oa.chat.completions.create(model="smollm2", messages=HELLO, n=2)
     assert ue.value.code == "protocol_error"
-    with ServeClient(f"http://127.0.0.1:{_free_port()}") as dead, pytest.raises(E.RemoteError):
+    with ServeClient(f"http://127.0.0.1:{free_port()}") as dead, pytest.raises(E.RemoteError):
         dead.sessions()
 
 

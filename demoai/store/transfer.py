@@ -77,6 +77,12 @@ def check_shared_ref(ref: str) -> str:
     return ref
 
 
+def _check_cid(c: Any, what: str = "chunk id") -> str:
+    if not isinstance(c, str) or not _CID.match(c):
+        raise ProtocolError(f"malformed {what} {str(c)[:80]!r}")
+    return c
+
+
 def _check_sha(s: Any, what: str = "object id") -> str:
     if not isinstance(s, str) or not _SHA.match(s):
         raise ProtocolError(f"malformed {what} {str(s)[:60]!r}")
@@ -173,14 +179,10 @@ class Needs:
     def from_dict(cls, d: dict[str, Any]) -> "Needs":
         try:
             return cls([_check_sha(s) for s in d["git"]],
-                       [c for c in d["chunks"] if _CID.match(c) or _bad(c)],
+                       [_check_cid(c) for c in d["chunks"]],
                        [check_table_file(*f) for f in d["files"]])
         except (KeyError, TypeError) as e:
             raise ProtocolError(f"malformed needs answer ({e})") from None
-
-
-def _bad(c: Any) -> bool:
-    raise ProtocolError(f"malformed chunk id {str(c)[:80]!r}")
 
 
 def _ancestors(store: Any, tips: Iterable[bytes]) -> set[bytes]:
@@ -377,10 +379,7 @@ class LocalEndpoint(Endpoint):
         return [i for i in ids if _check_sha(i).encode() not in store]
 
     def missing_chunks(self, ids: list[str]) -> list[str]:
-        for c in ids:
-            if not isinstance(c, str) or not _CID.match(c):
-                raise ProtocolError(f"malformed chunk id {str(c)[:80]!r}")
-        return self.repo.blobs.missing_chunks(ids)
+        return self.repo.blobs.missing_chunks([_check_cid(c) for c in ids])
 
     def missing_files(self, files: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
         tables = self.repo.tables
@@ -443,9 +442,7 @@ class LocalEndpoint(Endpoint):
         return self.repo.blobs.put_stored(decode_chunk_frame(frame))
 
     def _part(self, digest: str) -> Path:
-        if not _CID.match(digest):
-            raise ProtocolError(f"malformed file hash {digest[:80]!r}")
-        return self.uploads / f"{digest}.part"
+        return self.uploads / f"{_check_cid(digest, 'file hash')}.part"
 
     def upload_offset(self, digest: str) -> int:
         try:
@@ -469,9 +466,8 @@ class LocalEndpoint(Endpoint):
             os.close(fd)
 
     def finish_upload(self, table_id: str, rel: str, digest: str) -> None:
-        import blake3
-
         from demoai.store.fsutil import FileLock
+        from demoai.store.tables import file_blake3
         check_table_file(table_id, rel, digest)
         p = self._part(digest)
         # Two pushes of one file upload it side by side (same bytes at the same offsets)
@@ -481,17 +477,14 @@ class LocalEndpoint(Endpoint):
             if self.repo.tables.find_file(table_id, rel, digest) is not None:
                 p.unlink(missing_ok=True)
                 return
-            h = blake3.blake3()
             try:
-                with open(p, "rb") as f:
-                    while block := f.read(1 << 22):
-                        h.update(block)
+                got = file_blake3(p, cache=False)
             except FileNotFoundError:
                 raise MissingObject(f"upload {digest[:16]}: nothing received", file=rel) from None
-            if h.hexdigest() != digest:
+            if got != digest:
                 p.unlink(missing_ok=True)     # start over: these bytes can never become the file
                 raise IntegrityError(f"table {table_id}: {rel}: received bytes hash to "
-                                     f"{h.hexdigest()[:16]}..., expected {digest[:16]}...",
+                                     f"{got[:16]}..., expected {digest[:16]}...",
                                      table_id=table_id, file=rel)
             self.repo.tables.install_file(table_id, rel, p)
 
@@ -515,12 +508,12 @@ class LocalEndpoint(Endpoint):
                 if have != old:
                     raise RefConflict(f"{ref} is at {have or 'nothing'}, not {old or 'nothing'} "
                                       f"(it moved meanwhile; fetch first)", ref=ref, current=have)
-                if new is not None and have is not None and not force and not ref.startswith("refs/tags/"):
+                if new is not None and have not in (None, new) and not force:
+                    if ref.startswith("refs/tags/"):
+                        raise NonFastForward(f"{ref} already exists (use --force to move a tag)", ref=ref)
                     if not is_ancestor(repo, have, new):
                         raise NonFastForward(f"{ref}: {new[:12]} does not contain {have[:12]} "
                                              f"(fetch and merge, or push --force)", ref=ref)
-                if new is not None and have is not None and ref.startswith("refs/tags/") and have != new and not force:
-                    raise NonFastForward(f"{ref} already exists (use --force to move a tag)", ref=ref)
                 checked.append((ref, have, new))
             news = [n for _, _, n in checked if n is not None]
             check_complete(repo, news, list(current.values()))
