@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import mmap
 import os
 import platform
 import shutil
@@ -43,6 +44,7 @@ from bench.workloads import DEFAULT_WORKDIR, dataset_v1, dataset_v2, gguf_v1, gg
 __all__ = [
     "blake3_single_core_mb_s",
     "dir_bytes",
+    "disk_write_mb_s",
     "dvc_peer",
     "git_lfs_peer",
     "run_all",
@@ -303,6 +305,115 @@ def blake3_single_core_mb_s(path: Path, repeats: int = 3) -> float:
         blake3.blake3(data, max_threads=1).digest()
         best = min(best, time.perf_counter() - t0)
     return len(data) / 1e6 / best
+
+
+_DIRECT_BLOCK = 4 << 20     # O_DIRECT write size, as `dd bs=4M oflag=direct`
+_DIRECT_ALIGN = 4096        # buffer, offset and length alignment O_DIRECT asks for
+
+
+def _write_direct(dst: Path, buf: mmap.mmap, size: int) -> None:
+    """Write ``buf[:size]`` to a new ``dst`` with O_DIRECT in 4 MiB blocks, then fsync.
+
+    ``buf`` is an anonymous (page-aligned) mapping at least ``size`` rounded up to 4 KiB long,
+    zero past ``size``: the last block is written padded to 4 KiB and the file then truncated
+    back to ``size``. Raises OSError where the filesystem refuses O_DIRECT (EINVAL).
+    """
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
+    try:
+        padded = -(-size // _DIRECT_ALIGN) * _DIRECT_ALIGN
+        off = 0
+        with memoryview(buf) as view:
+            while off < padded:
+                n = os.write(fd, view[off:min(off + _DIRECT_BLOCK, padded)])
+                if n <= 0 or n % _DIRECT_ALIGN:
+                    raise OSError(f"short O_DIRECT write ({n} bytes at {off})")
+                off += n
+        if padded != size:
+            os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_buffered(dst: Path, data: bytes) -> None:
+    """Write ``data`` to a new ``dst`` through the page cache (4 MiB writes), then one fsync."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        off = 0
+        with memoryview(data) as view:
+            while off < len(data):
+                off += os.write(fd, view[off:off + _DIRECT_BLOCK])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def disk_write_mb_s(path: Path, workdir: Path | str = DEFAULT_WORKDIR, repeats: int = 3) -> dict:
+    """How fast this machine durably writes ``path``'s bytes into a fresh file under ``workdir``.
+
+    The ceiling for any store that must make a committed file's bytes durable: the same bytes,
+    already in memory (so reading them is not timed), written into a new file on the
+    filesystem of ``workdir`` (where the benchmark's repositories live) two ways:
+
+    * ``o_direct_mb_s``: O_DIRECT writes of 4 MiB from a page-aligned mapping, then fsync
+      (``dd bs=4M oflag=direct conv=fsync``); ``None`` with ``o_direct_error`` saying why where
+      the platform or filesystem refuses O_DIRECT;
+    * ``buffered_fsync_mb_s``: plain writes through the page cache, then one fsync.
+
+    Each is the median of ``repeats`` runs after one uncounted warm-up run (the first buffered
+    write into fresh page-cache pages is often half speed); the clock covers create, writes
+    and fsync (not the directory's fsync), so the figures are an upper bound. ``best_mb_s`` is the faster of the two. MB = 10^6 bytes. The
+    temporary files are removed.
+    """
+    data = Path(path).read_bytes()
+    size = len(data)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    repeats = max(1, repeats)
+    direct: list[float] = []
+    buffered: list[float] = []
+    direct_error = None if hasattr(os, "O_DIRECT") else "os.O_DIRECT not available here"
+    with tempfile.TemporaryDirectory(prefix="disk-write-", dir=workdir) as d:
+        dst = Path(d) / "out.bin"
+
+        def timed(write: Callable[[], None]) -> float:
+            dst.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            write()
+            elapsed = time.perf_counter() - t0
+            dst.unlink()
+            return size / 1e6 / elapsed
+
+        if direct_error is None:
+            length = max(_DIRECT_ALIGN, -(-size // _DIRECT_BLOCK) * _DIRECT_BLOCK)
+            buf = mmap.mmap(-1, length)
+            try:
+                buf[:size] = data
+                for _ in range(repeats + 1):   # the first, warm-up run is not counted
+                    direct.append(timed(lambda: _write_direct(dst, buf, size)))
+                del direct[0]
+            except OSError as e:          # EINVAL: tmpfs, some FUSE and network filesystems
+                direct_error = f"O_DIRECT refused: {e}"
+                direct = []
+                dst.unlink(missing_ok=True)
+            finally:
+                buf.close()
+        for _ in range(repeats + 1):
+            buffered.append(timed(lambda: _write_buffered(dst, data)))
+        del buffered[0]
+    o_direct = statistics.median(direct) if direct else None
+    buffered_mb_s = statistics.median(buffered)
+    return {
+        "file": str(path),
+        "file_bytes": size,
+        "dir": str(workdir.resolve()),
+        "repeats": repeats,
+        "o_direct_mb_s": o_direct,
+        "o_direct_error": direct_error,
+        "buffered_fsync_mb_s": buffered_mb_s,
+        "best_mb_s": max(buffered_mb_s, o_direct or 0.0),
+        "samples": {"o_direct_mb_s": direct, "buffered_fsync_mb_s": buffered},
+    }
 
 
 def sha256sum_mb_s(path: Path, repeats: int = 3) -> float:

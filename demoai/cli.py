@@ -11,13 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.markup import escape as esc
-from rich.table import Table
 
 import demoai
 from demoai import errors as E
 from demoai import porcelain as P
-from demoai.cli_common import _Bars, _json, _repo, handle_errors, json_option, out
+from demoai.cli_common import _Bars, _json, _repo, esc, handle_errors, json_option, out
 
 
 
@@ -170,6 +168,8 @@ def show(spec: str, as_json: bool) -> None:
 def _print_rows(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
+    from rich.table import Table
+
     t = Table(*rows[0].keys(), show_lines=False)
     for r in rows:
         t.add_row(*(esc(_short(v)) for v in r.values()))
@@ -404,7 +404,7 @@ def gc(as_json: bool) -> None:
 def demo(workdir: str | None) -> None:
     """Run the main job end to end on the embedded sample data and model."""
     from demoai.demo import run_demo
-    run_demo(workdir, out)
+    run_demo(workdir, out.get())
 
 
 def _register_agent() -> None:

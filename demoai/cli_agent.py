@@ -4,11 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.markup import escape as esc
-from rich.table import Table
 
 from demoai import errors as E
-from demoai.cli_common import _json, _repo, err, handle_errors, json_option, out
+from demoai.cli_common import _json, _repo, err, esc, handle_errors, json_option, out
 
 __all__ = ["agent", "fork_session_cmd", "parse_sets"]
 
@@ -90,6 +88,8 @@ def sessions_cmd(as_json: bool) -> None:
     items = sessions(_repo())
     if as_json:
         return _json(items)
+    from rich.table import Table
+
     t = Table("session", "status", "steps", "agent", "forked from", box=None)
     for s in items:
         p = s["parent"]

@@ -10,16 +10,39 @@ import sys
 from typing import Any, Callable
 
 import click
-from rich.console import Console
-from rich.markup import escape as esc
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
 
 from demoai import errors as E
 from demoai.store.repo import Repository
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _LazyConsole:
+    """A rich Console made on first use, so a command that prints only JSON never imports
+    rich's console machinery (a few tens of ms of every short command)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def get(self) -> Any:
+        """The real ``rich.console.Console``."""
+        if self._console is None:
+            from rich.console import Console
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+def esc(text: str) -> str:
+    """Escape rich markup in ``text`` (rich is imported on first use)."""
+    from rich.markup import escape
+    return escape(text)
+
+
+out = _LazyConsole(highlight=False, soft_wrap=True)
+err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 # One table from error type to the hint printed after its message (most specific first).
 ERROR_HINTS: list[tuple[type[E.DemoAIError], str]] = [
@@ -79,9 +102,13 @@ class _Bars:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and err.is_terminal
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=err,
-                                 transient=True)
+        self.progress: Any = None
+        if self.enabled:
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                       TimeRemainingColumn, TransferSpeedColumn)
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     DownloadColumn(), TransferSpeedColumn(),
+                                     TimeRemainingColumn(), console=err.get(), transient=True)
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> "_Bars":

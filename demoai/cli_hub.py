@@ -5,9 +5,8 @@ tools), so they run on the hub's machine; users then reach the hub over HTTP."""
 from __future__ import annotations
 
 import click
-from rich.markup import escape as esc
 
-from demoai.cli_common import _json, handle_errors, json_option, out
+from demoai.cli_common import _json, esc, handle_errors, json_option, out
 
 __all__ = ["hub"]
 

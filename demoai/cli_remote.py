@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.markup import escape as esc
 
-from demoai.cli_common import _Bars, _json, _repo, err, handle_errors, json_option, out
+from demoai.cli_common import _Bars, _json, _repo, err, esc, handle_errors, json_option, out
 
 __all__ = ["remote", "push", "fetch", "pull", "clone", "login"]
 

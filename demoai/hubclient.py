@@ -17,30 +17,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from demoai.errors import ProtocolError, RemoteError, RemoteNotFound
+from demoai.errors import ProtocolError, RemoteError
 from demoai.http_errors import raise_for_status
 from demoai.store.fsutil import atomic_write
-from demoai.store.repo import check_repo_name
+from demoai.store.repo import parse_remote_url
 from demoai.store.transfer import Endpoint, Needs
 
 __all__ = ["HttpEndpoint", "parse_remote_url", "save_token", "load_token", "HubClient",
            "credentials_path"]
 
 _RETRIES = 3
-
-
-def parse_remote_url(url: str) -> tuple[str, str, str]:
-    """``(base URL, owner, name)`` of a repository URL."""
-    parts = urlsplit(url.rstrip("/"))
-    segs = [s for s in parts.path.split("/") if s]
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(segs) < 2:
-        raise RemoteNotFound(f"not a hub repository URL: {url!r} (http://HOST:PORT/OWNER/NAME)",
-                             url=url)
-    check_repo_name(segs[-2], "owner")
-    check_repo_name(segs[-1], "repository name")
-    prefix = "/".join(segs[:-2])
-    base = f"{parts.scheme}://{parts.netloc}" + (f"/{prefix}" if prefix else "")
-    return base, segs[-2], segs[-1]
 
 
 def _origin(url: str) -> str:

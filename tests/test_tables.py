@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -223,8 +224,15 @@ def test_keyed_delta_diff_exact(store):
     assert r2.table_id == r1.table_id and r2.version > r1.version and r2.rows == t2.num_rows
     # only the change is stored: 150 of 4000 rows (3.75%) -> far less than a copy
     assert store.stored_bytes(r1.table_id) - size1 < 0.25 * size1
+    assert r2.delta == {"base": r1.digest, "key": "id", "added": 50, "removed": 50,
+                        "modified": 100, "columns": {"response": 100}}
+    assert TableRef.from_dict(json.loads(json.dumps(r2.to_dict()))) == r2
     d = store.diff(r1, r2)
-    assert (d.added, d.removed, d.modified, d.method) == (50, 50, 100, "metadata")
+    assert (d.added, d.removed, d.modified, d.method) == (50, 50, 100, "recorded")
+    # the record only saves reading the modified rows: computing it gives the same diff
+    computed = store.diff(r1, replace(r2, delta=None))
+    assert computed.method == "metadata"
+    assert {**d.to_dict(), "method": None} == {**computed.to_dict(), "method": None}
     assert d.column_changes == {"response": 100}
     assert d.unchanged == t2.num_rows - 150
     m = d.samples["modified"][0]
@@ -237,6 +245,26 @@ def test_keyed_delta_diff_exact(store):
     assert (back.added, back.removed, back.modified) == (50, 50, 100)
     assert content_digest(store.read(r2), "id") == r2.digest
     assert content_digest(store.read(r1), "id") == r1.digest
+
+
+def test_delta_record_is_checked(store):
+    """A record that disagrees with the rows is never believed silently: row counts are
+    checked against Lance metadata on every diff (falling back to computing), column
+    counts by verify (fsck), and a malformed record is refused when a manifest is read."""
+    t1 = make_table()
+    r1 = store.write(t1, key="id")
+    r2 = store.write(edit(t1, modify=range(0, 40, 2), delete=range(500, 510)), key="id", base=r1)
+    assert store.verify(r2, base=r1) == []
+    wrong_rows = replace(r2, delta={**r2.delta, "modified": 21})
+    assert store.diff(r1, wrong_rows).method == "metadata"
+    assert store.diff(r1, wrong_rows).modified == 20
+    wrong_cols = replace(r2, delta={**r2.delta, "columns": {"response": 3}})
+    problems = store.verify(wrong_cols, base=r1)
+    assert len(problems) == 1 and "recorded delta" in problems[0]
+    other_base = replace(r2, delta={**r2.delta, "base": "blake3:" + "0" * 64})
+    assert store.diff(r1, other_base).method == "metadata"
+    with pytest.raises(InvalidArtifact, match="malformed"):
+        TableRef.from_dict({**r2.to_dict(), "delta": {**r2.delta, "added": -1}})
 
 
 def test_unkeyed_delta_diff_is_multiset(store):
@@ -260,11 +288,14 @@ def test_diff_fast_path_matches_full_hash_path(store):
         r1 = store.write(t1, key=key)
         r2 = store.write(t2, key=key, base=r1)
         o1, o2 = other.write(t1, key=key), other.write(t2, key=key)  # two lineages
-        fast, full = store.diff(r1, r2), other.diff(o1, o2)
-        assert (fast.method, full.method) == ("metadata", "full")
-        got = [(d.added, d.removed, d.modified, d.column_changes) for d in (fast, full)]
-        assert got[0] == got[1] == ([(33, 100, 100, {"response": 100})] if key else
-                                    [(133, 200, 0, {})])[0]
+        rec, fast, full = (store.diff(r1, r2), store.diff(r1, replace(r2, delta=None)),
+                           other.diff(o1, o2))
+        assert (rec.method, fast.method, full.method) == (
+            "recorded" if key else "metadata", "metadata", "full")
+        got = [(d.added, d.removed, d.modified, d.column_changes) for d in (rec, fast, full)]
+        assert got[0] == got[1] == got[2] == ([(33, 100, 100, {"response": 100})] if key else
+                                              [(133, 200, 0, {})])[0]
+        assert rec.samples == fast.samples
     x = store.write(edit(t2, add=make_table(1, 5, start=N + 100)), key="id")  # new lineage
     r1 = store.write(t1, key="id")
     cross = store.diff(r1, x)

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from demoai.errors import RepositoryExists
-from demoai.hubclient import parse_remote_url
 from demoai.porcelain.fetch import fetch
 from demoai.porcelain.remote import remote_add
-from demoai.store.repo import Repository
+from demoai.store.repo import Repository, parse_remote_url
 from demoai.store.worktree import begin_sync, end_sync, sync_worktree
 
 __all__ = ["clone"]

@@ -135,10 +135,12 @@ def fsck(repo: Repository, progress: Callable[[str, int, int], None] | None = No
     cb = (lambda d, t: progress("chunks", d, t)) if progress else None
     problems.extend(repo.blobs.verify(progress=cb))
     unique = {(t.table_id, t.version): t for t in tables}
+    by_digest = {(t.table_id, t.digest): t for t in unique.values()}
     for i, t in enumerate(unique.values()):
         if progress:
             progress("tables", i, len(unique))
-        problems.extend(repo.tables.verify(t))
+        base = by_digest.get((t.table_id, t.delta["base"])) if t.delta else None
+        problems.extend(repo.tables.verify(t, base=base))
     n_sessions = _check_sessions(repo, problems)
     return {"ok": not problems, "problems": problems,
             "counts": {"git_objects": n_git, "commits": len(commits), "manifests": len(manifests),

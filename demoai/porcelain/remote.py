@@ -4,8 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from demoai.errors import RemoteNotFound, RepositoryExists
-from demoai.hubclient import parse_remote_url
-from demoai.store.repo import Repository, check_ref_name
+from demoai.store.repo import Repository, check_ref_name, parse_remote_url
 
 if TYPE_CHECKING:
     from demoai.hubclient import HttpEndpoint

@@ -24,13 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
+from urllib.parse import urlsplit
 
 from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import Repo as _GitRepo
 
 from demoai.errors import (InvalidRefName, NotARepository, PathNotFound, RefConflict,
-                           RefNotFound, RepositoryExists)
+                           RefNotFound, RemoteNotFound, RepositoryExists)
 from demoai.objects import Artifact, decode_manifest, encode_manifest
 from demoai.store.packs import DiskBlobStore
 from demoai.store.fsutil import FileLock, atomic_write
@@ -76,6 +77,20 @@ def check_repo_name(name: object, what: str = "name") -> str:
         raise InvalidRefName(f"invalid {what} {str(name)[:80]!r} (letters, digits, _ . - only)",
                              name=str(name)[:80])
     return name
+
+
+def parse_remote_url(url: str) -> tuple[str, str, str]:
+    """``(base URL, owner, name)`` of a repository URL."""
+    parts = urlsplit(url.rstrip("/"))
+    segs = [s for s in parts.path.split("/") if s]
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(segs) < 2:
+        raise RemoteNotFound(f"not a hub repository URL: {url!r} (http://HOST:PORT/OWNER/NAME)",
+                             url=url)
+    check_repo_name(segs[-2], "owner")
+    check_repo_name(segs[-1], "repository name")
+    prefix = "/".join(segs[:-2])
+    base = f"{parts.scheme}://{parts.netloc}" + (f"/{prefix}" if prefix else "")
+    return base, segs[-2], segs[-1]
 
 
 @dataclass(frozen=True)

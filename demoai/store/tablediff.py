@@ -193,7 +193,7 @@ def check_keys(col: pa.ChunkedArray | pa.Array, key: str, where: str) -> None:
                               f"(e.g. {dups!r}); a key must be unique", key=key, examples=dups)
 
 
-def _key_order(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def key_order(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if len(keys) == 0:
         return np.zeros(0, dtype=np.int64)
     return pc.sort_indices(keys, memory_pool=_POOL).to_numpy()
@@ -320,9 +320,9 @@ def classify(ta: pa.Table, tb: pa.Table, key: str | None,
     if key is not None:
         def keys(t: pa.Table, idx: np.ndarray) -> pa.ChunkedArray:
             return pc.take(t[key], pa.array(idx, type=pa.int64()), memory_pool=_POOL)
-        order = _key_order(keys(tb, pb_))
-        only_a = only_a[_key_order(keys(ta, only_a))]
-        only_b = only_b[_key_order(keys(tb, only_b))]
+        order = key_order(keys(tb, pb_))
+        only_a = only_a[key_order(keys(ta, only_a))]
+        only_b = only_b[key_order(keys(tb, only_b))]
     else:
         order = np.argsort(pb_, kind="stable")
     return Changes(columns, key, ta, tb, only_a, only_b, pa_[order], pb_[order],

@@ -39,6 +39,7 @@ merging live in :mod:`demoai.store.tablediff`; hashing and file formats in
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -47,10 +48,11 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import blake3
 
@@ -92,8 +94,9 @@ from demoai.errors import IntegrityError, InvalidArtifact, LockTimeout, MissingO
 from demoai.store.fsutil import FileLock, atomic_write
 from demoai.store.lancemeta import candidates, take_rows
 from demoai.store.tablediff import (Changes, MergeResult, TableDiff, build_diff, check_keys,
-                                    classify, match_keys, merge_keyed, merge_multiset,
-                                    multiset_minus, schema_changes)
+                                    cells_changed, classify, key_order, match_keys,
+                                    merge_keyed, merge_multiset, multiset_minus,
+                                    schema_changes)
 from demoai.store.tableio import (canonical_schema, canonical_type, content_digest,
                                   digest_from_hashes, one_line, read_file, row_hashes,
                                   write_file)
@@ -127,6 +130,10 @@ class TableRef:
     key: str | None
     schema: dict            # {"fields": [{"name", "type", "nullable"}], "arrow": base64 IPC}
     files: dict[str, str]   # relpath inside <table_id>.lance -> blake3 hex
+    # What this version changed, when it was written as a keyed delta on another version:
+    # {"base": base digest, "key", "added", "removed", "modified", "columns": {col: cells}}.
+    # Lets a diff against that base skip reading every modified row (see diff).
+    delta: dict | None = None
 
     def __hash__(self) -> int:
         return hash((self.table_id, self.version, self.digest, self.key))
@@ -135,7 +142,8 @@ class TableRef:
         """A JSON-ready form (what a commit's manifest stores)."""
         return {"table_id": self.table_id, "version": self.version, "rows": self.rows,
                 "digest": self.digest, "key": self.key, "schema": self.schema,
-                "files": dict(sorted(self.files.items()))}
+                "files": dict(sorted(self.files.items())),
+                **({"delta": self.delta} if self.delta else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TableRef":
@@ -144,7 +152,8 @@ class TableRef:
             ref = cls(table_id=str(d["table_id"]), version=int(d["version"]),
                       rows=int(d["rows"]), digest=str(d["digest"]), key=d.get("key"),
                       schema=dict(d["schema"]), files={str(k): str(v)
-                                                       for k, v in d["files"].items()})
+                                                       for k, v in d["files"].items()},
+                      delta=_check_delta(d.get("delta")))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InvalidArtifact(f"malformed table ref: {one_line(repr(e))}") from None
         if not _TABLE_ID.match(ref.table_id) or any(
@@ -378,37 +387,68 @@ class TableStore:
         unique, non-null column used to match rows (edits become in-place updates).
         """
         table = _check_table(table, key)
+        if base is None:
+            return self._write_new(table, key, progress)
         _report(progress, "hash", 0, table.num_rows)
         hashes = row_hashes(table)
         digest = digest_from_hashes(table.schema, key, hashes)
         _report(progress, "hash", table.num_rows, table.num_rows)
-        if base is not None:
-            if digest == base.digest:
-                return base
-            ref = self._write_delta(table, hashes, key, base, digest, progress)
-        else:
-            found = self._lookup_digest(digest)
-            if found is not None:
-                return found
-            table_id = uuid.uuid4().hex
-            uri = self._uri(table_id)
-            with self._lock(table_id):
-                _report(progress, "write", 0, table.num_rows)
-                ds = lance.write_dataset(table, str(uri), mode="create",
-                                         enable_stable_row_ids=True)
-                ref = self._make_ref(ds, uri, table_id, table, digest, key, {})
+        if digest == base.digest:
+            return base
+        ref = self._write_delta(table, hashes, key, base, digest, progress)
         _report(progress, "write", table.num_rows, table.num_rows)
         self._record_digest(ref)
         return ref
 
+    def _write_new(self, table: pa.Table, key: str | None,
+                   progress: Progress | None) -> TableRef:
+        """A new lineage. Lance encodes the rows in one thread while DuckDB hashes them in
+        another (both native, both release the GIL), so the two costs overlap instead of
+        adding up. When the digest then names a stored table, that one is returned and
+        the folder just written is removed; so is a folder whose write failed."""
+        table_id = uuid.uuid4().hex
+        uri = self._uri(table_id)
+        n = table.num_rows
+        with self._lock(table_id):
+            _report(progress, "write", 0, n)
+            _report(progress, "hash", 0, n)
+            try:
+                with ThreadPoolExecutor(1, thread_name_prefix="demoai-table-write") as pool:
+                    written = pool.submit(lance.write_dataset, table, str(uri), mode="create",
+                                          enable_stable_row_ids=True)
+                    try:
+                        hashes = row_hashes(table)
+                        _report(progress, "hash", n, n)
+                    finally:
+                        ds = written.result()
+                digest = digest_from_hashes(table.schema, key, hashes)
+                found = self._lookup_digest(digest)
+                ref = found or self._make_ref(ds, uri, table_id, table, digest, key, {})
+            except BaseException:
+                self._discard_new(table_id)
+                raise
+            if found is not None:
+                self._discard_new(table_id)
+                return found
+        _report(progress, "write", n, n)
+        self._record_digest(ref)
+        return ref
+
+    def _discard_new(self, table_id: str) -> None:
+        """Remove a lineage this process just created and nobody else knows the id of."""
+        shutil.rmtree(self._uri(table_id), ignore_errors=True)
+        (self.root / f"{table_id}.lock").unlink(missing_ok=True)
+
     def _make_ref(self, ds: lance.LanceDataset, uri: Path, table_id: str, table: pa.Table,
-                  digest: str, key: str | None, known: dict[str, str]) -> TableRef:
+                  digest: str, key: str | None, known: dict[str, str],
+                  delta: dict | None = None) -> TableRef:
         rows = ds.count_rows()
         if rows != table.num_rows:
             raise IntegrityError(f"table {table_id} v{ds.version}: wrote {rows} rows, "
                                  f"expected {table.num_rows}", table_id=table_id)
         files = self._hash_files(uri, self._version_files(ds, uri), known)
-        return TableRef(table_id, ds.version, rows, digest, key, _schema_meta(table.schema), files)
+        return TableRef(table_id, ds.version, rows, digest, key, _schema_meta(table.schema), files,
+                        delta)
 
     def _write_delta(self, table: pa.Table, hashes: np.ndarray, key: str | None,
                      base: TableRef, digest: str, progress: Progress | None) -> TableRef:
@@ -430,15 +470,23 @@ class TableStore:
             del scan
             base_h = row_hashes(base_tbl)
             keyed = key is not None and _keys_usable(base_tbl, key)
+            delta = None
             if keyed:
-                dele, upsert = _plan_keyed(base_tbl[key], base_h, table[key], hashes)
+                dele, upsert, edit_a, edit_b = _plan_keyed(base_tbl[key], base_h, table[key],
+                                                           hashes)
+                cells = cells_changed(base_tbl, data.select(base_tbl.column_names),
+                                      edit_a, edit_b)
+                delta = {"base": base.digest, "key": key, "added": len(upsert) - len(edit_b),
+                         "removed": len(dele), "modified": int(cells.any(axis=1).sum()),
+                         "columns": {c: int(n) for c, n in zip(base_tbl.column_names,
+                                                               cells.sum(axis=0)) if n}}
             else:  # rows as a multiset: delete what is gone, append what is new
                 dele, upsert = multiset_minus(base_h, hashes)
             del base_tbl
             n_change = len(dele) + len(upsert)
             if n_change == 0:  # same rows; only key or exact types differ
                 return replace(base, digest=digest, key=key, rows=table.num_rows,
-                               schema=_schema_meta(table.schema))
+                               schema=_schema_meta(table.schema), delta=None)
             if n_change > _OVERWRITE_FRACTION * max(base.rows, table.num_rows, 1):
                 return self._overwrite(uri, base, table, digest, key, progress)
             _report(progress, "write", 0, n_change)
@@ -457,7 +505,8 @@ class TableStore:
                 else:
                     ds.insert(rows)
             final = lance.dataset(str(uri))
-            return self._make_ref(final, uri, base.table_id, table, digest, key, base.files)
+            return self._make_ref(final, uri, base.table_id, table, digest, key, base.files,
+                                  delta)
 
     def _overwrite(self, uri: Path, base: TableRef, table: pa.Table, digest: str,
                    key: str | None, progress: Progress | None) -> TableRef:
@@ -531,8 +580,84 @@ class TableStore:
                 self._checked(b)
             return TableDiff(0, 0, 0, {"added": [], "removed": [], "modified": []}, {}, sch,
                              unchanged=b.rows, key=key, method="identical")
+        recorded = self._diff_recorded(a, b, key, sample, sch, verify)
+        if recorded is not None:
+            return recorded
         ch = self._changes(a, b, key, verify)
         return build_diff(ch, sample=sample, schema_changes=sch, rows_b=b.rows)
+
+    def _diff_recorded(self, a: TableRef, b: TableRef, key: str | None, sample: int,
+                       sch: list[str], verify: bool) -> TableDiff | None:
+        """The diff of ``b`` against the version it was written on, from ``b.delta``.
+
+        Which rows changed comes from Lance metadata and the key column alone; the
+        per-column counts were recorded when ``b`` was written (when every modified row
+        was in memory anyway), so only the sampled rows are read whole. Any disagreement
+        between the record and the metadata returns None: the diff is then computed.
+        """
+        d = b.delta
+        if (not d or key is None or d.get("key") != key or d.get("base") != a.digest
+                or a.table_id != b.table_id or self._dir_for(a) != self._dir_for(b)):
+            return None
+        sa, sb = a.arrow_schema(), b.arrow_schema()
+        if canonical_schema(sa) != canonical_schema(sb):
+            return None
+        with self._verified([a, b] if verify else []):
+            dsa, dsb = self._checked(a, False), self._checked(b, False)
+            picks_a, picks_b = candidates(self._dir_for(a), dsa, dsb)
+            ka, _ = take_rows(dsa, picks_a, [key], False)
+            kb, _ = take_rows(dsb, picks_b, [key], False)
+            ka, kb = ka[key].combine_chunks(), kb[key].combine_chunks()
+            check_keys(ka, key, "the old version")
+            check_keys(kb, key, "the new version")
+            mod_a, mod_b, only_a, only_b = match_keys(ka, kb)
+            if (len(only_b), len(only_a), len(mod_b)) != (d["added"], d["removed"],
+                                                          d["modified"]):
+                return None
+            k = max(sample, 0)
+            order = key_order(pc.take(kb, pa.array(mod_b, type=pa.int64())))[:k]
+            mod_a, mod_b = mod_a[order], mod_b[order]
+            only_a = only_a[key_order(pc.take(ka, pa.array(only_a, type=pa.int64())))[:k]]
+            only_b = only_b[key_order(pc.take(kb, pa.array(only_b, type=pa.int64())))[:k]]
+            columns = sb.names
+            cast_a, cast_b = _sub_schema(a, columns), _sub_schema(b, columns)
+            before = _take_picked(dsa, picks_a, mod_a, columns).cast(cast_a)
+            after = _take_picked(dsb, picks_b, mod_b, columns).cast(cast_b)
+            removed = _take_picked(dsa, picks_a, only_a, columns).cast(cast_a)
+            added = _take_picked(dsb, picks_b, only_b, columns).cast(cast_b)
+        changed = cells_changed(before, after)
+        mods = [{"key": af[key], "before": bf, "after": af,
+                 "changed": [c for c, x in zip(columns, flags) if x]}
+                for bf, af, flags in zip(before.to_pylist(), after.to_pylist(), changed)]
+        if not all(m["changed"] for m in mods):
+            return None  # a "modified" sample with no changed cell: the record is not this diff
+        samples = {"added": added.to_pylist(), "removed": removed.to_pylist(), "modified": mods}
+        return TableDiff(added=d["added"], removed=d["removed"], modified=d["modified"],
+                         samples=samples,
+                         column_changes={c: int(d["columns"][c]) for c in columns
+                                         if d["columns"].get(c)},
+                         schema_changes=sch,
+                         unchanged=max(b.rows - d["added"] - d["modified"], 0), key=key,
+                         method="recorded")
+
+    @contextlib.contextmanager
+    def _verified(self, refs: list[TableRef]) -> Iterator[None]:
+        """Hash the files of ``refs`` in the background while the body reads them: nothing
+        read leaves the block before the check has passed, and a failed check's
+        IntegrityError wins over any error of the body."""
+        errors: list[BaseException] = []
+        check = None
+        if refs:
+            check = threading.Thread(target=self._verify_into, args=(refs, errors),
+                                     name="demoai-table-verify", daemon=True)
+            check.start()
+        try:
+            yield
+        finally:
+            if check is not None:
+                check.join()
+                if errors:
+                    raise errors[0]
 
     def _changes(self, a: TableRef, b: TableRef, key: str | None, verify: bool) -> Changes:
         sa, sb = a.arrow_schema(), b.arrow_schema()
@@ -558,15 +683,7 @@ class TableStore:
 
     def _changes_fast(self, a: TableRef, b: TableRef, key: str | None, columns: list[str],
                       verify: bool) -> Changes | None:
-        # The files of both versions are hashed in the background while the changed rows
-        # are located and fetched: nothing read is used, or returned, before that check
-        # has passed, and when it fails its IntegrityError wins over any other error.
-        check = None
-        if verify:
-            check = threading.Thread(target=self._verify_into, args=([a, b], errors := []),
-                                     name="demoai-table-verify", daemon=True)
-            check.start()
-        try:
+        with self._verified([a, b] if verify else []):
             dsa, dsb = self._checked(a, False), self._checked(b, False)
             picks_a, picks_b = candidates(self._dir_for(a), dsa, dsb)
             n = sum(len(p[1]) for p in picks_a) + sum(len(p[1]) for p in picks_b)
@@ -575,11 +692,6 @@ class TableStore:
             else:
                 ta, rid_a = take_rows(dsa, picks_a, columns, key is None)
                 tb, rid_b = take_rows(dsb, picks_b, columns, key is None)
-        finally:
-            if check is not None:
-                check.join()
-                if errors:
-                    raise errors[0]
         if picks_a is None:
             return None
         ta, tb = ta.cast(_sub_schema(a, columns)), tb.cast(_sub_schema(b, columns))
@@ -627,10 +739,12 @@ class TableStore:
 
     # -- fsck / files / gc --------------------------------------------------------
     def verify(self, ref: TableRef, progress: Progress | None = None, *,
-               deep: bool = True) -> list[str]:
+               deep: bool = True, base: TableRef | None = None) -> list[str]:
         """Check ``ref`` without raising: every file's BLAKE3 (uncached), that the version
         is made of exactly the recorded files, its row count and (``deep``) its content
-        digest. Returns problem strings; empty means healthy."""
+        digest and, given the version its delta record names as ``base``, that the record
+        matches the diff computed from the rows. Returns problem strings; empty means
+        healthy."""
         try:
             uri = self._dir_for(ref)
         except InvalidArtifact as e:
@@ -655,9 +769,21 @@ class TableStore:
                 if got != ref.digest:
                     problems.append(f"{ref.table_id} v{ref.version}: content digest {got} "
                                     f"!= recorded {ref.digest}")
+                elif ref.delta and base is not None and base.digest == ref.delta["base"]:
+                    problems += self._check_delta_record(ref, base)
         except Exception as e:  # fsck reports, never raises
             problems.append(f"{ref.table_id} v{ref.version}: cannot read: {one_line(e)}")
         return problems
+
+    def _check_delta_record(self, ref: TableRef, base: TableRef) -> list[str]:
+        d = ref.delta or {}
+        got = self.diff(base, replace(ref, delta=None), key=d.get("key"), sample=0,
+                        verify=False)
+        want = (d["added"], d["removed"], d["modified"], d["columns"])
+        if (got.added, got.removed, got.modified, got.column_changes) != want:
+            return [f"{ref.table_id} v{ref.version}: recorded delta {want} != computed "
+                    f"{(got.added, got.removed, got.modified, got.column_changes)}"]
+        return []
 
     def files_of(self, ref: TableRef) -> dict[str, str]:
         """The files of ``ref`` as ``{path relative to the store root: blake3 hex}``."""
@@ -784,8 +910,40 @@ def _plan_keyed(base_keys: pa.ChunkedArray, base_h: np.ndarray, new_keys: pa.Chu
     """(base rows to delete, new rows to upsert): deleted keys, and edited + new keys."""
     pa_, pb_, deleted, inserted = match_keys(base_keys.combine_chunks(),
                                              new_keys.combine_chunks())
-    edited = pb_[(base_h[pa_] != new_h[pb_]).any(axis=1)]
-    return np.sort(deleted), np.sort(np.concatenate([edited, inserted]))
+    differ = (base_h[pa_] != new_h[pb_]).any(axis=1)
+    edit_a, edit_b = pa_[differ], pb_[differ]
+    return np.sort(deleted), np.sort(np.concatenate([edit_b, inserted])), edit_a, edit_b
+
+
+def _check_delta(d: Any) -> dict | None:
+    """A recorded delta as stored in a manifest, or None; malformed ones are refused."""
+    if d is None:
+        return None
+    ok = (isinstance(d, dict) and isinstance(d.get("base"), str)
+          and isinstance(d.get("key"), str) and isinstance(d.get("columns"), dict)
+          and all(isinstance(d.get(n), int) and d[n] >= 0
+                  for n in ("added", "removed", "modified"))
+          and all(isinstance(c, str) and isinstance(v, int) and v >= 0
+                  for c, v in d["columns"].items()))
+    if not ok:
+        raise ValueError("malformed delta record")
+    return d
+
+
+def _take_picked(ds: lance.LanceDataset, picks: list, idx: np.ndarray,
+                 columns: list[str]) -> pa.Table:
+    """Rows ``idx`` (positions in the concatenation of ``picks``' rows) in ``idx`` order."""
+    idx = np.asarray(idx, dtype=np.int64)
+    starts = np.cumsum([0] + [len(p[1]) for p in picks])
+    srt = np.sort(idx)
+    which = np.searchsorted(starts, srt, side="right") - 1
+    sub = []
+    for j, (fr, local, off) in enumerate(picks):
+        sel = srt[which == j] - starts[j]
+        if len(sel):
+            sub.append((fr, local[sel], None if off is None else off[sel]))
+    t, _ = take_rows(ds, sub, columns, False)
+    return t.take(pa.array(np.searchsorted(srt, idx), type=pa.int64()))
 
 
 def _sub_schema(ref: TableRef, columns: list[str]) -> pa.Schema:
