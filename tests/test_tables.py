@@ -195,6 +195,18 @@ def test_identical_content_returns_same_ref(store):
     r1 = store.write(t, key="id")
     assert store.write(shuffled(t), key="id") == r1          # digest index
     assert store.write(shuffled(t), key="id", base=r1) is r1  # same content as base
+    # stored content is found before anything is written; new content of the same shape,
+    # written while the rows are hashed, still gets its own lineage; no folder or lock of
+    # a discarded write is left behind
+    other = edit(t, modify=[5])
+    r2 = store.write(other, key="id")
+    assert r2.table_id != r1.table_id and store.write(other, key="id") == r2
+    assert sorted(p.name for p in store.root.glob("*.lance")) == sorted(
+        f"{r.table_id}.lance" for r in (r1, r2))
+    assert sorted(p.name for p in store.root.glob("*.lock")) == sorted(
+        f"{r.table_id}.lock" for r in (r1, r2))
+    store.gc([r2], grace_seconds=0)
+    assert store.write(t, key="id").table_id not in (r1.table_id, r2.table_id)
 
 
 def test_invalid_tables_and_keys(store):

@@ -7,6 +7,7 @@ Layout under a store ``root``::
                                deletion, transaction and index folders linked to the primary's
     <root>/<table_id>.lock     writers of that lineage take this lock
     <root>/_digests/<hex>.json content digest -> TableRef (reuse identical content)
+    <root>/_digests/shapes/<hex> a stored table has this schema, key and row count
 
 A :class:`TableRef` names one Lance version of one lineage plus what is needed to trust
 it: row count, content digest (order-insensitive, see :mod:`demoai.store.tableio`), key,
@@ -99,7 +100,7 @@ from demoai.store.tablediff import (Changes, MergeResult, TableDiff, build_diff,
                                     schema_changes)
 from demoai.store.tableio import (canonical_schema, canonical_type, content_digest,
                                   digest_from_hashes, one_line, read_file, row_hashes,
-                                  write_file)
+                                  schema_json, write_file)
 
 __all__ = ["TableRef", "TableStore", "TableDiff", "MergeResult", "content_digest",
            "read_file", "write_file", "Progress"]
@@ -405,20 +406,31 @@ class TableStore:
         """A new lineage. Lance encodes the rows in one thread while DuckDB hashes them in
         another (both native, both release the GIL), so the two costs overlap instead of
         adding up. When the digest then names a stored table, that one is returned and
-        the folder just written is removed; so is a folder whose write failed."""
+        the folder just written is removed; so is a folder whose write failed. Content
+        that may be stored already (a stored table has its schema, key and row count) is
+        hashed first instead, and not written at all when it is."""
+        n = table.num_rows
+        hashes = None
+        if self._shape_path(table.schema, key, n).exists():
+            _report(progress, "hash", 0, n)
+            hashes = row_hashes(table)
+            _report(progress, "hash", n, n)
+            found = self._lookup_digest(digest_from_hashes(table.schema, key, hashes))
+            if found is not None:
+                return found
         table_id = uuid.uuid4().hex
         uri = self._uri(table_id)
-        n = table.num_rows
         with self._lock(table_id):
             _report(progress, "write", 0, n)
-            _report(progress, "hash", 0, n)
             try:
                 with ThreadPoolExecutor(1, thread_name_prefix="demoai-table-write") as pool:
                     written = pool.submit(lance.write_dataset, table, str(uri), mode="create",
                                           enable_stable_row_ids=True)
                     try:
-                        hashes = row_hashes(table)
-                        _report(progress, "hash", n, n)
+                        if hashes is None:
+                            _report(progress, "hash", 0, n)
+                            hashes = row_hashes(table)
+                            _report(progress, "hash", n, n)
                     finally:
                         ds = written.result()
                 digest = digest_from_hashes(table.schema, key, hashes)
@@ -518,9 +530,16 @@ class TableStore:
     def _digest_path(self, digest: str) -> Path:
         return self.root / "_digests" / (digest.split(":", 1)[-1] + ".json")
 
+    def _shape_path(self, schema: pa.Schema, key: str | None, rows: int) -> Path:
+        h = blake3.blake3(schema_json(schema, key) + b"\n%d" % rows).hexdigest()[:32]
+        return self.root / "_digests" / "shapes" / h
+
     def _record_digest(self, ref: TableRef) -> None:
         atomic_write(self._digest_path(ref.digest), json.dumps(ref.to_dict()).encode(),
                      durable=False)
+        shape = self._shape_path(ref.arrow_schema(), ref.key, ref.rows)
+        if not shape.exists():
+            atomic_write(shape, b"", durable=False)
 
     def _lookup_digest(self, digest: str) -> TableRef | None:
         p = self._digest_path(digest)
@@ -865,8 +884,15 @@ class TableStore:
         stats["bytes_removed"] += int(res.bytes_removed)
 
     def _gc_digests(self) -> None:
+        shapes = set()
         for p in (self.root / "_digests").glob("*.json"):
-            if self._lookup_digest("blake3:" + p.stem) is None:
+            ref = self._lookup_digest("blake3:" + p.stem)
+            if ref is None:
+                p.unlink(missing_ok=True)
+            else:
+                shapes.add(self._shape_path(ref.arrow_schema(), ref.key, ref.rows).name)
+        for p in (self.root / "_digests" / "shapes").glob("*"):
+            if p.name not in shapes:
                 p.unlink(missing_ok=True)
 
 
