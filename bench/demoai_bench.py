@@ -49,8 +49,7 @@ if __package__ in (None, ""):
 
 from bench.peers import (_env, _place, _run, blake3_single_core_mb_s, dir_bytes,  # noqa: E402
                          disk_write_mb_s, run_measured)
-from bench.workloads import (DEFAULT_WORKDIR, N_ROWS, dataset_v1, dataset_v2,  # noqa: E402
-                             gguf_v1, gguf_v2)
+from bench.workloads import DEFAULT_WORKDIR, N_ROWS, all_workloads  # noqa: E402
 
 __all__ = ["TARGETS", "EXPECTED_DATASET_DIFF", "cli_startup_s", "measure_workload", "run_all",
            "use_bytecode_cache"]
@@ -272,10 +271,7 @@ def run_all(workdir: Path | str = DEFAULT_WORKDIR, repeats: int = 3) -> dict:
 
     workdir = Path(workdir).resolve()
     t0 = time.perf_counter()
-    workloads = {
-        "dataset": (dataset_v1(workdir), dataset_v2(workdir)),
-        "gguf": (gguf_v1(), gguf_v2(workdir)),
-    }
+    workloads = all_workloads(workdir)
     generate_s = time.perf_counter() - t0
     tmp_root = workdir / "demoai"
     tmp_root.mkdir(parents=True, exist_ok=True)

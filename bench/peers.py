@@ -39,7 +39,7 @@ if __package__ in (None, ""):
     # Run as a script (`python bench/peers.py`): make `bench.workloads` importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.workloads import DEFAULT_WORKDIR, dataset_v1, dataset_v2, gguf_v1, gguf_v2
+from bench.workloads import DEFAULT_WORKDIR, all_workloads
 
 __all__ = [
     "blake3_single_core_mb_s",
@@ -362,8 +362,8 @@ def disk_write_mb_s(path: Path, workdir: Path | str = DEFAULT_WORKDIR, repeats: 
 
     Each is the median of ``repeats`` runs after one uncounted warm-up run (the first buffered
     write into fresh page-cache pages is often half speed); the clock covers create, writes
-    and fsync (not the directory's fsync), so the figures are an upper bound. ``best_mb_s`` is the faster of the two. MB = 10^6 bytes. The
-    temporary files are removed.
+    and fsync (not the directory's fsync), so the figures are an upper bound. ``best_mb_s``
+    is the faster of the two. MB = 10^6 bytes. The temporary files are removed.
     """
     data = Path(path).read_bytes()
     size = len(data)
@@ -432,10 +432,7 @@ def run_all(workdir: Path | str = DEFAULT_WORKDIR, repeats: int = 3) -> dict:
     """Build the workloads, run every peer on each ``repeats`` times, and measure hash speeds."""
     workdir = Path(workdir)
     t0 = time.perf_counter()
-    workloads = {
-        "dataset": (dataset_v1(workdir), dataset_v2(workdir)),
-        "gguf": (gguf_v1(), gguf_v2(workdir)),
-    }
+    workloads = all_workloads(workdir)
     generate_s = time.perf_counter() - t0
     tmp_root = workdir / "peers"
     tmp_root.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 __all__ = [
     "DEFAULT_WORKDIR",
     "N_ROWS",
+    "all_workloads",
     "dataset_v1",
     "dataset_v2",
     "gguf_v1",
@@ -297,6 +298,12 @@ def gguf_v2(workdir: Path | str = DEFAULT_WORKDIR) -> Path:
             f.write(patch)
 
     return _cached(Path(workdir) / "model_v2.gguf", build)
+
+
+def all_workloads(workdir: Path | str = DEFAULT_WORKDIR) -> dict[str, tuple[Path, Path]]:
+    """Every workload as ``{name: (v1, v2)}``, built (or reused) under ``workdir``."""
+    return {"dataset": (dataset_v1(workdir), dataset_v2(workdir)),
+            "gguf": (gguf_v1(), gguf_v2(workdir))}
 
 
 if __name__ == "__main__":

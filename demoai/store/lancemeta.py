@@ -21,7 +21,8 @@ import lance
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["Frag", "fragments", "candidates", "take_rows", "roaring_u32", "row_id_sequence"]
+__all__ = ["Frag", "fragments", "candidates", "take_rows", "take_picked", "roaring_u32",
+           "row_id_sequence"]
 
 TAKE_CHUNK = 2048          # rows per Lance take: bounds memory (see bench/bench_tables.py)
 SCAN_ROWS = 1 << 16        # whole new fragments above this size are scanned, not taken
@@ -291,3 +292,19 @@ def take_rows(ds: lance.LanceDataset, picks: list, columns: list[str],
         empty = ds.schema.empty_table().select(columns)
         return empty, (np.zeros(0, dtype=np.int64) if with_rowids else None)
     return pa.concat_tables(parts), (np.concatenate(rids) if with_rowids else None)
+
+
+def take_picked(ds: lance.LanceDataset, picks: list, idx: np.ndarray,
+                 columns: list[str]) -> pa.Table:
+    """Rows ``idx`` (positions in the concatenation of ``picks``' rows) in ``idx`` order."""
+    idx = np.asarray(idx, dtype=np.int64)
+    starts = np.cumsum([0] + [len(p[1]) for p in picks])
+    srt = np.sort(idx)
+    which = np.searchsorted(starts, srt, side="right") - 1
+    sub = []
+    for j, (fr, local, off) in enumerate(picks):
+        sel = srt[which == j] - starts[j]
+        if len(sel):
+            sub.append((fr, local[sel], None if off is None else off[sel]))
+    t, _ = take_rows(ds, sub, columns, False)
+    return t.take(pa.array(np.searchsorted(srt, idx), type=pa.int64()))

@@ -34,8 +34,8 @@ from demoai.store.tableio import canonical_type, jsonable, one_line, row_hashes
 _POOL = pa.system_memory_pool()
 
 __all__ = ["TableDiff", "MergeResult", "Changes", "classify", "multiset_minus",
-           "build_diff", "check_keys", "match_keys", "cells_changed", "schema_changes",
-           "merge_keyed", "merge_multiset"]
+           "build_diff", "check_keys", "keys_usable", "key_order", "match_keys", "plan_keyed",
+           "cells_changed", "schema_changes", "merge_keyed", "merge_multiset"]
 
 
 @dataclass
@@ -191,6 +191,25 @@ def check_keys(col: pa.ChunkedArray | pa.Array, key: str, where: str) -> None:
         dups = [c["values"] for c in counts.to_pylist() if c["counts"] > 1][:3]
         raise InvalidArtifact(f"key column {key!r} has duplicate values in {where} "
                               f"(e.g. {dups!r}); a key must be unique", key=key, examples=dups)
+
+
+def keys_usable(t: pa.Table, key: str) -> bool:
+    """True when column ``key`` of ``t`` can match rows: present, no nulls, unique."""
+    if key not in t.column_names:
+        return False
+    col = t[key]
+    return col.null_count == 0 and pc.count_distinct(col, memory_pool=_POOL).as_py() == len(col)
+
+
+def plan_keyed(base_keys: pa.ChunkedArray, base_h: np.ndarray, new_keys: pa.ChunkedArray,
+               new_h: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(base rows to delete, new rows to upsert, edited rows of base, edited rows of new):
+    deleted keys; edited + new keys; the pairs of rows whose key stayed but content changed."""
+    pa_, pb_, deleted, inserted = match_keys(base_keys.combine_chunks(),
+                                             new_keys.combine_chunks())
+    differ = (base_h[pa_] != new_h[pb_]).any(axis=1)
+    edit_a, edit_b = pa_[differ], pb_[differ]
+    return np.sort(deleted), np.sort(np.concatenate([edit_b, inserted])), edit_a, edit_b
 
 
 def key_order(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:

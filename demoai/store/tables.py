@@ -39,23 +39,19 @@ merging live in :mod:`demoai.store.tablediff`; hashing and file formats in
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
-import re
 import shutil
 import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator
-
-import blake3
 
 
 def _load_arrow_datasets() -> None:
@@ -92,15 +88,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from demoai.errors import IntegrityError, InvalidArtifact, LockTimeout, MissingObject
-from demoai.store.fsutil import FileLock, atomic_write
-from demoai.store.lancemeta import candidates, take_rows
+from demoai.store.fsutil import FileLock
+from demoai.store.lancemeta import candidates, take_picked, take_rows
 from demoai.store.tablediff import (Changes, MergeResult, TableDiff, build_diff, check_keys,
-                                    cells_changed, classify, key_order, match_keys,
-                                    merge_keyed, merge_multiset, multiset_minus,
-                                    schema_changes)
+                                    cells_changed, classify, key_order, keys_usable,
+                                    match_keys, merge_keyed, merge_multiset, multiset_minus,
+                                    plan_keyed, schema_changes)
 from demoai.store.tableio import (canonical_schema, canonical_type, content_digest,
                                   digest_from_hashes, one_line, read_file, row_hashes,
-                                  schema_json, write_file)
+                                  write_file)
+from demoai.store.tableref import (TABLE_ID, DigestIndex, TableRef, file_blake3, schema_meta,
+                                   sub_schema)
 
 __all__ = ["TableRef", "TableStore", "TableDiff", "MergeResult", "content_digest",
            "read_file", "write_file", "Progress"]
@@ -111,112 +109,23 @@ Progress = Callable[[str, int, int], None]
 RESERVED_COLUMNS = frozenset({"_rowid", "_rowaddr", "_rowoffset", "_row_offset", "_distance",
                               "_score", "_row_created_at_version",
                               "_row_last_updated_at_version", "_fragid"})
-_TABLE_ID = re.compile(r"^[0-9a-f]{32}$")
 _OVERWRITE_FRACTION = 0.5   # above this share of changed rows a full rewrite is cheaper
 _FULL_DIFF_ROWS = 200_000   # past this many candidate rows, and ...
 _FULL_DIFF_FRACTION = 0.3   # ... this share of both tables, diff reads and hashes all rows
 _U64 = (1 << 64) - 1
 
 
-# ----------------------------------------------------------------------------- refs
-
-@dataclass(frozen=True)
-class TableRef:
-    """One stored version of a table: where it is and what it must hash to."""
-
-    table_id: str
-    version: int
-    rows: int
-    digest: str
-    key: str | None
-    schema: dict            # {"fields": [{"name", "type", "nullable"}], "arrow": base64 IPC}
-    files: dict[str, str]   # relpath inside <table_id>.lance -> blake3 hex
-    # What this version changed, when it was written as a keyed delta on another version:
-    # {"base": base digest, "key", "added", "removed", "modified", "columns": {col: cells}}.
-    # Lets a diff against that base skip reading every modified row (see diff).
-    delta: dict | None = None
-
-    def __hash__(self) -> int:
-        return hash((self.table_id, self.version, self.digest, self.key))
-
-    def to_dict(self) -> dict:
-        """A JSON-ready form (what a commit's manifest stores)."""
-        return {"table_id": self.table_id, "version": self.version, "rows": self.rows,
-                "digest": self.digest, "key": self.key, "schema": self.schema,
-                "files": dict(sorted(self.files.items())),
-                **({"delta": self.delta} if self.delta else {})}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TableRef":
-        """Rebuild a ref from :meth:`to_dict` output; raises InvalidArtifact if malformed."""
-        try:
-            ref = cls(table_id=str(d["table_id"]), version=int(d["version"]),
-                      rows=int(d["rows"]), digest=str(d["digest"]), key=d.get("key"),
-                      schema=dict(d["schema"]), files={str(k): str(v)
-                                                       for k, v in d["files"].items()},
-                      delta=_check_delta(d.get("delta")))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise InvalidArtifact(f"malformed table ref: {one_line(repr(e))}") from None
-        if not _TABLE_ID.match(ref.table_id) or any(
-                ".." in Path(p).parts or p.startswith("/") for p in ref.files):
-            raise InvalidArtifact(f"malformed table ref: bad table id or file path "
-                                  f"in {ref.table_id!r}")
-        return ref
-
-    def arrow_schema(self) -> pa.Schema:
-        """The exact Arrow schema the table was written with."""
-        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema["arrow"])))
-
-
-def _schema_meta(schema: pa.Schema) -> dict:
-    return {"fields": [{"name": f.name, "type": canonical_type(f.type), "nullable": f.nullable}
-                       for f in schema],
-            "arrow": base64.b64encode(schema.serialize().to_pybytes()).decode()}
-
-
-# ----------------------------------------------------------------------------- hashing
-
-_HASH_CACHE: dict[str, tuple[tuple, str]] = {}
-_HASH_LOCK = threading.Lock()
-
-
-def _stat_sig(st: os.stat_result) -> tuple:
-    # ctime cannot be set from user space, so any rewrite of the file invalidates the entry.
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def file_blake3(path: str | os.PathLike, *, cache: bool = True) -> str:
-    """BLAKE3 hex of a file, read in 1 MiB blocks (low memory).
-
-    With ``cache``, a file already hashed by this process and unchanged since (same
-    inode, size, mtime and ctime) is not read again.
-    """
-    path = os.fspath(path)
-    st = os.stat(path)
-    sig = _stat_sig(st)
-    if cache:
-        with _HASH_LOCK:
-            hit = _HASH_CACHE.get(path)
-        if hit and hit[0] == sig:
-            return hit[1]
-    # One thread and a 1 MiB buffer: reading from the page cache is the limit (~4 GB/s
-    # either way) and a small buffer keeps peak memory low.
-    h = blake3.blake3()
-    buf = bytearray(1 << 20)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    hexd = h.hexdigest()
-    if _stat_sig(os.stat(path)) == sig:
-        with _HASH_LOCK:
-            _HASH_CACHE[path] = (sig, hexd)
-    return hexd
-
-
 def _report(progress: Progress | None, stage: str, done: int, total: int) -> None:
     if progress is not None:
         progress(stage, done, total)
+
+
+def _hashed(table: pa.Table, progress: Progress | None) -> np.ndarray:
+    """:func:`row_hashes` of ``table``, reported as the ``hash`` stage."""
+    _report(progress, "hash", 0, table.num_rows)
+    hashes = row_hashes(table)
+    _report(progress, "hash", table.num_rows, table.num_rows)
+    return hashes
 
 
 # ----------------------------------------------------------------------------- store
@@ -226,12 +135,13 @@ class TableStore:
 
     def __init__(self, root: str | os.PathLike, *, lock_timeout: float = 60.0) -> None:
         self.root = Path(root)
+        self.digests = DigestIndex(self.root / "_digests", self._dir_for)
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock_timeout = lock_timeout
 
     # -- paths ------------------------------------------------------------------
     def _uri(self, table_id: str) -> Path:
-        if not _TABLE_ID.match(table_id):
+        if not TABLE_ID.match(table_id):
             raise InvalidArtifact(f"invalid table id {table_id!r}")
         return self.root / f"{table_id}.lance"
 
@@ -390,15 +300,13 @@ class TableStore:
         table = _check_table(table, key)
         if base is None:
             return self._write_new(table, key, progress)
-        _report(progress, "hash", 0, table.num_rows)
-        hashes = row_hashes(table)
+        hashes = _hashed(table, progress)
         digest = digest_from_hashes(table.schema, key, hashes)
-        _report(progress, "hash", table.num_rows, table.num_rows)
         if digest == base.digest:
             return base
         ref = self._write_delta(table, hashes, key, base, digest, progress)
         _report(progress, "write", table.num_rows, table.num_rows)
-        self._record_digest(ref)
+        self.digests.record(ref)
         return ref
 
     def _write_new(self, table: pa.Table, key: str | None,
@@ -411,11 +319,9 @@ class TableStore:
         hashed first instead, and not written at all when it is."""
         n = table.num_rows
         hashes = None
-        if self._shape_path(table.schema, key, n).exists():
-            _report(progress, "hash", 0, n)
-            hashes = row_hashes(table)
-            _report(progress, "hash", n, n)
-            found = self._lookup_digest(digest_from_hashes(table.schema, key, hashes))
+        if self.digests.may_hold(table.schema, key, n):
+            hashes = _hashed(table, progress)
+            found = self.digests.lookup(digest_from_hashes(table.schema, key, hashes))
             if found is not None:
                 return found
         table_id = uuid.uuid4().hex
@@ -428,13 +334,11 @@ class TableStore:
                                           enable_stable_row_ids=True)
                     try:
                         if hashes is None:
-                            _report(progress, "hash", 0, n)
-                            hashes = row_hashes(table)
-                            _report(progress, "hash", n, n)
+                            hashes = _hashed(table, progress)
                     finally:
                         ds = written.result()
                 digest = digest_from_hashes(table.schema, key, hashes)
-                found = self._lookup_digest(digest)
+                found = self.digests.lookup(digest)
                 ref = found or self._make_ref(ds, uri, table_id, table, digest, key, {})
             except BaseException:
                 self._discard_new(table_id)
@@ -443,7 +347,7 @@ class TableStore:
                 self._discard_new(table_id)
                 return found
         _report(progress, "write", n, n)
-        self._record_digest(ref)
+        self.digests.record(ref)
         return ref
 
     def _discard_new(self, table_id: str) -> None:
@@ -459,7 +363,7 @@ class TableStore:
             raise IntegrityError(f"table {table_id} v{ds.version}: wrote {rows} rows, "
                                  f"expected {table.num_rows}", table_id=table_id)
         files = self._hash_files(uri, self._version_files(ds, uri), known)
-        return TableRef(table_id, ds.version, rows, digest, key, _schema_meta(table.schema), files,
+        return TableRef(table_id, ds.version, rows, digest, key, schema_meta(table.schema), files,
                         delta)
 
     def _write_delta(self, table: pa.Table, hashes: np.ndarray, key: str | None,
@@ -481,10 +385,10 @@ class TableStore:
             base_tbl = scan.drop_columns(["_rowid"])
             del scan
             base_h = row_hashes(base_tbl)
-            keyed = key is not None and _keys_usable(base_tbl, key)
+            keyed = key is not None and keys_usable(base_tbl, key)
             delta = None
             if keyed:
-                dele, upsert, edit_a, edit_b = _plan_keyed(base_tbl[key], base_h, table[key],
+                dele, upsert, edit_a, edit_b = plan_keyed(base_tbl[key], base_h, table[key],
                                                            hashes)
                 cells = cells_changed(base_tbl, data.select(base_tbl.column_names),
                                       edit_a, edit_b)
@@ -498,7 +402,7 @@ class TableStore:
             n_change = len(dele) + len(upsert)
             if n_change == 0:  # same rows; only key or exact types differ
                 return replace(base, digest=digest, key=key, rows=table.num_rows,
-                               schema=_schema_meta(table.schema), delta=None)
+                               schema=schema_meta(table.schema), delta=None)
             if n_change > _OVERWRITE_FRACTION * max(base.rows, table.num_rows, 1):
                 return self._overwrite(uri, base, table, digest, key, progress)
             _report(progress, "write", 0, n_change)
@@ -525,32 +429,6 @@ class TableStore:
         _report(progress, "write", 0, table.num_rows)
         ds = lance.write_dataset(table, str(uri), mode="overwrite", enable_stable_row_ids=True)
         return self._make_ref(ds, uri, base.table_id, table, digest, key, base.files)
-
-    # -- digest index -------------------------------------------------------------
-    def _digest_path(self, digest: str) -> Path:
-        return self.root / "_digests" / (digest.split(":", 1)[-1] + ".json")
-
-    def _shape_path(self, schema: pa.Schema, key: str | None, rows: int) -> Path:
-        h = blake3.blake3(schema_json(schema, key) + b"\n%d" % rows).hexdigest()[:32]
-        return self.root / "_digests" / "shapes" / h
-
-    def _record_digest(self, ref: TableRef) -> None:
-        atomic_write(self._digest_path(ref.digest), json.dumps(ref.to_dict()).encode(),
-                     durable=False)
-        shape = self._shape_path(ref.arrow_schema(), ref.key, ref.rows)
-        if not shape.exists():
-            atomic_write(shape, b"", durable=False)
-
-    def _lookup_digest(self, digest: str) -> TableRef | None:
-        p = self._digest_path(digest)
-        try:
-            ref = TableRef.from_dict(json.loads(p.read_text()))
-        except (OSError, ValueError, InvalidArtifact):
-            return None
-        uri = self._dir_for(ref)
-        if ref.digest != digest or not all((uri / rel).exists() for rel in ref.files):
-            return None
-        return ref
 
     # -- read -------------------------------------------------------------------
     def read(self, ref: TableRef, columns: list[str] | None = None,
@@ -639,11 +517,11 @@ class TableStore:
             only_a = only_a[key_order(pc.take(ka, pa.array(only_a, type=pa.int64())))[:k]]
             only_b = only_b[key_order(pc.take(kb, pa.array(only_b, type=pa.int64())))[:k]]
             columns = sb.names
-            cast_a, cast_b = _sub_schema(a, columns), _sub_schema(b, columns)
-            before = _take_picked(dsa, picks_a, mod_a, columns).cast(cast_a)
-            after = _take_picked(dsb, picks_b, mod_b, columns).cast(cast_b)
-            removed = _take_picked(dsa, picks_a, only_a, columns).cast(cast_a)
-            added = _take_picked(dsb, picks_b, only_b, columns).cast(cast_b)
+            cast_a, cast_b = sub_schema(a, columns), sub_schema(b, columns)
+            before = take_picked(dsa, picks_a, mod_a, columns).cast(cast_a)
+            after = take_picked(dsb, picks_b, mod_b, columns).cast(cast_b)
+            removed = take_picked(dsa, picks_a, only_a, columns).cast(cast_a)
+            added = take_picked(dsb, picks_b, only_b, columns).cast(cast_b)
         changed = cells_changed(before, after)
         mods = [{"key": af[key], "before": bf, "after": af,
                  "changed": [c for c, x in zip(columns, flags) if x]}
@@ -665,10 +543,17 @@ class TableStore:
         read leaves the block before the check has passed, and a failed check's
         IntegrityError wins over any error of the body."""
         errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                for ref in refs:
+                    self._verify(ref)
+            except BaseException as e:  # noqa: BLE001 - raised by the waiting thread
+                errors.append(e)
+
         check = None
         if refs:
-            check = threading.Thread(target=self._verify_into, args=(refs, errors),
-                                     name="demoai-table-verify", daemon=True)
+            check = threading.Thread(target=run, name="demoai-table-verify", daemon=True)
             check.start()
         try:
             yield
@@ -713,15 +598,8 @@ class TableStore:
                 tb, rid_b = take_rows(dsb, picks_b, columns, key is None)
         if picks_a is None:
             return None
-        ta, tb = ta.cast(_sub_schema(a, columns)), tb.cast(_sub_schema(b, columns))
+        ta, tb = ta.cast(sub_schema(a, columns)), tb.cast(sub_schema(b, columns))
         return classify(ta, tb, key, rid_a, rid_b, method="metadata")
-
-    def _verify_into(self, refs: list[TableRef], errors: list[BaseException]) -> None:
-        try:
-            for ref in refs:
-                self._verify(ref)
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
-            errors.append(e)
 
     def merge3(self, base: TableRef, ours: TableRef, theirs: TableRef, *, key: str | None,
                prefer: str | None = None) -> MergeResult:
@@ -838,7 +716,7 @@ class TableStore:
         now = time.time()
         for d in sorted(self.root.glob("*.lance")):
             tid = d.name[:-len(".lance")]
-            if not _TABLE_ID.match(tid) or tid in (with_alternates & live_ids):
+            if not TABLE_ID.match(tid) or tid in (with_alternates & live_ids):
                 continue
             try:
                 with self._lock(tid, lock_timeout):
@@ -853,7 +731,7 @@ class TableStore:
             for rel in r.files:
                 if not (self._dir_for(r) / rel).exists():
                     stats["problems"].append(f"{r.table_id}.lance/{rel}: missing after gc")
-        self._gc_digests()
+        self.digests.gc()
         return stats
 
     def _gc_table(self, d: Path, tid: str, keep: set[int] | None, now: float,
@@ -883,17 +761,6 @@ class TableStore:
         stats["versions_removed"] += int(res.old_versions)
         stats["bytes_removed"] += int(res.bytes_removed)
 
-    def _gc_digests(self) -> None:
-        shapes = set()
-        for p in (self.root / "_digests").glob("*.json"):
-            ref = self._lookup_digest("blake3:" + p.stem)
-            if ref is None:
-                p.unlink(missing_ok=True)
-            else:
-                shapes.add(self._shape_path(ref.arrow_schema(), ref.key, ref.rows).name)
-        for p in (self.root / "_digests" / "shapes").glob("*"):
-            if p.name not in shapes:
-                p.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -922,56 +789,3 @@ def _check_table(table: Any, key: str | None) -> pa.Table:
             raise InvalidArtifact(f"key column {key!r} must be a scalar type", key=key)
         check_keys(table[key], key, "the table")
     return table
-
-
-def _keys_usable(t: pa.Table, key: str) -> bool:
-    if key not in t.column_names:
-        return False
-    col = t[key]
-    return col.null_count == 0 and pc.count_distinct(col).as_py() == len(col)
-
-
-def _plan_keyed(base_keys: pa.ChunkedArray, base_h: np.ndarray, new_keys: pa.ChunkedArray,
-                new_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(base rows to delete, new rows to upsert): deleted keys, and edited + new keys."""
-    pa_, pb_, deleted, inserted = match_keys(base_keys.combine_chunks(),
-                                             new_keys.combine_chunks())
-    differ = (base_h[pa_] != new_h[pb_]).any(axis=1)
-    edit_a, edit_b = pa_[differ], pb_[differ]
-    return np.sort(deleted), np.sort(np.concatenate([edit_b, inserted])), edit_a, edit_b
-
-
-def _check_delta(d: Any) -> dict | None:
-    """A recorded delta as stored in a manifest, or None; malformed ones are refused."""
-    if d is None:
-        return None
-    ok = (isinstance(d, dict) and isinstance(d.get("base"), str)
-          and isinstance(d.get("key"), str) and isinstance(d.get("columns"), dict)
-          and all(isinstance(d.get(n), int) and d[n] >= 0
-                  for n in ("added", "removed", "modified"))
-          and all(isinstance(c, str) and isinstance(v, int) and v >= 0
-                  for c, v in d["columns"].items()))
-    if not ok:
-        raise ValueError("malformed delta record")
-    return d
-
-
-def _take_picked(ds: lance.LanceDataset, picks: list, idx: np.ndarray,
-                 columns: list[str]) -> pa.Table:
-    """Rows ``idx`` (positions in the concatenation of ``picks``' rows) in ``idx`` order."""
-    idx = np.asarray(idx, dtype=np.int64)
-    starts = np.cumsum([0] + [len(p[1]) for p in picks])
-    srt = np.sort(idx)
-    which = np.searchsorted(starts, srt, side="right") - 1
-    sub = []
-    for j, (fr, local, off) in enumerate(picks):
-        sel = srt[which == j] - starts[j]
-        if len(sel):
-            sub.append((fr, local[sel], None if off is None else off[sel]))
-    t, _ = take_rows(ds, sub, columns, False)
-    return t.take(pa.array(np.searchsorted(srt, idx), type=pa.int64()))
-
-
-def _sub_schema(ref: TableRef, columns: list[str]) -> pa.Schema:
-    s = ref.arrow_schema()
-    return pa.schema([s.field(c) for c in columns])

@@ -467,7 +467,7 @@ class LocalEndpoint(Endpoint):
 
     def finish_upload(self, table_id: str, rel: str, digest: str) -> None:
         from demoai.store.fsutil import FileLock
-        from demoai.store.tables import file_blake3
+        from demoai.store.tableref import file_blake3
         check_table_file(table_id, rel, digest)
         p = self._part(digest)
         # Two pushes of one file upload it side by side (same bytes at the same offsets)
