@@ -71,6 +71,8 @@ def status(as_json: bool) -> None:
     if as_json:
         return _json(st)
     out.print(f"On branch {st['branch']}" if st["branch"] else f"HEAD detached at {(st['head'] or '')[:12]}")
+    if st.get("interrupted"):
+        out.print(f"[red]Interrupted checkout:[/red] {esc(st['interrupted'])}")
     if st["merging"]:
         out.print(f"Merging {st['merging']['merge_head'][:12]}; unresolved: "
                   + (", ".join(c["path"] for c in st["merging"]["conflicts"]) or "none"))
@@ -89,13 +91,29 @@ def status(as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("paths", nargs=-1)
 @click.option("-m", "--message", required=True, help="Commit message.")
+@click.option("-o", "--only", is_flag=True,
+              help="Commit only PATHS, as they are in the working tree (the default when PATHS are given).")
 @click.option("--allow-empty", is_flag=True)
 @handle_errors
-def commit(message: str, allow_empty: bool) -> None:
-    """Record the staged artifacts as a new commit."""
+def commit(paths: tuple[str, ...], message: str, only: bool, allow_empty: bool) -> None:
+    """Record the staged artifacts as a new commit; with PATHS, only those paths.
+
+    \b
+    `demoai commit PATHS` stores PATHS as they are now and commits HEAD plus exactly those
+    changes; what else is staged stays staged. Processes sharing a work tree commit paths
+    side by side safely (the commit lock orders them), where `add` then `commit` would mix
+    up each other's files.
+    Example:
+      demoai commit data/train.jsonl -m "Fix row 3"
+    """
+    if only and not paths:
+        raise click.UsageError("--only needs the PATHS to commit")
     repo = _repo()
-    cid = P.commit(repo, message, allow_empty=allow_empty)
+    with _Bars(bool(paths)) as bars:
+        cid = P.commit(repo, message, paths=list(paths) if paths else None, allow_empty=allow_empty,
+                       progress=bars)
     out.print(f"[{repo.current_branch() or 'detached'} {cid[:12]}] {message.splitlines()[0]}", markup=False)
 
 
@@ -368,10 +386,26 @@ def export(spec: str, dest: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--repair", "do_repair", is_flag=True,
+              help="Then repair what can be: see `demoai repair`.")
+@click.option("--remote", help="With --repair: the remote to take damaged objects from (default: origin).")
 @json_option
 @handle_errors
-def fsck(as_json: bool) -> None:
-    """Verify every object, chunk and table file."""
+def fsck(do_repair: bool, remote: str | None, as_json: bool) -> None:
+    """Verify every object, chunk and table file.
+
+    \b
+    Exit status: 0 when healthy, 1 when something is broken (each problem is listed).
+    Example:
+      demoai fsck
+      demoai fsck --repair --remote origin
+    """
+    if do_repair:
+        rep = _run_repair(remote, as_json)
+        if not rep.ok:
+            if as_json:
+                _json(rep.to_dict())
+            sys.exit(1)
     with _Bars(not as_json) as bars:
         res = P.fsck(_repo(), progress=bars)
     if as_json:
@@ -384,6 +418,48 @@ def fsck(as_json: bool) -> None:
             out.print(f"[red]BROKEN[/red] {esc(p)}")
         out.print("[green]ok[/green]" if res["ok"] else f"[red]{len(res['problems'])} problem(s)[/red]")
     if not res["ok"]:
+        sys.exit(1)
+
+
+def _run_repair(remote: str | None, as_json: bool) -> Any:
+    with _Bars(not as_json) as bars:
+        rep = P.repair(_repo(), remote, progress=bars)
+    if not as_json:
+        if rep.journal:
+            out.print(f"interrupted checkout: {esc(rep.journal)}")
+        out.print(f"damaged or missing: {len(rep.damaged_chunks)} chunk(s), "
+                  f"{len(rep.damaged_files)} table file(s)")
+        if rep.repaired_chunks or rep.repaired_files:
+            out.print(f"restored{' (from ' + esc(rep.remote) + ' and intact working files)' if rep.remote else ' from intact working files'}: "
+                      f"{len(rep.repaired_chunks)} chunk(s), {len(rep.repaired_files)} table file(s)")
+        if rep.worktree_synced:
+            out.print("working tree and index brought to HEAD")
+        for u in rep.unrepaired:
+            out.print(f"[red]NOT REPAIRED[/red] {esc(u)}")
+        if rep.unrepaired and not rep.remote:
+            out.print("no remote to take them from: `demoai remote add origin URL`, then "
+                      "`demoai repair --remote origin`")
+        out.print("[green]repaired[/green]" if rep.ok else "[red]not everything could be repaired[/red]")
+    return rep
+
+
+@main.command()
+@click.option("--remote", help="Take damaged or missing objects from this remote (default: origin).")
+@json_option
+@handle_errors
+def repair(remote: str | None, as_json: bool) -> None:
+    """Finish or drop an interrupted checkout, restore damaged objects from a remote.
+
+    \b
+    Exit status: 0 when everything needed is healthy afterwards, 1 otherwise.
+    Example:
+      demoai repair                  # after a checkout stopped on a damaged object
+      demoai repair --remote origin  # take damaged chunks and table files from the hub
+    """
+    rep = _run_repair(remote, as_json)
+    if as_json:
+        _json(rep.to_dict())
+    if not rep.ok:
         sys.exit(1)
 
 

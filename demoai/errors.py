@@ -15,6 +15,7 @@ these types to one-line messages or status codes; nothing below them prints.
     ├── ArtifactError
     │   ├── UnknownKind               (also ValueError)
     │   ├── InvalidArtifact           (also ValueError) malformed file, wrong schema
+    │   │   └── UnsafePath            a path a DemoAI tree may not hold (\\, .., .demoai...)
     │   └── UnsupportedOperation      an operation the kind cannot do
     ├── IntegrityError                a hash did not match what was read
     │   └── MissingObject             (also KeyError) a referenced object is absent
@@ -52,7 +53,7 @@ __all__ = [
     "DirtyWorkingTree", "QueryError", "RuntimeFailure", "SandboxError", "SandboxUnavailable",
     "ModelError", "BackendUnavailable", "ContextOverflow", "SessionNotFound", "ReplayError",
     "RemoteError", "AuthenticationRequired", "PermissionDenied", "RemoteNotFound",
-    "RequestTooLarge", "NonFastForward", "ProtocolError",
+    "RequestTooLarge", "NonFastForward", "ProtocolError", "UnsafePath",
     "ERROR_CODES", "error_from_code",
 ]
 
@@ -220,6 +221,12 @@ class NonFastForward(RemoteError):
 
 class ProtocolError(RemoteError, ValueError):
     code = "protocol_error"
+
+
+class UnsafePath(InvalidArtifact):
+    """A path no DemoAI tree may hold: backslash, NUL, ``..``, ``.demoai``, absolute..."""
+
+    code = "unsafe_path"
 
 
 def _all_subclasses(cls: type) -> list[type]:

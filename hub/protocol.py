@@ -3,23 +3,38 @@
 Every route wraps one :class:`~demoai.store.transfer.LocalEndpoint` call on the hub's copy
 of ``owner/name``; the client side is :class:`demoai.hubclient.HttpEndpoint`. Reads need
 read access, writes the owner's write-scoped token. Binary bodies (frames, file parts)
-are ``application/octet-stream`` and bounded by the app's body limit.
+are ``application/octet-stream`` and bounded by the app's body limit (the routes matching
+:data:`BINARY_PATHS`); every other body is JSON, bounded by the app's smaller JSON limit.
+
+Table-file parts are staged until finished; what one user keeps staged is capped
+(``Limits.max_staged``: 413 ``RequestTooLarge``, nothing written) and parts untouched for
+``Limits.staged_ttl`` seconds are dropped. A part may declare the file's whole ``size``
+(query parameter): bytes past it are refused the same way. A ref update must name a commit
+(a tag may name an annotated tag of a commit); a tree or a blob is a ``ProtocolError``.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+import re
+import time
+from typing import TYPE_CHECKING, Any, Iterator
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from demoai.errors import ProtocolError
-from demoai.store.transfer import FRAME_BYTES, ID_BATCH, PART_BYTES, LocalEndpoint
+from demoai.errors import ProtocolError, RequestTooLarge
+from demoai.store.transfer import FRAME_BYTES, ID_BATCH, PART_BYTES, LocalEndpoint, check_shared_ref
 
 from demoai.hub.app import Hub, Principal
 
-__all__ = ["router", "repos_router"]
+if TYPE_CHECKING:
+    from demoai.store.repo import Repository
+
+__all__ = ["router", "repos_router", "BINARY_PATHS", "check_ref_targets"]
+
+BINARY_PATHS = re.compile(r"^/api/v1/repos/[^/]+/[^/]+/(?:git/put|chunks/put|uploads/[^/]+)$")
+"""The request paths whose bodies are binary frames or parts (``Limits.max_body``)."""
 
 router = APIRouter(prefix="/api/v1/repos/{owner}/{name}", tags=["protocol"])
 repos_router = APIRouter(prefix="/api/v1", tags=["repositories"])
@@ -190,16 +205,35 @@ async def upload_offset(request: Request, owner: str, name: str, digest: str,
     return {"offset": off}
 
 
+def _stage_part(hub: Hub, ep: LocalEndpoint, owner: str, digest: str, offset: int, data: bytes,
+                size: int | None) -> int:
+    """Append a part, unless it passes the declared ``size`` or the owner's staging cap."""
+    if size is not None and offset + len(data) > size:
+        raise RequestTooLarge(f"upload {digest[:16]}: part ends at byte {offset + len(data)}, past "
+                              f"the declared size of {size} bytes", limit=size)
+    cap = hub.limits.max_staged
+    with hub.storage.staging_lock(owner):
+        staged = hub.storage.staged_bytes(owner, expire_before=time.time() - hub.limits.staged_ttl)
+        # A part at the wrong offset adds nothing: upload_part answers it with RefConflict.
+        if ep.upload_offset(digest) == offset and staged + len(data) > cap:
+            raise RequestTooLarge(f"{owner} keeps {staged} bytes in unfinished uploads; this part "
+                                  f"would pass the limit of {cap} (finish those uploads, or wait "
+                                  f"for them to expire)", limit=cap, staged=staged)
+        return ep.upload_part(digest, offset, data)
+
+
 @router.put("/uploads/{digest}", summary="Append a part of a table file at `offset`",
             openapi_extra=_BINARY_BODY)
 async def upload_part(request: Request, owner: str, name: str, digest: str,
-                      offset: int = Query(ge=0), who: Principal = Depends(_who)) -> dict:
-    _hub(request).access(owner, name, who, write=True)
+                      offset: int = Query(ge=0), size: int | None = Query(default=None, ge=0),
+                      who: Principal = Depends(_who)) -> dict:
+    hub = _hub(request)
+    hub.access(owner, name, who, write=True)
     data = await request.body()
     if len(data) > PART_BYTES:
         raise ProtocolError(f"a part holds at most {PART_BYTES} bytes")
     off = await run_in_threadpool(_call, request, owner, name, who, True,
-                                  lambda ep: ep.upload_part(digest, offset, data))
+                                  lambda ep: _stage_part(hub, ep, owner, digest, offset, data, size))
     return {"offset": off}
 
 
@@ -211,12 +245,41 @@ async def upload_finish(request: Request, owner: str, name: str, digest: str, bo
     return {"installed": True}
 
 
+def check_ref_targets(repo: "Repository", updates: list[dict[str, Any]]) -> None:
+    """Refuse (``ProtocolError``) an update whose new target is here but is no commit:
+    branches and sessions name a commit; a tag names a commit or an annotated tag that
+    peels to one. Absent targets are left to ``update_refs`` (``MissingObject``)."""
+    store = repo.git.object_store
+    for u in updates:
+        ref, new = check_shared_ref(u.get("ref", "")), u.get("new")
+        if new is None or new.encode() not in store:
+            continue
+        obj = store[new.encode()]
+        kind = obj.type_name.decode()
+        if ref.startswith("refs/tags/"):
+            while kind == "tag" and obj.object[1] in store:
+                obj = store[obj.object[1]]
+                kind = obj.type_name.decode()
+            if kind not in ("commit", "tag"):     # a tag whose target is absent: MissingObject later
+                what = f"a {kind}" if obj.id == new.encode() else f"an annotated tag of a {kind}"
+                raise ProtocolError(f"{ref}: {new} is {what}, not a commit (a tag names a commit "
+                                    f"or an annotated tag of one)", ref=ref, object=new, type=kind)
+        elif kind != "commit":
+            raise ProtocolError(f"{ref}: {new} is a {kind}, not a commit (branches and sessions "
+                                f"name commits)", ref=ref, object=new, type=kind)
+
+
+def _move_refs(ep: LocalEndpoint, ups: list[dict[str, Any]], force: bool) -> list[dict[str, Any]]:
+    check_ref_targets(ep.repo, ups)
+    return ep.update_refs(ups, force=force)
+
+
 @router.post("/refs", summary="Move refs with compare-and-swap, all or none")
 async def update_refs(request: Request, owner: str, name: str, body: RefUpdates,
                       who: Principal = Depends(_who)) -> dict:
     ups = [u.model_dump() for u in body.updates]
     done = await run_in_threadpool(_call, request, owner, name, who, True,
-                                   lambda ep: ep.update_refs(ups, force=body.force))
+                                   lambda ep: _move_refs(ep, ups, body.force))
     await run_in_threadpool(_hub(request).after_push, owner, name)
     return {"updated": done}
 

@@ -5,20 +5,44 @@ embedded default, keeps each repository as an ordinary DemoAI control directory 
 objects, chunk packs, Lance tables) under ``<data>/repos/<owner>/<name>/`` with no working
 files, so every store-level tool (fsck, diff, replay) works on it unchanged. An
 S3-compatible backend would implement the same interface (Lance and fsspec speak S3).
+
+Unfinished table-file uploads ("staged" parts, written by
+:meth:`demoai.store.transfer.LocalEndpoint.upload_part` into each repository's
+``.demoai/uploads/<blake3>.part``) are listed per owner, so the hub can cap what one user
+keeps staged and drop parts nobody finished.
 """
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from demoai.errors import RemoteNotFound
+from demoai.store.fsutil import FileLock
 from demoai.store.repo import CONTROL_DIR, Repository
 
 from demoai.hub.meta import check_name
 
-__all__ = ["RepoStorage", "LocalRepoStorage"]
+__all__ = ["RepoStorage", "LocalRepoStorage", "StagedUpload"]
+
+_UPLOADS = "uploads"       # LocalEndpoint's staging folder inside the control directory
+_PART = ".part"
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """One unfinished upload: in repository ``owner/name``, of the file hashing to ``digest``."""
+
+    owner: str
+    name: str
+    digest: str
+    size: int
+    mtime: float
 
 
 class RepoStorage(abc.ABC):
@@ -36,6 +60,45 @@ class RepoStorage(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, owner: str, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def staged_uploads(self, owner: str) -> list[StagedUpload]:
+        """The unfinished uploads kept in any of ``owner``'s repositories."""
+
+    @abc.abstractmethod
+    def drop_staged(self, upload: StagedUpload) -> None:
+        """Delete an unfinished upload (gone already is fine)."""
+
+    @abc.abstractmethod
+    def staging_lock(self, owner: str) -> contextlib.AbstractContextManager[None]:
+        """Held while checking ``owner``'s staged bytes and adding to them, so that two
+        concurrent parts cannot both pass the cap."""
+
+    def staged_bytes(self, owner: str, *, expire_before: float | None = None) -> int:
+        """The bytes ``owner`` keeps staged, after dropping the uploads last written before
+        ``expire_before`` (a Unix time; None drops nothing)."""
+        total = 0
+        for up in self.staged_uploads(owner):
+            if expire_before is not None and up.mtime < expire_before:
+                self.drop_staged(up)
+            else:
+                total += up.size
+        return total
+
+    def expire_staged(self, owners: list[str], max_age: float) -> int:
+        """Drop the unfinished uploads of ``owners`` untouched for ``max_age`` seconds;
+        returns how many were dropped."""
+        before = time.time() - max_age
+        dropped = 0
+        for owner in owners:
+            if not self.staged_uploads(owner):     # most users: nothing to lock for
+                continue
+            with self.staging_lock(owner):
+                for up in self.staged_uploads(owner):
+                    if up.mtime < before:
+                        self.drop_staged(up)
+                        dropped += 1
+        return dropped
 
 
 class LocalRepoStorage(RepoStorage):
@@ -63,3 +126,24 @@ class LocalRepoStorage(RepoStorage):
 
     def delete(self, owner: str, name: str) -> None:
         shutil.rmtree(self._path(owner, name), ignore_errors=True)
+
+    def staged_uploads(self, owner: str) -> list[StagedUpload]:
+        out = []
+        for part in (self.root / check_name(owner, "owner")).glob(f"*/{CONTROL_DIR}/{_UPLOADS}/*{_PART}"):
+            try:
+                st = part.stat()
+            except FileNotFoundError:      # finished or dropped meanwhile
+                continue
+            out.append(StagedUpload(owner, part.parents[2].name, part.name[:-len(_PART)],
+                                    st.st_size, st.st_mtime))
+        return out
+
+    def drop_staged(self, upload: StagedUpload) -> None:
+        part = self._path(upload.owner, upload.name) / CONTROL_DIR / _UPLOADS / f"{upload.digest}{_PART}"
+        part.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def staging_lock(self, owner: str) -> Iterator[None]:
+        # Beside the owner's repositories: a name no repository can take (no leading dot).
+        with FileLock(self.root / check_name(owner, "owner") / ".staging.lock", timeout=120):
+            yield

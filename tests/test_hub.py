@@ -640,7 +640,7 @@ def test_access_private_and_public_repositories(hub: HubServer, alice: str, tmp_
     private = hub.repo_url("alice", "secret")
     public = hub.repo_url("alice", "open")
     expect = {
-        (private, "anonymous"): (E.RemoteNotFound, E.RemoteNotFound),
+        (private, "anonymous"): (E.RemoteNotFound, E.AuthenticationRequired),   # as a missing repo
         (private, "wrong"): (E.AuthenticationRequired, E.AuthenticationRequired),
         (private, "bob"): (E.RemoteNotFound, E.RemoteNotFound),
         (private, "alice-read"): (None, E.PermissionDenied),

@@ -533,11 +533,11 @@ def test_crash_at_injected_point_then_retry(server: CliServer, tmp_path: Path, p
 
 WORKTREE_CRASHES = {
     # checkout moves HEAD, then rewrites the index and the files: dies in between
-    "checkout": ("demoai.porcelain.checkout:sync_worktree", ["checkout", "exp"]),
+    "checkout": ("demoai.store.worktree:apply_sync", ["checkout", "exp"]),
     # a fast-forward merge moves the branch, then rewrites the index and files
-    "merge-fast-forward": ("demoai.porcelain.merge:sync_worktree", ["merge", "exp"]),
+    "merge-fast-forward": ("demoai.store.worktree:apply_sync", ["merge", "exp"]),
     # a three-way merge commits and moves the branch, then rewrites the index and files
-    "merge-three-way": ("demoai.porcelain.merge:sync_worktree", ["merge", "exp", "-m", "merge exp"]),
+    "merge-three-way": ("demoai.store.worktree:apply_sync", ["merge", "exp", "-m", "merge exp"]),
     # the same three, killed just before HEAD / the branch moves
     "checkout-before-head-moves": ("demoai.store.repo:Repository.set_head", ["checkout", "exp"]),
     "merge-fast-forward-before-ref-moves": ("demoai.store.repo:Repository.set_ref", ["merge", "exp"]),

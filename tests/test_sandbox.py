@@ -271,8 +271,10 @@ def test_unknown_backend() -> None:
 
 def test_limits_from_dict() -> None:
     lim = SandboxLimits.from_dict({"backend": "docker", "cpu_seconds": "3", "memory_mb": 128,
-                                   "timeout_s": 5, "other": 1})
+                                   "timeout_s": 5})
     assert lim == SandboxLimits(cpu_seconds=3.0, memory_mb=128, timeout_s=5.0)
+    with pytest.raises(SandboxError, match="did you mean"):     # never silently ignored
+        SandboxLimits.from_dict({"memroy_mb": 16})
     assert SandboxLimits.from_dict(None) == SandboxLimits()
     with pytest.raises(SandboxError):
         SandboxLimits.from_dict({"pids": "many"})

@@ -9,6 +9,7 @@ from typing import Any
 
 from demoai.errors import InvalidArtifact
 from demoai.objects.base import Artifact, digest_bytes, register
+from demoai.objects.paths import check_path
 
 __all__ = ["Model", "Adapter", "MODEL_FORMATS", "files_digest"]
 
@@ -36,8 +37,7 @@ class _FileSet(Artifact):
         if not self.files:
             raise InvalidArtifact(f"{self.kind}: no files")
         for rel, f in self.files.items():
-            if rel.startswith("/") or ".." in rel.split("/"):
-                raise InvalidArtifact(f"{self.kind}: unsafe file path {rel!r}")
+            check_path(rel)     # a hostile manifest must not name a file outside its folder
             if not {"digest", "size", "chunks"} <= set(f):
                 raise InvalidArtifact(f"{self.kind}: file {rel!r} lacks digest/size/chunks")
             if sum(n for _, n in f["chunks"]) != f["size"]:

@@ -7,7 +7,7 @@ from demoai.errors import DirtyWorkingTree, MergeInProgress, RefNotFound
 from demoai.porcelain.status import status
 from demoai.porcelain.branch import branch
 from demoai.store.repo import Repository
-from demoai.store.worktree import begin_sync, end_sync, sync_worktree
+from demoai.store.worktree import drop_sync, recover_sync, switch_worktree
 
 __all__ = ["checkout", "require_clean"]
 
@@ -28,7 +28,10 @@ def checkout(repo: Repository, target: str, *, create: bool = False, force: bool
              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Switch to branch ``target`` (``create``: make it at HEAD first) or detach at a commit."""
     with repo.commit_lock():
-        if not force:
+        if force:
+            drop_sync(repo)       # an interrupted switch that cannot finish is replaced by this one
+        else:
+            recover_sync(repo)
             require_clean(repo, "checkout")
         head = repo.head_commit()
         branches = repo.branches()
@@ -40,10 +43,13 @@ def checkout(repo: Repository, target: str, *, create: bool = False, force: bool
         old_entries = repo.index.read().entries if force else (repo.tree_entries(head) if head else {})
         detached = f"refs/heads/{target}" not in branches
         new_commit = repo.resolve(target) if detached else branches[f"refs/heads/{target}"]
-        begin_sync(repo, new_commit)
-        repo.set_head(None if detached else target, new_commit)
-        if force:
-            repo.set_merge_state(None)
-        sync_worktree(repo, old_entries, repo.tree_entries(new_commit), progress)
-        end_sync(repo)
+
+        def move() -> None:
+            repo.set_head(None if detached else target, new_commit)
+            if force:
+                repo.set_merge_state(None)
+
+        # files are written and verified before HEAD moves: a damaged object changes nothing
+        switch_worktree(repo, old_entries, repo.tree_entries(new_commit), target=new_commit,
+                        move=move, progress=progress)
         return {"branch": None if detached else target, "commit": new_commit, "detached": detached}

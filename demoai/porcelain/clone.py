@@ -11,7 +11,7 @@ from demoai.errors import RepositoryExists
 from demoai.porcelain.fetch import fetch
 from demoai.porcelain.remote import remote_add
 from demoai.store.repo import Repository, parse_remote_url
-from demoai.store.worktree import begin_sync, end_sync, sync_worktree
+from demoai.store.worktree import switch_worktree
 
 __all__ = ["clone"]
 
@@ -39,11 +39,11 @@ def clone(url: str, directory: str | os.PathLike | None = None, *, token: str | 
                     tip = repo.ref_value(tracking[0])
             if tip is not None:
                 repo.set_ref(f"refs/heads/{branch}", tip, None, f"clone from {url}")
-                begin_sync(repo, tip)
-                repo.set_head(branch, tip)
                 if checkout:
-                    sync_worktree(repo, {}, repo.tree_entries(tip), progress)
-                end_sync(repo)
+                    switch_worktree(repo, {}, repo.tree_entries(tip), target=tip,
+                                    move=lambda: repo.set_head(branch, tip), progress=progress)
+                else:
+                    repo.set_head(branch, tip)
             return {"path": str(target), "branch": branch if tip else None, "commit": tip,
                     "fetch": fetched}
         finally:

@@ -8,10 +8,10 @@ from typing import Any, Callable
 
 from dulwich.objects import Commit, Tree
 
-from demoai.errors import DemoAIError
+from demoai.errors import DemoAIError, UnsafePath
 from demoai.objects import Artifact, decode_manifest
 from demoai.store.artifacts import live_objects
-from demoai.store.repo import CONTROL_DIR, Repository
+from demoai.store.repo import CONTROL_DIR, Repository, check_entry
 
 __all__ = ["fsck", "reachable", "reflog_commits"]
 
@@ -83,9 +83,15 @@ def _walk(repo: Repository, tree_id: bytes, prefix: str, manifests: dict[str, by
             problems.append(f"tree {tree_id.decode()} is missing")
         return
     for entry in tree.iteritems():
-        path = prefix + entry.path.decode()
+        path = prefix + entry.path.decode("utf-8", "replace")
         if path == CONTROL_DIR:
             continue          # reserved: lineage, session events and workspaces, no manifests
+        try:
+            check_entry(entry.path, entry.mode, prefix)
+        except UnsafePath as e:
+            if problems is not None:
+                problems.append(f"tree {tree_id.decode()}: {e} (never written to a working tree)")
+            continue
         if isinstance(tree, Tree) and entry.mode & 0o040000:
             _walk(repo, entry.sha, path + "/", manifests, seen, problems)
         else:

@@ -20,7 +20,7 @@ from demoai.porcelain.checkout import require_clean
 from demoai.store.fsutil import atomic_write
 from demoai.store.lineage import make_lineage
 from demoai.store.repo import Repository
-from demoai.store.worktree import begin_sync, end_sync, sync_worktree
+from demoai.store.worktree import recover_sync, switch_worktree, sync_worktree, worktree_path
 
 __all__ = ["merge", "abort_merge", "merge_paths"]
 
@@ -91,6 +91,7 @@ def merge(repo: Repository, rev: str, *, message: str | None = None, force: bool
           progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Merge ``rev`` into the current branch; see the module doc for the rules."""
     with repo.commit_lock():
+        recover_sync(repo)
         head = repo.head_commit()
         theirs = repo.resolve(rev)
         if head is None:
@@ -109,10 +110,9 @@ def merge(repo: Repository, rev: str, *, message: str | None = None, force: bool
             return {"status": "up-to-date", "commit": head, "conflicts": []}
         head_entries = repo.tree_entries(head)
         if base == head:
-            begin_sync(repo, theirs)
-            repo.set_ref(ref, theirs, head, f"merge {rev}: fast-forward")
-            sync_worktree(repo, head_entries, repo.tree_entries(theirs), progress)
-            end_sync(repo)
+            switch_worktree(repo, head_entries, repo.tree_entries(theirs), target=theirs,
+                            move=lambda: repo.set_ref(ref, theirs, head, f"merge {rev}: fast-forward"),
+                            progress=progress)
             return {"status": "fast-forward", "commit": theirs, "conflicts": []}
         merged, conflicts, texts = merge_paths(repo, repo.tree_entries(base), head_entries,
                                                repo.tree_entries(theirs), rev)
@@ -124,7 +124,7 @@ def merge(repo: Repository, rev: str, *, message: str | None = None, force: bool
             # index: cleanly merged paths; conflicted ones keep ours until resolved
             sync_worktree(repo, repo.index.read().entries, merged, progress)
             for path, text in texts.items():
-                atomic_write(repo.root / path, text.encode())
+                atomic_write(worktree_path(repo.root, path), text.encode())
             raise MergeConflict(f"merge of {rev} stopped: {len(conflicts)} conflicting path(s): "
                                 + ", ".join(c["path"] for c in conflicts), conflicts=conflicts)
         msg = message or f"Merge {rev} into {repo.current_branch() or 'HEAD'}"
@@ -132,10 +132,8 @@ def merge(repo: Repository, rev: str, *, message: str | None = None, force: bool
                                extra={"parents": [head, theirs]})
         tree = repo.write_tree(merged, lineage)
         new = repo.make_commit(tree, [head, theirs], msg)
-        begin_sync(repo, new)
-        repo.set_ref(ref, new, head, f"merge {rev}")
-        sync_worktree(repo, head_entries, merged, progress)
-        end_sync(repo)
+        switch_worktree(repo, head_entries, merged, target=new,
+                        move=lambda: repo.set_ref(ref, new, head, f"merge {rev}"), progress=progress)
         return {"status": "merged", "commit": new, "conflicts": []}
 
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from demoai.errors import DemoAIError
 from demoai.porcelain.add import find_artifacts
 from demoai.store.repo import Repository
+from demoai.store.worktree import recover_sync, sync_pending
 
 __all__ = ["status", "tree_changes"]
 
@@ -23,7 +25,16 @@ def tree_changes(old: dict[str, bytes], new: dict[str, bytes]) -> list[dict[str,
 
 
 def status(repo: Repository, *, untracked: bool = True) -> dict[str, Any]:
-    """The branch, what is staged against HEAD, and how the working tree differs from the index."""
+    """The branch, what is staged against HEAD, and how the working tree differs from the index.
+
+    A checkout that a killed process left half done is finished first; when it cannot be
+    (a damaged object), ``interrupted`` says why and how to get out."""
+    interrupted = None
+    if sync_pending(repo) is not None:
+        try:
+            recover_sync(repo)
+        except DemoAIError as e:
+            interrupted = str(e)
     head = repo.head_commit()
     state = repo.index.read()
     staged = tree_changes(repo.tree_entries(head), state.entries)
@@ -42,4 +53,5 @@ def status(repo: Repository, *, untracked: bool = True) -> dict[str, Any]:
     return {"branch": repo.current_branch(), "head": head, "staged": staged, "unstaged": unstaged,
             "untracked": [u for u in found if u not in tracked],
             "merging": ({"merge_head": merge["merge_head"], "conflicts": merge.get("conflicts", [])}
-                        if merge else None)}
+                        if merge else None),
+            "interrupted": interrupted}

@@ -17,13 +17,13 @@ import contextlib
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import blake3
 
 from demoai.errors import IntegrityError, MissingObject
 from demoai.store.blobs import (_ALIGN, _ENTRY, _IDX_MAGIC, _PACK_MAGIC, DIRECT_IO, DIRECT_MIN,
-                                PACK_ROLLOVER, ZSTD_LEVEL, BlobStore, _decode, _Flusher,
+                                PACK_ROLLOVER, ZSTD_LEVEL, BlobStore, _decode, _encode, _Flusher,
                                 _get_pool, _write_all)
 from demoai.store.fsutil import FileLock, atomic_write, fsync_dir, tmp_name
 
@@ -343,6 +343,80 @@ class DiskBlobStore(BlobStore):
                 with contextlib.suppress(FileNotFoundError):
                     total += (self.packs / n).stat().st_size
         return total
+
+    def damaged_chunks(self, chunk_ids: Iterable[str] | None = None) -> list[str]:
+        """Ids of stored chunks (all, or those given) whose stored copy fails to decode or
+        hash to its id; chunks of a pack whose index is unreadable count as missing."""
+        self._refresh()
+        want = None if chunk_ids is None else set(chunk_ids)
+        bad = []
+        for cid, _, load in self._entries():
+            if want is not None and cid not in want:
+                continue
+            try:
+                _decode(cid, *load())
+            except (IntegrityError, OSError):
+                bad.append(cid)
+        return sorted(set(bad))
+
+    def repair_raw(self, raw: Iterable[tuple[str, bytes]]) -> dict:
+        """:meth:`repair` from raw chunk bytes ``(id, bytes)`` (e.g. cut from an intact
+        working-tree file); each is encoded as a put would store it."""
+        items = []
+        for cid, data in raw:
+            payload, flags = _encode(memoryview(data), self.zstd_level)
+            items.append((cid, bytes(payload), len(data), flags))
+        return self.repair(items)
+
+    def repair(self, good: Iterable[tuple[str, bytes, int, int]]) -> dict:
+        """Replace damaged stored copies with ``good`` ones ``(id, payload, raw_len, flags)``
+        (each verified first). Packs holding a replaced chunk are rewritten without it:
+        their other readable chunks move to a new pack with the good copies, then the old
+        pack is deleted, so no damaged copy can shadow the good one. Returns
+        ``{"replaced", "dropped", "packs_rewritten"}`` (``dropped``: unreadable chunks of
+        those packs that had no good copy; they are then missing, as fsck will say)."""
+        items = {}
+        for cid, payload, raw_len, flags in good:
+            _decode(cid, payload, raw_len, flags, "repair data")
+            items[cid] = (payload, raw_len, flags)
+        with FileLock(self.lock_path, self.lock_timeout), self._mu:
+            self._refresh()
+            affected = [s for s, es in self._packs.items() if any(e[0] in items for e in es)]
+            have = {e[0] for s, es in self._packs.items() if s not in affected for e in es}
+            writer, dropped = _PackWriter(self), []
+            try:
+                for cid, (payload, raw_len, flags) in items.items():
+                    writer.add(cid, payload, raw_len, flags)
+                    have.add(cid)
+                for stem in affected:
+                    for cid, off, stored, raw_len, flags in self._packs[stem]:
+                        if cid in have:
+                            continue
+                        try:
+                            payload = self._pread(stem, off, stored)
+                            _decode(cid, payload, raw_len, flags, f"{stem}.pack")
+                        except (IntegrityError, OSError):
+                            dropped.append(cid)
+                            continue
+                        writer.add(cid, payload, raw_len, flags)
+                        have.add(cid)
+            except BaseException:
+                writer.abort()
+                raise
+            writer.commit()
+            for stem in affected:  # idx first: without it the pack is garbage
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.packs / f"{stem}.idx")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.packs / f"{stem}.pack")
+                with contextlib.suppress(KeyError, OSError):
+                    os.close(self._fds.pop(stem))
+            fsync_dir(self.packs)
+            self._index = None
+            self._packs.clear()
+            self._refresh()
+            return {"replaced": sorted(items), "dropped": sorted(set(dropped)),
+                    "packs_rewritten": len(affected)}
 
     def gc(self, live_chunk_ids: set[str] | Callable[[], set[str]]) -> dict:
         """Rewrite packs holding dead chunks so that only live ones remain.

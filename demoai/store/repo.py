@@ -31,8 +31,9 @@ from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import Repo as _GitRepo
 
 from demoai.errors import (InvalidRefName, NotARepository, PathNotFound, RefConflict,
-                           RefNotFound, RemoteNotFound, RepositoryExists)
+                           RefNotFound, RemoteNotFound, RepositoryExists, UnsafePath)
 from demoai.objects import Artifact, decode_manifest, encode_manifest
+from demoai.objects.paths import check_name, check_path
 from demoai.store.packs import DiskBlobStore
 from demoai.store.fsutil import FileLock, atomic_write
 from demoai.store.index import Index
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from demoai.store.tables import TableStore
 
 __all__ = ["Repository", "CommitInfo", "CONTROL_DIR", "LINEAGE_PATH", "find_root", "nested_tree",
-           "check_ref_name", "check_repo_name"]
+           "check_ref_name", "check_repo_name", "check_entry", "normalize_path"]
 
 CONTROL_DIR = ".demoai"
 LINEAGE_PATH = ".demoai/lineage.json"
@@ -127,9 +128,6 @@ class Repository:
         self.blobs = DiskBlobStore(self.control / "chunks")
         self.index = Index(self.control / "index.json", self.control / "locks" / "index.lock")
         self._lock_depth = 0
-        if (self.control / "SYNC_PENDING.json").exists():
-            from demoai.store.worktree import recover_sync
-            recover_sync(self)
 
     @functools.cached_property
     def tables(self) -> "TableStore":
@@ -357,11 +355,14 @@ class Repository:
 
     def _walk_tree(self, tree: Tree, prefix: str, out: dict[str, bytes]) -> None:
         for entry in tree.iteritems():
-            name = entry.path.decode()
+            if not prefix and entry.path == CONTROL_DIR.encode():
+                continue          # reserved: lineage, session events and workspaces
+            name = check_entry(entry.path, entry.mode, prefix)
             path = f"{prefix}{name}"
-            if path == CONTROL_DIR:
-                continue
             obj = self.git[entry.sha]
+            if isinstance(obj, Tree) != bool(entry.mode & 0o040000):
+                raise UnsafePath(f"{path}: tree entry mode {entry.mode:o} does not match a "
+                                 f"{obj.type_name.decode()}", path=path)
             if isinstance(obj, Tree):
                 self._walk_tree(obj, path + "/", out)
             else:
@@ -441,9 +442,6 @@ class Repository:
                 yield
             finally:
                 self._lock_depth = 0
-        if (self.control / "SYNC_PENDING.json").exists():
-            from demoai.store.worktree import recover_sync
-            recover_sync(self)
 
     def _clear_stale_git_locks(self, ref: str) -> None:
         # A process killed mid-update leaves git's `<ref>.lock`; under our commit lock no
@@ -515,12 +513,25 @@ def nested_tree(files: dict[str, bytes]) -> tuple[bytes, dict[str, bytes], list[
 
 
 def normalize_path(path: str) -> str:
-    """A repository-relative artifact path in canonical form (no ./, no trailing /)."""
-    p = path.replace("\\", "/").strip("/")
-    parts = [x for x in p.split("/") if x not in ("", ".")]
-    if not parts or ".." in parts or parts[0] == CONTROL_DIR:
-        raise PathNotFound(f"invalid artifact path {path!r}", path=path)
-    return "/".join(parts)
+    """A repository-relative artifact path in canonical form (no ./, no trailing /); a path
+    no tree may hold (``..``, a backslash, ``.demoai``...) raises :class:`UnsafePath`."""
+    parts = [x for x in path.strip("/").split("/") if x not in ("", ".")]
+    return check_path("/".join(parts) if parts else path)
+
+
+def check_entry(name: bytes, mode: int, prefix: str = "") -> str:
+    """A git tree entry's name, decoded, once it is one a working tree may hold: a safe
+    path component (see :func:`check_name`), and a mode DemoAI writes (a file or a folder).
+    Raises :class:`UnsafePath` for anything else, so a hostile tree never reaches the disk."""
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsafePath(f"{prefix}{name!r}: a tree entry name that is not UTF-8", path=prefix) from None
+    if mode not in (0o040000, 0o100644, 0o100755):
+        raise UnsafePath(f"{prefix}{text}: unsupported tree entry mode {mode:o} "
+                         "(only files and folders)", path=prefix + text)
+    check_name(text)
+    return text
 
 
 def default_identity() -> str:

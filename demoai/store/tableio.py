@@ -41,7 +41,7 @@ from demoai.store.fsutil import fsync_dir, tmp_name
 __all__ = [
     "content_digest", "row_hashes", "cell_hashes", "digest_from_hashes", "canonical_schema",
     "canonical_type", "schema_json", "one_line", "read_file", "write_file", "detect_format",
-    "jsonable", "sort_hashes",
+    "jsonable", "sort_hashes", "check_arrow_data",
 ]
 
 _DIGEST_DOMAIN = b"demoai.table.v1\n"
@@ -310,6 +310,65 @@ def detect_format(path: str | os.PathLike) -> str:
     return fmt
 
 
+def check_arrow_data(table: pa.Table, source: str | os.PathLike | None = None,
+                     fmt: str | None = None) -> None:
+    """Raise :class:`InvalidArtifact` unless every column holds valid Arrow data, text
+    columns valid UTF-8 included, naming the column, the row and, for a text file read
+    from ``source``, its line."""
+    for name in table.column_names:
+        col = table[name]
+        try:
+            col.validate(full=True)
+        except (pa.ArrowInvalid, pa.ArrowException) as e:
+            where = f"{source}: " if source else ""
+            row = _first_bad_row(col)
+            line = _first_bad_line(Path(source), fmt) if source and fmt in _TEXT_FORMATS else None
+            at = f"line {line}" if line else (f"row {row + 1}" if row is not None else "a row")
+            reason = "invalid UTF-8" if "utf" in str(e).lower() else one_line(e)
+            raise InvalidArtifact(
+                f"{where}{at}: column {name!r} holds {reason}; text columns must be UTF-8 "
+                "(fix the file, or store the bytes in a binary column: Parquet/Arrow `binary`)",
+                path=str(source) if source else None, column=name, line=line,
+                row=None if row is None else row + 1) from None
+
+
+_TEXT_FORMATS = ("jsonl", "json", "csv", "tsv")
+
+
+def _first_bad_row(col: pa.ChunkedArray) -> int | None:
+    """Index of the first row of a text column that is not UTF-8 (None if not found)."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return None
+    offset = 0
+    binary = pa.large_binary() if pa.types.is_large_string(col.type) else pa.binary()
+    for chunk in col.chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowException:
+            for i, v in enumerate(chunk.view(binary).to_pylist()):
+                if v is not None:
+                    try:
+                        v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return offset + i
+        offset += len(chunk)
+    return None
+
+
+def _first_bad_line(p: Path, fmt: str | None) -> int | None:
+    """The first line of a text file that is not UTF-8."""
+    try:
+        with open(p, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return lineno
+    except OSError:
+        return None
+    return None
+
+
 def read_file(path: str | os.PathLike, fmt: str | None = None) -> pa.Table:
     """Load a table from JSONL/JSON, CSV/TSV, Parquet, Arrow IPC or a saved HF dataset folder.
 
@@ -325,7 +384,9 @@ def read_file(path: str | os.PathLike, fmt: str | None = None) -> pa.Table:
                "arrow": _read_arrow, "hf": _read_hf}
     if fmt not in readers:
         raise InvalidArtifact(f"{p}: unknown table format {fmt!r}", path=str(p))
-    return readers[fmt](p)
+    table = readers[fmt](p)
+    check_arrow_data(table, p, fmt)
+    return table
 
 
 def _read_jsonl(p: Path) -> pa.Table:
@@ -378,7 +439,7 @@ def _from_rows(p: Path, rows: list[dict], arrow_err: Exception | None) -> pa.Tab
 
 def _read_csv(p: Path, delimiter: str = ",") -> pa.Table:
     try:
-        return pacsv.read_csv(
+        table = pacsv.read_csv(
             p, parse_options=pacsv.ParseOptions(delimiter=delimiter),
             # Only an unquoted empty field is null: "NA", "null" or "nan" stay values,
             # so write_file -> read_file round-trips exactly.
@@ -389,6 +450,13 @@ def _read_csv(p: Path, delimiter: str = ",") -> pa.Table:
         where = f"line {line}: " if line else ""
         raise InvalidArtifact(f"{p}: {where}{one_line(reason or e)}", path=str(p),
                               line=line) from None
+    binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
+    if binary:   # Arrow reads a CSV column that is not UTF-8 as bytes: text files hold text
+        line = _first_bad_line(p, "csv")
+        raise InvalidArtifact(f"{p}: {f'line {line}: ' if line else ''}column {binary[0]!r} "
+                              "holds invalid UTF-8; text columns must be UTF-8 (fix the file)",
+                              path=str(p), column=binary[0], line=line)
+    return table
 
 
 def _locate_csv_error(p: Path, delimiter: str) -> tuple[int | None, str | None]:

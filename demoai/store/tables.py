@@ -88,13 +88,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from demoai.errors import IntegrityError, InvalidArtifact, LockTimeout, MissingObject
-from demoai.store.fsutil import FileLock
+from demoai.store.fsutil import FileLock, fsync_dir
 from demoai.store.lancemeta import candidates, take_picked, take_rows
 from demoai.store.tablediff import (Changes, MergeResult, TableDiff, build_diff, check_keys,
                                     cells_changed, classify, key_order, keys_usable,
                                     match_keys, merge_keyed, merge_multiset, multiset_minus,
                                     plan_keyed, schema_changes)
-from demoai.store.tableio import (canonical_schema, canonical_type, content_digest,
+from demoai.store.tableio import (canonical_schema, check_arrow_data, canonical_type, content_digest,
                                   digest_from_hashes, one_line, read_file, row_hashes,
                                   write_file)
 from demoai.store.tableref import (TABLE_ID, DigestIndex, TableRef, file_blake3, schema_meta,
@@ -173,6 +173,35 @@ class TableStore:
             except OSError:
                 continue
         return None
+
+    def damaged_files(self, ref: TableRef) -> list[str]:
+        """Files of ``ref`` (relative names) that are missing or do not hash (uncached) to
+        what was recorded."""
+        uri = self._dir_for(ref)
+        bad = []
+        for rel, want in sorted(ref.files.items()):
+            try:
+                if file_blake3(uri / rel, cache=False) != want:
+                    bad.append(rel)
+            except OSError:
+                bad.append(rel)
+        return bad
+
+    def replace_file(self, ref: TableRef, rel: str, src: Path) -> Path:
+        """Put the good bytes ``src`` (checked against the recorded hash) where ``ref``'s
+        damaged or missing file ``rel`` belongs."""
+        want = ref.files.get(rel)
+        if want is None:
+            raise InvalidArtifact(f"table {ref.table_id} v{ref.version}: no file {rel!r}")
+        if file_blake3(src, cache=False) != want:
+            raise IntegrityError(f"table {ref.table_id}: {rel}: repair data hash to something "
+                                 "other than the recorded hash", table_id=ref.table_id, file=rel)
+        with self._lock(ref.table_id):
+            dest = self._dir_for(ref) / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+            fsync_dir(dest.parent)
+        return dest
 
     def install_file(self, table_id: str, rel: str, src: Path) -> Path:
         """Move a received, verified file into the lineage as ``rel``: into the primary
@@ -782,6 +811,9 @@ def _check_table(table: Any, key: str | None) -> pa.Table:
     dotted = [n for n in names if "." in n]
     if dotted:  # Lance reads "a.b" as a path into a struct
         raise InvalidArtifact(f"column names cannot contain '.': {dotted}")
+    # Lance stores what it is given and only fails when reading it back: whatever is
+    # accepted must be readable, so the Arrow data is checked in full (UTF-8 included).
+    check_arrow_data(table)
     if key is not None:
         if key not in names:
             raise InvalidArtifact(f"key column {key!r} not in table columns {names}", key=key)

@@ -37,19 +37,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import zstandard
-from dulwich.objects import Commit, ShaFile, Tag
+from dulwich.objects import Commit, ShaFile, Tag, Tree
 
 from demoai.errors import (IntegrityError, InvalidRefName, MissingObject, NonFastForward,
-                           ProtocolError, RefConflict)
+                           ProtocolError, RefConflict, UnsafePath)
 from demoai.objects import decode_manifest
-from demoai.store.repo import CONTROL_DIR, check_ref_name
+from demoai.store.repo import CONTROL_DIR, check_entry, check_ref_name
 
 if TYPE_CHECKING:
     from demoai.store.repo import Repository
 
 __all__ = ["Endpoint", "LocalEndpoint", "Needs", "transfer", "check_complete", "plan_objects",
            "encode_git_frame", "decode_git_frame", "encode_chunk_frame", "decode_chunk_frame",
-           "FRAME_BYTES", "PART_BYTES", "SHAREABLE_REFS", "check_shared_ref", "is_ancestor"]
+           "FRAME_BYTES", "PART_BYTES", "SHAREABLE_REFS", "check_shared_ref", "is_ancestor",
+           "check_tree_object"]
 
 FRAME_BYTES = 8 << 20         # the most one batch of objects or chunks carries
 PART_BYTES = 8 << 20          # the most one part of a table file carries
@@ -134,6 +135,8 @@ def decode_git_frame(frame: bytes, max_bytes: int = 16 * FRAME_BYTES) -> list[Sh
         if obj.id.decode() != sha.hex():
             raise IntegrityError(f"git object {sha.hex()}: received bytes hash to {obj.id.decode()}",
                                  object=sha.hex())
+        if isinstance(obj, Tree):
+            check_tree_object(obj)
         out.append(obj)
     return out
 
@@ -183,6 +186,32 @@ class Needs:
                        [check_table_file(*f) for f in d["files"]])
         except (KeyError, TypeError) as e:
             raise ProtocolError(f"malformed needs answer ({e})") from None
+
+
+def check_tree_object(tree: Tree) -> None:
+    """Refuse a received tree with an entry no working tree could hold safely: an empty,
+    ``.``/``..``, slash, backslash, NUL or non-UTF-8 name, or a mode other than file/folder.
+    (Where ``.demoai`` may appear depends on the entry's place: see :func:`_checked_path`.)"""
+    for e in tree.iteritems():
+        name = e.path
+        if (name in (b"", b".", b"..") or b"/" in name or b"\\" in name or b"\0" in name
+                or e.mode not in (0o040000, 0o100644, 0o100755)):
+            raise UnsafePath(f"tree {tree.id.decode()}: unsafe entry {name!r} (mode {e.mode:o})",
+                             object=tree.id.decode(), path=name.decode("utf-8", "replace"))
+        try:
+            name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsafePath(f"tree {tree.id.decode()}: entry name {name!r} is not UTF-8",
+                             object=tree.id.decode()) from None
+
+
+def _checked_path(prefix: str, entry: Any) -> str:
+    """The path of a tree entry below ``prefix``, checked as the working tree would: outside
+    the reserved root ``.demoai/`` folder every name passes :func:`check_entry` (no
+    ``.demoai`` in any case, no drive letters...); inside it, the basic name rules."""
+    if prefix.startswith(CONTROL_DIR + "/") or (not prefix and entry.path == CONTROL_DIR.encode()):
+        return prefix + entry.path.decode("utf-8", "replace")
+    return prefix + check_entry(entry.path, entry.mode, prefix)
 
 
 def _ancestors(store: Any, tips: Iterable[bytes]) -> set[bytes]:
@@ -270,7 +299,7 @@ def plan_objects(repo: "Repository", wants: Iterable[str], haves: Iterable[str])
                 sent.add(tid)
                 out.append(tid)
                 for e in store[tid].iteritems():
-                    path = prefix + e.path.decode()
+                    path = _checked_path(prefix, e)
                     if e.mode & 0o040000:
                         stack2.append((e.sha, path + "/"))
                     elif e.sha not in remote_has and e.sha not in sent:

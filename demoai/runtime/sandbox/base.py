@@ -24,25 +24,44 @@ SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "LANG": 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-command resource limits. ``output_bytes`` caps stdout and stderr each."""
+    """Per-command resource limits. ``output_bytes`` caps stdout and stderr each.
+
+    ``cpu_seconds`` is the CPU time of the whole process tree, ``memory_mb`` its memory
+    (shared memory and tmpfs included where the backend can count them), ``disk_mb`` the size
+    the workspace may reach; what each backend enforces is in its module docstring.
+    """
 
     cpu_seconds: float = 10
     memory_mb: int = 512
     pids: int = 64
     timeout_s: float = 30
     output_bytes: int = 65536
+    disk_mb: int = 1024
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "SandboxLimits":
-        """Limits from an agent's ``sandbox:`` mapping; ``backend`` and unknown keys are ignored."""
+        """Limits from an agent's ``sandbox:`` mapping (its ``backend`` is skipped, and so is
+        ``network: false``, the only network there is). An unknown key is refused with the
+        closest known one: a misspelt limit must not leave the default in force."""
         if not d:
             return cls()
         known = {f.name: f.type for f in fields(cls)}
         kw: dict[str, Any] = {}
         for k, v in d.items():
-            if k not in known or v is None:
+            if k == "backend" or (k == "network" and v is False):
+                continue
+            if k not in known:
+                import difflib
+                close = difflib.get_close_matches(str(k), list(known), n=1)
+                hint = (" (the sandbox has no network)" if k == "network" else
+                        f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})")
+                raise SandboxError(f"unknown sandbox limit {k!r}{hint}", key=str(k))
+            if v is None:
                 continue
             try:
+                if isinstance(v, bool) or (k not in ("cpu_seconds", "timeout_s") and isinstance(v, float)
+                                           and not v.is_integer()):
+                    raise ValueError(v)
                 kw[k] = float(v) if k in ("cpu_seconds", "timeout_s") else int(v)
             except (TypeError, ValueError) as e:
                 raise SandboxError(f"sandbox limit {k}={v!r} is not a number", key=k) from e
@@ -63,7 +82,7 @@ class ExecResult:
     stderr: str
     duration_s: float
     timed_out: bool = False
-    limit: str | None = None  # "timeout" | "cpu" | "memory" | "pids" | None
+    limit: str | None = None  # "timeout" | "cpu" | "memory" | "pids" | "disk" | None
     truncated: bool = False
 
     @property
@@ -171,6 +190,8 @@ class Capture:
 
 _MEMORY = re.compile(r"MemoryError|Cannot allocate memory|out of memory|std::bad_alloc"
                      r"|cannot allocate|ENOMEM", re.I)
+_DISK = re.compile(r"No space left on device|File too large|Disk quota exceeded"
+                   r"|ENOSPC|EFBIG|EDQUOT", re.I)
 _PIDS = re.compile(r"Resource temporarily unavailable|Cannot fork|can't fork|fork: retry"
                    r"|BlockingIOError: \[Errno 11\]|EAGAIN", re.I)
 
@@ -188,8 +209,12 @@ def classify(exit_code: int, stderr: str, timed_out: bool, *, killed_means_memor
         return None
     if exit_code == 128 + signal.SIGXCPU:
         return "cpu"
+    if exit_code == 128 + signal.SIGXFSZ:
+        return "disk"
     if exit_code == 128 + signal.SIGKILL and killed_means_memory:
         return "memory"
     if _MEMORY.search(stderr):
         return "memory"
+    if _DISK.search(stderr):  # a full workspace, /tmp or /dev/shm
+        return "disk"
     return None
