@@ -16,9 +16,14 @@ from demoai.errors import SandboxError
 
 from .base import SANDBOX_UID, check_relpath
 
-__all__ = ["write_file", "read_tree", "clear_dir", "chown_tree", "tar_of", "files_of_tar"]
+__all__ = ["write_file", "read_tree", "clear_dir", "chown_tree", "tar_of", "files_of_tar",
+           "tree_usage", "INODE_BYTES", "MAX_DEPTH"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+INODE_BYTES = 1024
+"""What :func:`tree_usage` charges for each file, directory or link on top of its blocks."""
+MAX_DEPTH = 256
+"""How deep :func:`tree_usage` descends (one open descriptor per level)."""
 
 
 def write_file(root_fd: int, rel: str, data: bytes, *, owner: int | None = None) -> None:
@@ -92,6 +97,76 @@ def read_tree(root_fd: int, max_bytes: int) -> dict[str, bytes]:
     finally:
         os.close(dup)
     return out
+
+
+def tree_usage(root_fd: int, stop_above: int | None = None) -> int:
+    """Bytes the tree under ``root_fd`` takes on disk: each entry's allocated blocks plus
+    :data:`INODE_BYTES` (so sparse files count what they hold, and a million empty files count).
+
+    Hard links count once; symlinks are never followed. Returns early with a partial sum as
+    soon as it passes ``stop_above``. Raises :class:`SandboxError` for a tree deeper than
+    :data:`MAX_DEPTH` or a directory that cannot be listed, so the caller can fail closed.
+    """
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    frames: list[tuple[int, list[str]]] = []
+    fd = os.dup(root_fd)
+    try:
+        while True:
+            subdirs: list[str] = []
+            try:
+                entries = _list(fd)
+            except OSError as e:
+                os.close(fd)
+                raise SandboxError(f"cannot measure the workspace: {e}") from e
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512 + INODE_BYTES
+                if stat.S_ISDIR(st.st_mode):
+                    subdirs.append(entry.name)
+            frames.append((fd, subdirs))
+            if stop_above is not None and total > stop_above:
+                return total
+            fd = -1
+            while frames and fd < 0:
+                top, pending = frames[-1]
+                if not pending:
+                    os.close(top)
+                    frames.pop()
+                    continue
+                if len(frames) >= MAX_DEPTH:
+                    raise SandboxError(f"the workspace is deeper than {MAX_DEPTH} directories")
+                try:
+                    fd = _open_dir(pending.pop(), top)
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    raise SandboxError(f"cannot measure the workspace: {e}") from e
+            if fd < 0:
+                return total
+    finally:
+        for top, _ in frames:
+            os.close(top)
+
+
+def _list(fd: int) -> list[os.DirEntry[str]]:
+    with os.scandir(fd) as it:
+        return list(it)
+
+
+def _open_dir(name: str, dfd: int) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dfd)
+    except PermissionError:  # a sandbox may chmod 000 its own directories (non-root host)
+        os.chmod(name, 0o700, dir_fd=dfd, follow_symlinks=False)
+        return os.open(name, _DIR_FLAGS, dir_fd=dfd)
 
 
 def _open_file(name: str, dfd: int) -> int:

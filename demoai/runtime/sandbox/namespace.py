@@ -1,34 +1,59 @@
 """The Linux-namespace backend: each command runs in a fresh bubblewrap sandbox.
 
 Isolation: new user/pid/net/ipc/uts/cgroup namespaces (``--unshare-all``; the net namespace has
-only loopback), no capabilities, no nested user namespaces, a read-only view of ``/usr`` and a
-few ``/etc`` files, a private ``/tmp`` tmpfs, and the workspace bound read-write at
-``/workspace``. Limits are rlimits set *inside* the user namespace with ``prlimit``, so
-``RLIMIT_NPROC`` counts only the sandbox's processes. When the host process is root, bwrap is
-started under a dedicated unprivileged host uid (root is exempt from ``RLIMIT_NPROC``); the
-workspace is then owned by that uid while the sandbox is open and handed back on close.
+only loopback), no capabilities, no nested user namespaces, a seccomp filter, a read-only view
+of ``/usr`` and a few ``/etc`` files, a read-only ``/dev``, private size-capped ``/tmp`` and
+``/dev/shm`` tmpfs, and the workspace bound read-write at ``/workspace``. When the host process
+is root, bwrap is started under a dedicated unprivileged host uid (root is exempt from
+``RLIMIT_NPROC``); the workspace is then owned by that uid while the sandbox is open and handed
+back on close.
+
+Limits (:attr:`NamespaceSandbox.enforcement` says which mechanism applied on this host):
+
+- memory: each command runs in its own cgroup (v2 ``memory.max`` where the memory controller is
+  delegated, else v1 ``memory.limit_in_bytes``) that caps all its processes together, shared
+  memory, memfds, ``/tmp`` and ``/dev/shm`` included; an OOM kill is reported as ``memory``.
+  Without a memory cgroup, ``RLIMIT_AS`` caps each process's address space instead (node, the
+  JVM and threaded programs need far more address space than memory) and ``RLIMIT_FSIZE``
+  each memfd. ``RLIMIT_DATA`` is kept either way so a large malloc fails fast with ENOMEM.
+- cpu: the CPU time of the whole tree, read every 0.1 s from the cgroup (v2 ``cpu.stat`` needs
+  no controller; else v1 ``cpuacct``), or summed over the tree's processes in ``/proc``; over
+  the budget the command is killed. ``RLIMIT_CPU`` also stops each single process.
+- disk: the workspace (a host folder) is measured every 0.25 s (less often when a walk is slow)
+  and when the command ends; a command that grows it past ``disk_mb`` is killed, one that ends
+  with it over ``disk_mb`` is failed. What it wrote is kept. ``RLIMIT_FSIZE`` caps each file.
+- pids: ``RLIMIT_NPROC`` set inside the user namespace, so it counts only the sandbox's
+  processes.
 """
 from __future__ import annotations
 
+import errno
+import itertools
 import math
 import os
+import platform
 import random
+import select
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from demoai.errors import SandboxError, SandboxUnavailable
 
 from .base import (SANDBOX_ENV, SANDBOX_UID, WORKDIR, Capture, ExecResult, Sandbox,
                    SandboxLimits, classify)
-from .files import chown_tree, clear_dir, read_tree, write_file
+from .files import chown_tree, clear_dir, read_tree, tree_usage, write_file
 
-__all__ = ["NamespaceSandbox", "BWRAP", "PRLIMIT", "bwrap_available"]
+__all__ = ["NamespaceSandbox", "BWRAP", "PRLIMIT", "bwrap_available", "seccomp_filter",
+           "SECCOMP_DENIED"]
 
 BWRAP = "/usr/bin/bwrap"
 """Path of the bubblewrap binary (tests monkeypatch it)."""
@@ -38,8 +63,13 @@ _PASSWD = (f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
            f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:{WORKDIR}:/bin/sh\n").encode()
 _GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_UID}:\n".encode()
 _HOSTS = b"127.0.0.1 localhost\n::1 localhost\n"
+_SHM_MB = 64  # /dev/shm, as Docker's default --shm-size
+_CPU_POLL_S = 0.1
+_DISK_POLL_S = 0.25
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _probe_lock = threading.Lock()
 _probed: dict[str, str | None] = {}
+_seq = itertools.count()
 
 
 def bwrap_available(bwrap: str | None = None) -> str | None:
@@ -94,8 +124,323 @@ def _pick_host_uid() -> int:
     return SANDBOX_UID
 
 
+# -- seccomp ------------------------------------------------------------------------------
+SECCOMP_DENIED = {
+    "ptrace": 101, "syslog": 103, "uselib": 134, "ustat": 136, "sysfs": 139, "vhangup": 153,
+    "pivot_root": 155, "_sysctl": 156, "acct": 163, "settimeofday": 164, "mount": 165,
+    "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169, "iopl": 172, "ioperm": 173,
+    "create_module": 174, "init_module": 175, "delete_module": 176, "get_kernel_syms": 177,
+    "query_module": 178, "quotactl": 179, "nfsservctl": 180, "lookup_dcookie": 212,
+    "clock_settime": 227, "kexec_load": 246, "add_key": 248, "request_key": 249, "keyctl": 250,
+    "unshare": 272, "perf_event_open": 298, "fanotify_init": 300, "name_to_handle_at": 303,
+    "open_by_handle_at": 304, "clock_adjtime": 305, "setns": 308, "process_vm_readv": 310,
+    "process_vm_writev": 311, "kcmp": 312, "finit_module": 313, "kexec_file_load": 320,
+    "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
+    "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430,
+    "fsconfig": 431, "fsmount": 432, "fspick": 433, "pidfd_getfd": 438, "process_madvise": 440,
+    "mount_setattr": 442, "quotactl_fd": 443,
+}
+"""x86_64 syscalls the filter answers with EPERM (Docker's default profile denies the same
+kinds: kernel keyrings, tracing, io_uring, BPF, userfaultfd, perf, mounts, namespaces, modules).
+``personality`` is allowed only for the values Docker allows (no ASLR switch-off); x32 and
+32-bit syscalls get ENOSYS."""
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_SYSCALL_BIT = 0x40000000
+_PERSONALITY, _PERSONALITY_OK = 135, (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
+
+
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """The classic-BPF program bwrap loads with ``--seccomp`` (an array of ``sock_filter``),
+    or None where the syscall table is not known (only x86_64 is)."""
+    if (machine or platform.machine()) not in ("x86_64", "amd64", "AMD64"):
+        return None
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JGE|K, BPF_RET|K
+    allow, err = 0x7FFF0000, 0x00050000  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+    prog: list[tuple[int, int, str | None, str | None] | str] = [
+        (ld, 4, None, None), (jeq, _AUDIT_ARCH_X86_64, None, "enosys"),  # seccomp_data.arch
+        (ld, 0, None, None), (jge, _X32_SYSCALL_BIT, "enosys", None),    # seccomp_data.nr
+        *[(jeq, nr, "eperm", None) for nr in sorted(SECCOMP_DENIED.values())],
+        (jeq, _PERSONALITY, "personality", None), (ret, allow, None, None),
+        "personality", (ld, 16, None, None),                             # low half of args[0]
+        *[(jeq, v, "allow", None) for v in _PERSONALITY_OK],
+        "eperm", (ret, err | errno.EPERM, None, None),
+        "allow", (ret, allow, None, None),
+        "enosys", (ret, err | errno.ENOSYS, None, None)]
+    labels: dict[str, int] = {}
+    code: list[tuple[int, int, str | None, str | None]] = []
+    for item in prog:
+        if isinstance(item, str):
+            labels[item] = len(code)
+        else:
+            code.append(item)
+    out = bytearray()
+    for i, (op, k, jt, jf) in enumerate(code):  # classic BPF only jumps forward
+        out += struct.pack("=HBBI", op, labels[jt] - i - 1 if jt else 0,
+                           labels[jf] - i - 1 if jf else 0, k)
+    return bytes(out)
+
+
+# -- cgroups ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _CgroupDirs:
+    """The cgroups this process may nest a command's cgroup under (None: cannot)."""
+
+    v2: str | None = None
+    v2_memory: bool = False
+    v1_memory: str | None = None
+    v1_cpuacct: str | None = None
+
+    @property
+    def memory(self) -> str | None:
+        return "cgroup v2" if self.v2_memory else "cgroup v1" if self.v1_memory else None
+
+    @property
+    def cpu(self) -> str | None:
+        return "cgroup v2" if self.v2 else "cgroup v1 cpuacct" if self.v1_cpuacct else None
+
+
+_cgroups_found: list[_CgroupDirs] = []
+
+
+def _cgroup_dirs() -> _CgroupDirs:
+    """Where per-command cgroups can be made here (probed once per process)."""
+    with _probe_lock:
+        if not _cgroups_found:
+            _cgroups_found.append(_find_cgroups())
+        return _cgroups_found[0]
+
+
+def _find_cgroups() -> _CgroupDirs:
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read().splitlines()
+        with open("/proc/self/cgroup") as f:
+            own_lines = f.read().splitlines()
+    except OSError:
+        return _CgroupDirs()
+    mounts: dict[str, tuple[str, str]] = {}  # "2" or a v1 controller -> (fs root, mount point)
+    for line in mountinfo:
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or len(rfields) < 3:
+            continue
+        if rfields[0] == "cgroup2":
+            mounts.setdefault("2", (fields[3], fields[4]))
+        elif rfields[0] == "cgroup":
+            for opt in rfields[2].split(","):
+                mounts.setdefault(opt, (fields[3], fields[4]))
+    own: dict[str, str] = {}
+    for line in own_lines:
+        hid, ctrls, path = (line.split(":", 2) + ["", ""])[:3]
+        for c in (["2"] if hid == "0" and not ctrls else ctrls.split(",")):
+            own[c] = path
+
+    def nest_under(key: str) -> str | None:
+        if key not in mounts or key not in own:
+            return None
+        root, point = mounts[key]
+        rel = os.path.relpath(own[key], root)
+        if rel.startswith(".."):
+            return None
+        d = os.path.normpath(os.path.join(point, rel))
+        probe = os.path.join(d, f"demoai-probe-{os.getpid()}-{random.getrandbits(32):08x}")
+        try:
+            os.mkdir(probe)
+            os.rmdir(probe)
+        except OSError:
+            return None
+        return d
+
+    v2 = nest_under("2")
+    v2_memory = v2 is not None and _v2_memory(v2)
+    return _CgroupDirs(v2=v2, v2_memory=v2_memory,
+                       v1_memory=None if v2_memory else nest_under("memory"),
+                       v1_cpuacct=None if v2 else nest_under("cpuacct"))
+
+
+def _v2_memory(d: str) -> bool:
+    """Whether children of the v2 cgroup ``d`` get the memory controller (enabling it where
+    the kernel allows: only a cgroup without processes of its own, e.g. the root)."""
+    try:
+        if "memory" in _read(f"{d}/cgroup.subtree_control").split():
+            return True
+        if "memory" not in _read(f"{d}/cgroup.controllers").split():
+            return False
+        _write(f"{d}/cgroup.subtree_control", "+memory")
+        return True
+    except OSError:
+        return False
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, value: object) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+class _RunCgroup:
+    """The cgroup(s) one command runs in: its memory cap, its CPU clock, and a way to kill it."""
+
+    def __init__(self, where: _CgroupDirs, memory_bytes: int) -> None:
+        name = f"demoai-{os.getpid()}-{next(_seq)}"
+        self.dirs: list[str] = []
+        self.procs: list[int] = []  # cgroup.procs of each hierarchy
+        self._cpu: str | None = None
+        self._oom: str | None = None
+        self._v2: str | None = None
+        try:
+            if where.v2:
+                d = self._v2 = self._make(where.v2, name)
+                self._cpu = f"{d}/cpu.stat"
+                if where.v2_memory:
+                    _write(f"{d}/memory.max", memory_bytes)
+                    self._try_write(f"{d}/memory.swap.max", 0)
+                    self._oom = f"{d}/memory.events"
+            if where.v1_memory:
+                d = self._make(where.v1_memory, name)
+                _write(f"{d}/memory.limit_in_bytes", memory_bytes)
+                self._try_write(f"{d}/memory.memsw.limit_in_bytes", memory_bytes)  # no swap
+                self._oom = f"{d}/memory.oom_control"
+            if where.v1_cpuacct:
+                self._cpu = f"{self._make(where.v1_cpuacct, name)}/cpuacct.usage"
+        except OSError as e:
+            self.remove()
+            raise SandboxError(f"cannot set up the command's cgroup: {e}") from e
+
+    def _make(self, parent: str, name: str) -> str:
+        d = os.path.join(parent, name)
+        os.mkdir(d)
+        self.dirs.append(d)
+        self.procs.append(os.open(f"{d}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        return d
+
+    def join(self, proc: subprocess.Popen[bytes], info_fd: int, block_fd: int,
+             deadline: float) -> bool:
+        """Move bwrap's namespace child into the cgroup, then let it go on.
+
+        bwrap was started with ``--info-fd`` (it reports its child's pid there) and
+        ``--block-fd`` (the child waits on it before it forks or execs anything), so every
+        sandboxed process starts inside. The outer bwrap, which only waits, stays out: each
+        move costs a kernel synchronisation. False when bwrap died first.
+        """
+        data = b""
+        while b"}" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([info_fd], [], [], left)[0]:
+                return False
+            chunk = os.read(info_fd, 4096)
+            if not chunk:
+                return False
+            data += chunk
+        try:
+            child = int(data.split(b'"child-pid":', 1)[1].split(b",")[0].split(b"}")[0])
+        except (IndexError, ValueError):
+            return False
+        for fd in self.procs:
+            os.write(fd, str(child).encode())
+        os.write(block_fd, b"1")
+        return True
+
+    @staticmethod
+    def _try_write(path: str, value: object) -> None:
+        try:
+            _write(path, value)
+        except OSError:  # no swap accounting: nothing to cap
+            pass
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds used by every process that ever ran in the cgroup."""
+        if self._cpu is None:
+            return None
+        text = _read(self._cpu)
+        if self._cpu.endswith("cpu.stat"):
+            return int(text.split("usage_usec", 1)[1].split()[0]) / 1e6
+        return int(text) / 1e9
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed for going over the memory cap."""
+        if self._oom is None:
+            return 0
+        for line in _read(self._oom).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def kill(self) -> None:
+        """SIGKILL every process left in the cgroup."""
+        if self._v2 and os.path.exists(f"{self._v2}/cgroup.kill"):
+            self._try_write(f"{self._v2}/cgroup.kill", 1)
+        for d in self.dirs:
+            try:
+                pids = _read(f"{d}/cgroup.procs").split()
+            except OSError:
+                continue
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def remove(self) -> None:
+        """Remove the cgroup(s), killing stragglers; gives up (leaks an empty name) after ~1 s.
+
+        Right after the last process is reaped the kernel may still call the cgroup busy for
+        well under a millisecond, hence the short first waits.
+        """
+        for fd in self.procs:
+            os.close(fd)
+        self.procs = []
+        for d in reversed(self.dirs):
+            wait = 0.0005
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if wait > 0.5:
+                        break
+                    self.kill()
+                    time.sleep(wait)
+                    wait *= 2
+        self.dirs = []
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds of ``root`` and its live descendants, reaped children included (/proc)."""
+    kids: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        f_ = data[data.rindex(b")") + 2:].split()
+        kids.setdefault(int(f_[1]), []).append(int(name))
+        ticks[int(name)] = int(f_[11]) + int(f_[12]) + int(f_[13]) + int(f_[14])
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo += kids.get(pid, [])
+    return total / _CLK_TCK
+
+
 class NamespaceSandbox(Sandbox):
-    """A sandbox whose commands each run in a fresh set of Linux namespaces (bubblewrap)."""
+    """A sandbox whose commands each run in a fresh set of Linux namespaces (bubblewrap).
+
+    ``enforcement`` maps ``memory``, ``cpu``, ``disk``, ``pids`` and ``seccomp`` to the mechanism
+    that enforces each on this host.
+    """
 
     backend = "namespace"
 
@@ -107,6 +452,9 @@ class NamespaceSandbox(Sandbox):
         reason = bwrap_available(self._bwrap)
         if reason:
             raise SandboxUnavailable(reason, backend="namespace")
+        if not os.access(PRLIMIT, os.X_OK):
+            raise SandboxUnavailable(f"prlimit not found at {PRLIMIT} (install util-linux)",
+                                     backend="namespace")
         self._own_ws = workspace is None
         if workspace is None:
             self.workspace = Path(tempfile.mkdtemp(prefix="demoai-ws-"))
@@ -121,18 +469,47 @@ class NamespaceSandbox(Sandbox):
         if self._host_uid is not None and not _reachable(self.workspace, self._host_uid):
             self._stage = tempfile.mkdtemp(prefix="demoai-stage-")
             os.chmod(self._stage, 0o755)
-        self._prlimit = PRLIMIT if os.access(PRLIMIT, os.X_OK) else None
+        self._cgroups = _cgroup_dirs()
+        self._seccomp = seccomp_filter()
+        self._ws_usage: int | None = 0 if self._own_ws else None  # after the last command
         self._static = self._static_args()
+        self.enforcement = self._describe()
         self.closed = False
+
+    def _describe(self) -> dict[str, str]:
+        lim, cg = self.limits, self._cgroups
+        mem = (f"{cg.memory}: {lim.memory_mb} MiB for all processes together, shared memory, "
+               "memfd, /tmp and /dev/shm included" if cg.memory else
+               f"RLIMIT_AS {lim.memory_mb} MiB per process (no memory cgroup here); each "
+               f"memfd or file at most {min(lim.memory_mb, lim.disk_mb)} MiB (RLIMIT_FSIZE)")
+        cpu = (f"{cg.cpu}: {lim.cpu_seconds:g} s for the whole tree, polled every "
+               f"{_CPU_POLL_S:g} s" if cg.cpu else
+               f"{lim.cpu_seconds:g} s for the whole tree, summed from /proc every "
+               f"{_CPU_POLL_S:g} s (children reaped between polls by a parent that ignores "
+               "SIGCHLD are missed)")
+        return {
+            "memory": mem,
+            "cpu": cpu + f"; RLIMIT_CPU {max(1, math.ceil(lim.cpu_seconds))} s per process",
+            "disk": (f"workspace {lim.disk_mb} MiB, measured every {_DISK_POLL_S:g} s and at "
+                     f"the end; RLIMIT_FSIZE per file"),
+            "pids": f"RLIMIT_NPROC {lim.pids} in the sandbox's user namespace",
+            "seccomp": (f"x86_64 filter, {len(SECCOMP_DENIED)} syscalls denied"
+                        if self._seccomp else f"none: no syscall table for {platform.machine()}"),
+        }
 
     # -- commands -------------------------------------------------------------------------
     def _static_args(self) -> list[str]:
         tmp_mb = max(16, min(self.limits.memory_mb, 256))
+        shm_mb = max(1, min(self.limits.memory_mb, _SHM_MB))
         args = [self._bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
                 "--ro-bind", "/usr", "/usr", *_root_links(),
                 "--proc", "/proc", "--dev", "/dev",
+                # bwrap's /dev is a tmpfs as large as half the host's RAM that the sandbox
+                # owns: give /dev/shm its own small tmpfs and make the rest read-only
+                "--perms", "1777", "--size", str(shm_mb << 20), "--tmpfs", "/dev/shm",
+                "--remount-ro", "/dev",
                 "--perms", "1777", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",
                 "--dir", "/etc"]
         for name in ("ld.so.cache", "alternatives", "nsswitch.conf"):
@@ -146,65 +523,106 @@ class NamespaceSandbox(Sandbox):
     def _limit_args(self) -> list[str]:
         lim = self.limits
         cpu = max(1, math.ceil(lim.cpu_seconds))
-        mem = lim.memory_mb << 20
-        if self._prlimit is None:
-            return []
-        return [self._prlimit, f"--cpu={cpu}:{cpu + 1}", f"--data={mem}:{mem}",
-                f"--nproc={lim.pids}:{lim.pids}", "--core=0:0", "--"]
+        mem, disk = lim.memory_mb << 20, lim.disk_mb << 20
+        args = [PRLIMIT, f"--cpu={cpu}:{cpu + 1}", f"--data={mem}:{mem}",
+                f"--nproc={lim.pids}:{lim.pids}", "--core=0:0"]
+        if self._cgroups.memory is None:  # nothing counts shared memory: cap each process
+            args.append(f"--as={mem}:{mem}")
+            disk = min(disk, mem)
+        return args + [f"--fsize={disk}:{disk}", "--"]
 
     def run(self, argv: list[str], *, stdin: bytes | None = None,
             timeout_s: float | None = None) -> ExecResult:
         self._check_argv(argv)
         timeout = float(timeout_s if timeout_s is not None else self.limits.timeout_s)
         fds: list[int] = []
+        cg: _RunCgroup | None = None
         try:
             args = list(self._static)
             for data, dest in ((_PASSWD, "/etc/passwd"), (_GROUP, "/etc/group"),
                                (_HOSTS, "/etc/hosts")):
-                fd = os.memfd_create("demoai-etc")
-                os.write(fd, data)
-                os.lseek(fd, 0, os.SEEK_SET)
-                fds.append(fd)
-                args += ["--ro-bind-data", str(fd), dest]
+                fds.append(_memfd(data))
+                args += ["--ro-bind-data", str(fds[-1]), dest]
+            if self._seccomp is not None:
+                fds.append(_memfd(self._seccomp))
+                args += ["--seccomp", str(fds[-1])]
             src = ["--bind", self._stage, WORKDIR] if self._stage else \
                 ["--bind-fd", str(self._ws_fd), WORKDIR]
             args += [*src, "--remount-ro", "/",
                      "--chdir", WORKDIR, "--"]
             args += self._limit_args() + list(argv)
-            return self._execute(args, stdin, timeout, fds + [self._ws_fd])
+            if self._cgroups.memory or self._cgroups.cpu:
+                cg = _RunCgroup(self._cgroups, self.limits.memory_mb << 20)
+            return self._execute(args, stdin, timeout, fds + [self._ws_fd], cg)
         finally:
             for fd in fds:
                 os.close(fd)
+            if cg is not None:
+                cg.remove()
 
     def _execute(self, args: list[str], stdin: bytes | None, timeout: float,
-                 pass_fds: list[int]) -> ExecResult:
+                 pass_fds: list[int], cg: _RunCgroup | None) -> ExecResult:
         uid = self._host_uid
         staged = _StagedBind(str(self.workspace), self._stage, uid) if self._stage else None
+        if self._ws_usage is None:
+            self._ws_usage = self._measure()
+        pipes: list[int] = []
+        if cg is not None:  # see _RunCgroup.join
+            pipes = [*os.pipe(), *os.pipe()]  # info (read, write), block (read, write)
+            args = [args[0], "--info-fd", str(pipes[1]), "--block-fd", str(pipes[2]), *args[1:]]
+            pass_fds = pass_fds + [pipes[1], pipes[2]]
         out, err = Capture(self.limits.output_bytes), Capture(self.limits.output_bytes)
         start = time.monotonic()
         try:
-            proc = subprocess.Popen(
-                args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds,
-                start_new_session=True, close_fds=True, cwd="/", env={},
-                preexec_fn=staged,
-                **({} if staged else dict(user=uid, group=uid,
-                                          extra_groups=[] if uid is not None else None)))
-        except OSError as e:
-            raise SandboxError(f"cannot start bubblewrap: {e}") from e
-        timed_out = _pump(proc, stdin, start + timeout, out, err)
+            try:
+                proc = subprocess.Popen(
+                    args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=pass_fds,
+                    start_new_session=True, close_fds=True, cwd="/", env={},
+                    preexec_fn=staged,
+                    **({} if staged else dict(user=uid, group=uid,
+                                              extra_groups=[] if uid is not None else None)))
+            except OSError as e:
+                raise SandboxError(f"cannot start bubblewrap: {e}") from e
+            watch = _Watch(self, proc, cg, start)
+            if cg is not None:
+                os.close(pipes.pop(2))
+                os.close(pipes.pop(1))
+                if not cg.join(proc, pipes[0], pipes[1], start + timeout):
+                    watch.kill()  # it never reached the command
+        finally:
+            for fd in pipes:
+                os.close(fd)
+        reason = _pump(proc, stdin, start + timeout, out, err, watch)
         code = proc.returncode if proc.returncode is not None else -1
         if code < 0:
             code = 128 - code
         dur = time.monotonic() - start
-        limit = classify(code, err.text(), timed_out, killed_means_memory=False)
+        usage = self._ws_usage = self._measure()
+        if reason is not None:  # a limit we enforce by killing
+            limit: str | None = reason
+        elif cg is not None and cg.oom_kills():
+            limit = "memory"
+        elif usage is None or usage > self.limits.disk_mb << 20:
+            limit = "disk"  # written faster than the watch polls: kept, but never a success
+            code = code or 128 + signal.SIGXFSZ
+        else:
+            limit = classify(code, err.text(), False, killed_means_memory=False)
         return ExecResult(exit_code=code, stdout=out.text(), stderr=err.text(), duration_s=dur,
-                          timed_out=timed_out, limit=limit,
+                          timed_out=reason == "timeout", limit=limit,
                           truncated=out.truncated or err.truncated)
+
+    def _measure(self) -> int | None:
+        """The workspace's size on disk (None: it cannot be measured, e.g. too deep)."""
+        try:
+            return tree_usage(self._ws_fd)
+        except SandboxError:
+            return None
 
     # -- files ----------------------------------------------------------------------------
     def put_files(self, files: dict[str, bytes]) -> None:
         self._check_open()
+        self._ws_usage = None  # measured again before the next command
         for rel, data in files.items():
             write_file(self._ws_fd, rel, data, owner=self._host_uid)
 
@@ -215,6 +633,7 @@ class NamespaceSandbox(Sandbox):
     def reset(self) -> None:
         self._check_open()
         clear_dir(self._ws_fd)
+        self._ws_usage = None
 
     def _close(self) -> None:
         try:
@@ -226,6 +645,13 @@ class NamespaceSandbox(Sandbox):
             os.close(self._ws_fd)
             if self._stage:
                 os.rmdir(self._stage)
+
+
+def _memfd(data: bytes) -> int:
+    fd = os.memfd_create("demoai-bwrap")
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _reachable(path: Path, uid: int) -> bool:
@@ -263,9 +689,53 @@ class _StagedBind:
         os.setresuid(uid, uid, uid)
 
 
+class _Watch:
+    """Polls one running command for the limits that no kernel counter stops by itself: the
+    CPU time of its whole tree and the size of the workspace. ``poll`` names the one broken."""
+
+    def __init__(self, sb: NamespaceSandbox, proc: subprocess.Popen[bytes],
+                 cg: _RunCgroup | None, start: float) -> None:
+        self._sb, self._proc, self._cg = sb, proc, cg
+        self._cpu_budget = sb.limits.cpu_seconds
+        self._clock: Callable[[], float | None] = \
+            cg.cpu_s if cg is not None and sb._cgroups.cpu else lambda: _tree_cpu_s(proc.pid)
+        self._disk_cap = sb.limits.disk_mb << 20
+        self._last_usage = sb._ws_usage
+        self._cpu_at = start + _CPU_POLL_S
+        self._disk_at = start + _DISK_POLL_S
+
+    def due(self) -> float:
+        return min(self._cpu_at, self._disk_at)
+
+    def poll(self, now: float) -> str | None:
+        if now >= self._cpu_at:
+            self._cpu_at = now + _CPU_POLL_S
+            try:
+                used = self._clock()
+            except (OSError, ValueError, IndexError):
+                used = None
+            if used is not None and used > self._cpu_budget:
+                return "cpu"
+        if now >= self._disk_at:
+            usage = self._sb._measure()
+            spent = time.monotonic() - now
+            self._disk_at = now + min(5.0, max(_DISK_POLL_S, 20 * spent))
+            # over the cap and not shrinking: a command may still clean up an over-full workspace
+            if usage is None or (usage > self._disk_cap and usage >= (self._last_usage or 0)):
+                return "disk"
+            self._last_usage = usage
+        return None
+
+    def kill(self) -> None:
+        _kill(self._proc)
+        if self._cg is not None:
+            self._cg.kill()
+
+
 def _pump(proc: subprocess.Popen[bytes], stdin: bytes | None, deadline: float,
-          out: Capture, err: Capture) -> bool:
-    """Feed stdin, collect output until the process ends or the deadline; True if it timed out."""
+          out: Capture, err: Capture, watch: _Watch) -> str | None:
+    """Feed stdin, collect output until the process ends, the deadline passes or ``watch``
+    finds a limit broken; returns ``"timeout"``, the watch's limit, or None."""
     sel = selectors.DefaultSelector()
     assert proc.stdout is not None and proc.stderr is not None
     sel.register(proc.stdout, selectors.EVENT_READ, out)
@@ -274,17 +744,21 @@ def _pump(proc: subprocess.Popen[bytes], stdin: bytes | None, deadline: float,
     if proc.stdin is not None:
         os.set_blocking(proc.stdin.fileno(), False)
         sel.register(proc.stdin, selectors.EVENT_WRITE, None)
-    timed_out = False
+    reason: str | None = None
     kill_at: float | None = None
     while sel.get_map():
         now = time.monotonic()
-        if not timed_out and now >= deadline:
-            timed_out = True
-            _kill(proc)
-            kill_at = now
+        if reason is None:
+            if now >= deadline:
+                reason = "timeout"
+            elif now >= watch.due():
+                reason = watch.poll(now)
+            if reason is not None:
+                watch.kill()
+                kill_at = now
         if kill_at is not None and now - kill_at > 2.0:
             break  # the namespace is gone; something outside still holds a pipe
-        wait = (deadline - now) if not timed_out else 0.2
+        wait = min(deadline, watch.due()) - now if reason is None else 0.2
         for key, _ in sel.select(timeout=max(0.01, wait)):
             if key.data is None:  # stdin
                 try:
@@ -307,13 +781,22 @@ def _pump(proc: subprocess.Popen[bytes], stdin: bytes | None, deadline: float,
     for f in (proc.stdout, proc.stderr, proc.stdin):
         if f is not None and not f.closed:
             f.close()
+    while reason is None:  # the pipes closed; wait for the exit under the same watch
+        now = time.monotonic()
+        try:
+            proc.wait(timeout=max(0.01, min(deadline, watch.due()) - now))
+            return None
+        except subprocess.TimeoutExpired:
+            now = time.monotonic()
+            reason = "timeout" if now >= deadline else \
+                watch.poll(now) if now >= watch.due() else None
+    watch.kill()
     try:
-        proc.wait(timeout=max(0.1, deadline - time.monotonic()) if not timed_out else 2)
+        proc.wait(timeout=2)
     except subprocess.TimeoutExpired:
-        timed_out = True
         _kill(proc)
         proc.wait()
-    return timed_out
+    return reason
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
