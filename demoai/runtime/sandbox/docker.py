@@ -96,7 +96,7 @@ class DockerSandbox(Sandbox):
         lim = self.limits
         cpu = max(1, math.ceil(lim.cpu_seconds))
         data = lim.memory_mb << 20
-        ws_mb = max(64, lim.memory_mb)
+        ws_mb = max(64, min(lim.disk_mb, lim.memory_mb + 128))   # disk_mb, within the memory cgroup
         try:
             return self.client.containers.run(
                 image, ["python3", "-c", _REAPER], detach=True, user=f"{SANDBOX_UID}:{SANDBOX_UID}",
