@@ -25,9 +25,9 @@ import blake3  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from demoai.store import blobs  # noqa: E402
-from demoai.store.blobs import compute_manifest  # noqa: E402
-from demoai.store.packs import DiskBlobStore  # noqa: E402
+from demoai.store.blobs import chunks as blobs  # noqa: E402
+from demoai.store.blobs.chunks import compute_manifest  # noqa: E402
+from demoai.store.blobs.packs import DiskBlobStore  # noqa: E402
 
 
 def gguf_path() -> Path:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from demoai.defaults import default_gguf_path  # noqa: E402
-from demoai.runtime.models import open_backend  # noqa: E402
+from demoai.registry.defaults import default_gguf_path  # noqa: E402
+from demoai.engines.llm import open_backend  # noqa: E402
 
 TARGET = 0.95
 STORY = [{"role": "user", "content": "Write a short story about a robot who learns to paint."}]

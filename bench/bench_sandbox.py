@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from demoai.errors import SandboxUnavailable  # noqa: E402
-from demoai.runtime.sandbox import open_sandbox  # noqa: E402
+from demoai.engines.sandbox import open_sandbox  # noqa: E402
 
 TARGET_P50_S = {"namespace": 0.300, "docker": 1.0}
 

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from demoai.runtime import session as S  # noqa: E402
+from demoai.store.sessions import log as S  # noqa: E402
 from demoai.runtime.replay import replay_recorded  # noqa: E402
-from demoai.store.repo import Repository  # noqa: E402
+from demoai.store.git.repo import Repository  # noqa: E402
 
 AGENT = "blake3:" + "b" * 64
 OBS = "Observation: shell exit_code=0\nstdout:\n" + "total 12\n-rw-r--r-- 1 agent agent 42 notes.txt\n" * 3

@@ -94,7 +94,7 @@ def peak_rss_mb() -> float:
 
 
 def _child_diff(store_dir: str, a_json: str, b_json: str) -> None:
-    from demoai.store.tables import TableRef, TableStore
+    from demoai.store.tables.store import TableRef, TableStore
     base_rss = peak_rss_mb()
     st = TableStore(store_dir)
     a = TableRef.from_dict(json.loads(Path(a_json).read_text()))
@@ -113,7 +113,7 @@ def _child_diff(store_dir: str, a_json: str, b_json: str) -> None:
 
 def _delta_run(cache: Path, name: str, v1: pa.Table, v2: pa.Table, key: str | None) -> dict:
     """Write v1, then v2 as a delta; diff them in a fresh subprocess."""
-    from demoai.store.tables import TableStore
+    from demoai.store.tables.store import TableStore
 
     store_dir = cache / name
     shutil.rmtree(store_dir, ignore_errors=True)
@@ -150,7 +150,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from demoai.store.tables import TableStore
+    from demoai.store.tables.store import TableStore
 
     cache = Path(args.cache)
     t0 = time.perf_counter()

@@ -215,8 +215,8 @@ def cli_startup_s(repeats: int = 3, *, bytecode: bool = True) -> float:
 
 
 # Modules imported by the measured commands; compiled once up front by use_bytecode_cache.
-_WARM_IMPORTS = ("demoai.cli", "demoai.porcelain", "demoai.store.tables",
-                 "demoai.store.tableio", "duckdb", "lance", "pyarrow.parquet",
+_WARM_IMPORTS = ("demoai.cli", "demoai.porcelain", "demoai.store.tables.store",
+                 "demoai.store.tables.io", "duckdb", "lance", "pyarrow.parquet",
                  "dvc.cli", "dvc.repo", "dvc.commands.add", "dvc.commands.diff")
 
 
@@ -309,7 +309,7 @@ def _peak_rss_mb() -> float:
 def _child_diff(repo_dir: str) -> dict:
     t0 = time.perf_counter()
     from demoai import porcelain as P
-    from demoai.store.repo import Repository
+    from demoai.store.git.repo import Repository
     import_s = time.perf_counter() - t0
     import_rss = _peak_rss_mb()
     t0 = time.perf_counter()
@@ -342,7 +342,7 @@ def _child_add_commit(src: str, repo_dir: str, filename: str, key: str | None = 
 
 
 def _child_chunk_hash(path: str, repeats: str) -> dict:
-    from demoai.store.blobs import compute_manifest
+    from demoai.store.blobs.chunks import compute_manifest
     Path(path).read_bytes()  # page cache warm
     best = None
     for _ in range(int(repeats)):

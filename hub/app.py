@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse
 from demoai import __version__
 from demoai.errors import (AuthenticationRequired, DemoAIError, InvalidRefName, PermissionDenied,
                            RemoteNotFound, RequestTooLarge)
-from demoai.http_errors import error_body, status_for
+from demoai.http.errors import error_body, status_for
 
 from demoai.hub.meta import MetaStore, RepoInfo, SqliteMetaStore, check_name
 from demoai.hub.storage import LocalRepoStorage, RepoStorage

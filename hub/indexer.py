@@ -20,7 +20,7 @@ from demoai.hub.views import default_branch
 
 if TYPE_CHECKING:
     from demoai.hub.app import Hub
-    from demoai.store.repo import Repository
+    from demoai.store.git.repo import Repository
 
 __all__ = ["documents", "index_repo", "reindex_all", "install"]
 

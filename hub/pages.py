@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from demoai.errors import AuthenticationRequired, DemoAIError
-from demoai.http_errors import status_for
+from demoai.http.errors import status_for
 
 from demoai.hub import indexer, views
 from demoai.hub.app import Hub, Principal

@@ -1,7 +1,7 @@
 """The push/pull protocol over HTTP: the hub side of :mod:`demoai.store.transfer`.
 
 Every route wraps one :class:`~demoai.store.transfer.LocalEndpoint` call on the hub's copy
-of ``owner/name``; the client side is :class:`demoai.hubclient.HttpEndpoint`. Reads need
+of ``owner/name``; the client side is :class:`demoai.http.hub.HttpEndpoint`. Reads need
 read access, writes the owner's write-scoped token. Binary bodies (frames, file parts)
 are ``application/octet-stream`` and bounded by the app's body limit (the routes matching
 :data:`BINARY_PATHS`); every other body is JSON, bounded by the app's smaller JSON limit.
@@ -29,7 +29,7 @@ from demoai.store.transfer import FRAME_BYTES, ID_BATCH, PART_BYTES, LocalEndpoi
 from demoai.hub.app import Hub, Principal
 
 if TYPE_CHECKING:
-    from demoai.store.repo import Repository
+    from demoai.store.git.repo import Repository
 
 __all__ = ["router", "repos_router", "BINARY_PATHS", "check_ref_targets"]
 
@@ -143,7 +143,7 @@ async def files_missing(request: Request, owner: str, name: str, body: Files,
 
 def _frame_stream(frames: list[bytes]) -> Response:
     # A request may name more than one frame holds: frames go back to back, each
-    # prefixed with its length (read by demoai.hubclient).
+    # prefixed with its length (read by demoai.http.hub).
     return Response(b"".join(len(f).to_bytes(8, "big") + f for f in frames), media_type=_OCTETS)
 
 

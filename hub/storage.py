@@ -24,7 +24,7 @@ from typing import Iterator
 
 from demoai.errors import RemoteNotFound
 from demoai.store.fsutil import FileLock
-from demoai.store.repo import CONTROL_DIR, Repository
+from demoai.store.git.repo import CONTROL_DIR, Repository
 
 from demoai.hub.meta import check_name
 

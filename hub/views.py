@@ -22,9 +22,9 @@ from demoai.objects.textspec import PLACEHOLDER, parse_yaml
 from demoai.porcelain.diff import diff, diff_artifacts
 from demoai.porcelain.log import decorations
 from demoai.runtime.inspect import event_summary
-from demoai.runtime.session import SESSION_REF, list_sessions, open_session, read_workspace
-from demoai.store.repo import CommitInfo, Repository, normalize_path
-from demoai.store.tableio import jsonable
+from demoai.store.sessions.log import SESSION_REF, list_sessions, open_session, read_workspace
+from demoai.store.git.repo import CommitInfo, Repository, normalize_path
+from demoai.store.tables.io import jsonable
 
 if TYPE_CHECKING:
     from demoai.hub.app import Hub, Principal
@@ -220,7 +220,7 @@ def last_change(repo: Repository, commit: str, path: str) -> dict[str, Any] | No
 
 def _preview(repo: Repository, ds: Dataset, rows: int) -> list[dict[str, Any]]:
     """The first ``rows`` rows, scanned with a limit (the files are hash-verified first)."""
-    from demoai.store.tables import TableRef
+    from demoai.store.tables.store import TableRef
     if rows <= 0 or ds.rows == 0:
         return []
     ref = TableRef.from_dict(ds.table)

@@ -19,13 +19,13 @@ from sse_starlette.sse import EventSourceResponse
 
 from demoai.errors import InvalidArtifact, RefConflict, SessionNotFound
 from demoai.objects import Agent, Model
-from demoai.runtime.resolve import BUILTIN_MODELS, load_agent
-from demoai.runtime.session import list_sessions, read_workspace, session_exists
+from demoai.registry.resolve import BUILTIN_MODELS, load_agent
+from demoai.store.sessions.log import list_sessions, read_workspace, session_exists
 from demoai.server import launch
 from demoai.server.follow import Follower, manifest_at, summarize, timeline_from_git, tip_of
 from demoai.server.runs import Run, RunManager
 from demoai.server.schemas import ContinueRequest, ForkRequest, ReplayRequest, RunRequest
-from demoai.store.repo import Repository, check_ref_name, normalize_path
+from demoai.store.git.repo import Repository, check_ref_name, normalize_path
 
 __all__ = ["router"]
 

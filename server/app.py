@@ -7,7 +7,7 @@ Routes: ``/api/...`` (agents, sessions, runs, forks, replays, SSE progress; see
 :mod:`demoai.server.agents_api`), ``/v1/...`` (OpenAI-compatible models and chat; see
 :mod:`demoai.server.models_api`), ``/api/health``, and the OpenAPI spec at
 ``/openapi.json``. Every error answers with a status and ``{"error": {"code", "message",
-"fields"}}`` (:mod:`demoai.http_errors`), which :class:`demoai.client.ServeClient` turns back
+"fields"}}`` (:mod:`demoai.http.errors`), which :class:`demoai.http.serve.ServeClient` turns back
 into the same typed error; request validation answers 422 with code ``protocol_error``.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from demoai import __version__
 from demoai import errors as E
-from demoai.http_errors import error_body, status_for
+from demoai.http.errors import error_body, status_for
 from demoai.server import agents_api, models_api
 from demoai.server.pool import ModelPool
 from demoai.server.runs import RunManager
-from demoai.store.repo import Repository
+from demoai.store.git.repo import Repository
 
 __all__ = ["create_app", "MAX_BODY"]
 

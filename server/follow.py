@@ -17,8 +17,8 @@ from typing import Any
 from demoai.errors import IntegrityError, InvalidRefName, SessionNotFound
 from demoai.objects import Session, decode_manifest
 from demoai.runtime.inspect import event_summary
-from demoai.runtime.session import SESSION_REF, Event, verify_lines
-from demoai.store.repo import Repository, check_ref_name
+from demoai.store.sessions.log import SESSION_REF, Event, verify_lines
+from demoai.store.git.repo import Repository, check_ref_name
 
 __all__ = ["Follower", "tip_of", "manifest_at", "timeline_from_git", "summarize"]
 

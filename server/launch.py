@@ -7,11 +7,11 @@ from typing import Any
 from demoai.errors import InvalidArtifact, RefConflict
 from demoai.objects.textspec import check_parameters
 from demoai.runtime.agent import continue_session, run_agent
-from demoai.runtime.session import fork_session, list_sessions, session_exists
+from demoai.store.sessions.log import fork_session, list_sessions, session_exists
 from demoai.server.follow import manifest_at, tip_of
 from demoai.server.runs import RunManager
 from demoai.server.schemas import SEED_MAX
-from demoai.store.repo import Repository, check_ref_name
+from demoai.store.git.repo import Repository, check_ref_name
 
 __all__ = ["run", "resume", "fork", "fork_overrides", "free_name", "idle", "status", "step_commit"]
 

@@ -21,13 +21,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from demoai.errors import DemoAIError, ModelError, PathNotFound, ProtocolError
-from demoai.http_errors import error_body
+from demoai.http.errors import error_body
 from demoai.objects import Adapter, Model
-from demoai.runtime.models import ChatResult
-from demoai.runtime.resolve import builtin_digest
+from demoai.engines.llm import ChatResult
+from demoai.registry.resolve import builtin_digest
 from demoai.server.pool import ModelPool, PoolEntry
 from demoai.server.schemas import ChatRequest
-from demoai.store.repo import Repository
+from demoai.store.git.repo import Repository
 
 __all__ = ["router", "DEFAULT_MAX_TOKENS"]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from demoai.errors import InvalidArtifact
-from demoai.runtime.models import ModelBackend, open_backend
-from demoai.runtime.resolve import resolve_model
-from demoai.store.repo import Repository
+from demoai.engines.llm import ModelBackend, open_backend
+from demoai.registry.resolve import resolve_model
+from demoai.store.git.repo import Repository
 
 __all__ = ["ModelPool", "PoolEntry", "split_model_id"]
 

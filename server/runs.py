@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from demoai.errors import DemoAIError, RefConflict
-from demoai.http_errors import status_for
-from demoai.store.repo import Repository
+from demoai.http.errors import status_for
+from demoai.store.git.repo import Repository
 
 __all__ = ["Run", "RunManager"]
 

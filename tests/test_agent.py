@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from demoai.defaults import default_gguf_path
+from demoai.registry.defaults import default_gguf_path
 from demoai.porcelain import add, commit, fsck, init
-from demoai.runtime import session as S
+from demoai.store.sessions import log as S
 from demoai.runtime.agent import RunSettings, _loop, continue_session, run_agent
-from demoai.runtime.models import ChatResult
+from demoai.engines.llm import ChatResult
 from demoai.runtime.replay import diff_sessions, replay_recorded, replay_reexecute
 from demoai.runtime.tools import parse_call, tool_schema
-from demoai.store.blobs import compute_manifest
+from demoai.store.blobs.chunks import compute_manifest
 from tests.helpers.tiny import TASK, agent_yaml
 
 pytest.importorskip("llama_cpp")
@@ -109,7 +109,7 @@ class Scripted:
 
 
 def _scripted_session(repo, name: str, calls: list[dict], tmp_path: Path, limits: dict | None = None) -> dict:
-    from demoai.runtime.sandbox import open_sandbox, SandboxLimits
+    from demoai.engines.sandbox import open_sandbox, SandboxLimits
     sb_settings = {"backend": "namespace", "cpu_seconds": 3, "memory_mb": 128, "pids": 16, "timeout_s": 5,
                    **(limits or {})}
     s = RunSettings(agent={"digest": "blake3:" + "2" * 64, "text": AGENT}, task="t", system="s",

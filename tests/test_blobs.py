@@ -1,4 +1,4 @@
-"""Tests of the content-addressed chunk store (demoai.store.blobs)."""
+"""Tests of the content-addressed chunk store (demoai.store.blobs.chunks)."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ import pytest
 from pyfastcdc.cy import FastCDC
 
 from demoai.errors import IntegrityError, InvalidArtifact, LockTimeout, MissingObject
-from demoai.store.blobs import (AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, BlobManifest, MemoryBlobStore,
+from demoai.store.blobs.chunks import (AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, BlobManifest, MemoryBlobStore,
                                 chunk_boundaries, compute_manifest)
-from demoai.store.packs import DiskBlobStore
+from demoai.store.blobs.packs import DiskBlobStore
 
 MiB = 1 << 20
 

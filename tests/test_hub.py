@@ -5,7 +5,7 @@ Every hub here is a separate OS process serving ``demoai.hub.app.create_app`` wi
 the same data directory. Clients are the real porcelain (``push``, ``clone``, ``fetch``,
 ``pull``), the real CLI (click's ``CliRunner``) and, where a test must send what no honest
 client sends (a corrupted chunk, a forged ref name, an oversized body), the protocol's own
-client :class:`demoai.hubclient.HttpEndpoint` or a raw ``http.client`` connection.
+client :class:`demoai.http.hub.HttpEndpoint` or a raw ``http.client`` connection.
 
 Most tests share one module-scoped hub (users ``alice`` and ``bob``) and each works in a
 repository of its own name; the tests that kill a hub start their own.
@@ -28,8 +28,8 @@ import pytest
 from demoai import errors as E
 from demoai import porcelain as P
 from demoai.hub.app import MAX_BODY, Hub
-from demoai.hubclient import HttpEndpoint, HubClient
-from demoai.store.repo import Repository
+from demoai.http.hub import HttpEndpoint, HubClient
+from demoai.store.git.repo import Repository
 from demoai.store.transfer import (FRAME_BYTES, ID_BATCH, PART_BYTES, LocalEndpoint,
                                    decode_chunk_frame, encode_chunk_frame, encode_git_frame,
                                    transfer)
@@ -289,7 +289,7 @@ def test_agent_session_push_clone_replay_and_fetch_growth(hub: HubServer, alice:
     pytest.importorskip("llama_cpp")
     if subprocess.run(["which", "bwrap"], capture_output=True).returncode:
         pytest.skip("bubblewrap is not installed")
-    from demoai.runtime import session as S
+    from demoai.store.sessions import log as S
     from demoai.runtime.agent import continue_session, run_agent
     from demoai.runtime.replay import replay_recorded
 
@@ -428,7 +428,7 @@ def test_pull_fast_forward_non_fast_forward_and_force(hub: HubServer, alice: str
 def test_fetch_fast_forwards_a_session_that_grew(hub: HubServer, alice: str, tmp_path: Path) -> None:
     """Session refs travel too: fetch creates one, then fast-forwards it as it grows (no
     model needed: the steps are written with the session log API the runtime uses)."""
-    from demoai.runtime import session as S
+    from demoai.store.sessions import log as S
     a = new_repo(tmp_path / "a", hub, "sess")
     commit_files(a, {"p.prompt.yaml": PROMPT}, "one")
     log = S.create_session(a, "s1", agent="blake3:" + "2" * 64, meta={}, start={"task": "t"})

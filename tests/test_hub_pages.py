@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from demoai import porcelain as P
-from demoai.demo_hub import LocalHub
-from demoai.runtime import session as S
+from demoai.cli.demo_hub import LocalHub
+from demoai.store.sessions import log as S
 from tests.helpers.skips import unavailable
 
 pytestmark = pytest.mark.timeout(300)

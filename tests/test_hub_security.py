@@ -25,8 +25,8 @@ import pytest
 from demoai import errors as E
 from demoai import porcelain as P
 from demoai.hub.app import MAX_JSON, Hub, Limits
-from demoai.hubclient import HttpEndpoint
-from demoai.store.repo import Repository
+from demoai.http.hub import HttpEndpoint
+from demoai.store.git.repo import Repository
 from demoai.store.transfer import FRAME_BYTES, encode_git_frame
 from tests.helpers.hub import HubServer, make_user
 

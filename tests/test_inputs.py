@@ -17,8 +17,8 @@ from demoai.objects import Agent, Prompt
 from demoai.objects.paths import check_name, check_path
 from demoai.objects.textspec import SANDBOX_LIMITS
 from demoai.porcelain.status import tree_changes
-from demoai.runtime.sandbox import SandboxLimits
-from demoai.store.repo import Repository
+from demoai.engines.sandbox import SandboxLimits
+from demoai.store.git.repo import Repository
 from tests.conftest import rows
 from tests.helpers.tiny import agent_yaml
 

@@ -13,8 +13,8 @@ import urllib.request
 import pytest
 
 from demoai.errors import BackendUnavailable, ContextOverflow, ModelError
-from demoai.runtime.models import ChatResult, digest_path, digest_text, open_backend
-from demoai.runtime.models.constrain import SchemaAutomaton, parse_and_validate
+from demoai.engines.llm import ChatResult, digest_path, digest_text, open_backend
+from demoai.engines.llm.constrain import SchemaAutomaton, parse_and_validate
 from tests.helpers.tiny import CHATML, tiny_llama_with_lora
 
 REQUIRE_ALL = bool(os.environ.get("DEMOAI_REQUIRE_ALL"))
@@ -46,7 +46,7 @@ def _need(module: str):
 @pytest.fixture(scope="module")
 def gguf():
     _need("llama_cpp")
-    from demoai.defaults import default_gguf_path
+    from demoai.registry.defaults import default_gguf_path
     return default_gguf_path()
 
 
@@ -141,7 +141,7 @@ def test_open_backend_errors(tmp_path):
 
 
 def test_settings_and_params(monkeypatch):
-    from demoai.runtime.models import default_threads, resolve_params
+    from demoai.engines.llm import default_threads, resolve_params
     assert default_threads() == 1
     monkeypatch.setenv("DEMOAI_LLM_THREADS", "3")
     assert default_threads() == 3

@@ -10,7 +10,7 @@ import pytest
 
 from demoai import errors as E
 from demoai import porcelain as P
-from demoai.store.repo import Repository
+from demoai.store.git.repo import Repository
 from tests.conftest import rows
 
 PROMPT = """name: qa

@@ -32,8 +32,8 @@ import pytest
 
 from demoai import porcelain as P
 from demoai.objects import decode_manifest
-from demoai.store.artifacts import materialize
-from demoai.store.repo import Repository
+from demoai.store.kinds import materialize
+from demoai.store.git.repo import Repository
 from tests.helpers.cli_server import model_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -457,17 +457,17 @@ CRASH_POINTS = {
     # dies holding dulwich's refs/heads/main.lock (a git-style O_EXCL lock file, not a flock)
     "ref-lockfile": ("commit", "dulwich.file:_GitFile.close", r"refs/heads/main", 1),
     # dies after the commit object and tree are written, before the branch moves
-    "before-set-ref": ("commit", "demoai.store.repo:Repository.set_ref", None, 1),
+    "before-set-ref": ("commit", "demoai.store.git.repo:Repository.set_ref", None, 1),
     # dies while dulwich writes the first loose object of the commit (objects/xx/yyy.lock
     # exists); the retry writes the very same content-addressed object
     "loose-object-lockfile": ("commit", "dulwich.file:_GitFile.close", r"/objects/[0-9a-f]{2}/", 1),
     # the same for the commit object itself (the retry, in the same second, makes the same one)
     "commit-object-lockfile": ("commit", "dulwich.file:_GitFile.close", r"/objects/[0-9a-f]{2}/", 1,
-                               "demoai.store.repo:Repository.make_commit"),
+                               "demoai.store.git.repo:Repository.make_commit"),
     # dies between publishing a chunk pack and writing its idx
-    "chunk-pack-without-idx": ("add", "demoai.store.packs:atomic_write", r"\.idx", 1),
+    "chunk-pack-without-idx": ("add", "demoai.store.blobs.packs:atomic_write", r"\.idx", 1),
     # dies after Lance committed a new table version, before demoai recorded it
-    "table-version-unrecorded": ("add", "demoai.store.tables:TableStore._make_ref", None, 1),
+    "table-version-unrecorded": ("add", "demoai.store.tables.store:TableStore._make_ref", None, 1),
     # dies with the new index.json written to its temp file, not yet renamed
     "index-replace": ("add", "os:replace", r"index\.json", 1),
     # gc dies after writing the compacted pack, before deleting the old ones
@@ -533,15 +533,15 @@ def test_crash_at_injected_point_then_retry(server: CliServer, tmp_path: Path, p
 
 WORKTREE_CRASHES = {
     # checkout moves HEAD, then rewrites the index and the files: dies in between
-    "checkout": ("demoai.store.worktree:apply_sync", ["checkout", "exp"]),
+    "checkout": ("demoai.store.git.worktree:apply_sync", ["checkout", "exp"]),
     # a fast-forward merge moves the branch, then rewrites the index and files
-    "merge-fast-forward": ("demoai.store.worktree:apply_sync", ["merge", "exp"]),
+    "merge-fast-forward": ("demoai.store.git.worktree:apply_sync", ["merge", "exp"]),
     # a three-way merge commits and moves the branch, then rewrites the index and files
-    "merge-three-way": ("demoai.store.worktree:apply_sync", ["merge", "exp", "-m", "merge exp"]),
+    "merge-three-way": ("demoai.store.git.worktree:apply_sync", ["merge", "exp", "-m", "merge exp"]),
     # the same three, killed just before HEAD / the branch moves
-    "checkout-before-head-moves": ("demoai.store.repo:Repository.set_head", ["checkout", "exp"]),
-    "merge-fast-forward-before-ref-moves": ("demoai.store.repo:Repository.set_ref", ["merge", "exp"]),
-    "merge-three-way-before-ref-moves": ("demoai.store.repo:Repository.set_ref",
+    "checkout-before-head-moves": ("demoai.store.git.repo:Repository.set_head", ["checkout", "exp"]),
+    "merge-fast-forward-before-ref-moves": ("demoai.store.git.repo:Repository.set_ref", ["merge", "exp"]),
+    "merge-three-way-before-ref-moves": ("demoai.store.git.repo:Repository.set_ref",
                                          ["merge", "exp", "-m", "merge exp"]),
 }
 
@@ -597,7 +597,7 @@ def test_crash_in_conflicting_merge_then_retry(server: CliServer, tmp_path: Path
     must stop on the same conflict (one error line plus the conflict list) with the merge in
     progress, and `merge --abort` must bring back a clean HEAD; never a half-merged index that
     a plain commit would record without the second parent."""
-    target = {"before-merge-state-saved": ("demoai.store.repo:Repository.set_merge_state", None),
+    target = {"before-merge-state-saved": ("demoai.store.git.repo:Repository.set_merge_state", None),
               "while-writing-conflict-text": ("demoai.porcelain.merge:atomic_write", None)}[point]
     root = tmp_path / "repo"
     root.mkdir()
@@ -840,7 +840,7 @@ def _chunk_ids_in(path: Path, off: int) -> list[str]:
     """The chunk ids whose payload covers ``off`` in a pack (from its idx)."""
     if path.suffix != ".pack":
         return []
-    from demoai.store.packs import _load_idx
+    from demoai.store.blobs.packs import _load_idx
     try:
         entries = _load_idx(path.with_suffix(".idx"))
     except Exception:  # noqa: BLE001

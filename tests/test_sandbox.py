@@ -16,8 +16,8 @@ from typing import Iterator
 import pytest
 
 from demoai.errors import SandboxError, SandboxUnavailable
-from demoai.runtime.sandbox import ExecResult, Sandbox, SandboxLimits, open_sandbox
-from demoai.runtime.sandbox import namespace as ns_backend
+from demoai.engines.sandbox import ExecResult, Sandbox, SandboxLimits, open_sandbox
+from demoai.engines.sandbox import namespace as ns_backend
 
 LIMITS = SandboxLimits(cpu_seconds=2, memory_mb=256, pids=32, timeout_s=15)
 

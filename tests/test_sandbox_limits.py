@@ -16,10 +16,10 @@ from typing import Iterator
 
 import pytest
 
-from demoai.runtime.sandbox import ExecResult, SandboxLimits, open_sandbox
-from demoai.runtime.sandbox import namespace as ns_backend
-from demoai.runtime.sandbox.files import tree_usage
-from demoai.runtime.sandbox.namespace import NamespaceSandbox
+from demoai.engines.sandbox import ExecResult, SandboxLimits, open_sandbox
+from demoai.engines.sandbox import namespace as ns_backend
+from demoai.engines.sandbox.files import tree_usage
+from demoai.engines.sandbox.namespace import NamespaceSandbox
 from tests.helpers.skips import unavailable as _unavailable
 
 MB = 1 << 20

@@ -16,9 +16,9 @@ from dulwich.objects import Blob, Tree
 
 from demoai import errors as E
 from demoai import porcelain as P
-from demoai.hubclient import HttpEndpoint
+from demoai.http.hub import HttpEndpoint
 from demoai.objects import Prompt, encode_manifest
-from demoai.store.repo import Repository
+from demoai.store.git.repo import Repository
 from demoai.store.transfer import LocalEndpoint
 from tests.helpers.hub import HubServer, make_user
 
@@ -344,7 +344,7 @@ def test_whatever_add_accepts_reads_back_identical(repo: Repository, tmp_dir: Pa
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     P.add(repo, [p], key="id")
     P.commit(repo, "ok")
-    from demoai.store.artifacts import load_table
+    from demoai.store.kinds import load_table
     got = load_table(repo, repo.artifact_at("HEAD", "ok.jsonl")).sort_by("id").to_pylist()
     assert got == rows
 

@@ -1,5 +1,5 @@
 """``demoai serve`` as deployed: the real command (uvicorn) on 127.0.0.1 with a token, read
-by the official ``openai`` client, httpx and :class:`demoai.client.ServeClient`.
+by the official ``openai`` client, httpx and :class:`demoai.http.serve.ServeClient`.
 
 The repository holds the agent of test_agent.py (SmolLM2, namespace sandbox) and a tiny
 random Llama built here from a config, with a random LoRA adapter (no downloads). Last, the
@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from demoai import errors as E
-from demoai.client import ServeClient
-from demoai.defaults import default_gguf_path
+from demoai.http.serve import ServeClient
+from demoai.registry.defaults import default_gguf_path
 from demoai.porcelain import add, commit, init
-from demoai.runtime.models import open_backend
+from demoai.engines.llm import open_backend
 from tests.helpers.tiny import TASK, agent_yaml, free_port, tiny_llama_with_lora
 
 for _mod in ("fastapi", "uvicorn", "sse_starlette", "openai", "llama_cpp"):
@@ -309,7 +309,7 @@ def test_token_guards_every_route(served):
 def test_request_body_is_bounded(served):
     from fastapi.testclient import TestClient
 
-    from demoai.http_errors import raise_for_status
+    from demoai.http.errors import raise_for_status
     from demoai.server import create_app
     with TestClient(create_app(served.root, max_body=1000)) as c:
         body = json.dumps({"agent": "agents/t.agent.yaml", "task": "x" * 2000}).encode()
@@ -324,7 +324,7 @@ def test_request_body_is_bounded(served):
 
 
 def test_cli_refuses_open_non_loopback(cli):
-    from demoai.cli_serve import is_loopback
+    from demoai.cli.serve import is_loopback
     res = cli("serve", ".", "--host", "0.0.0.0", code=2)
     assert "without a token" in res.output
     assert cli("serve", ".", "--token", "t", "--no-token", code=2).output.count("exclude") == 1

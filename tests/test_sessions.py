@@ -14,8 +14,8 @@ import pytest
 
 from demoai.errors import IntegrityError, RefConflict, SessionNotFound
 from demoai.porcelain.fsck import fsck
-from demoai.runtime import session as S
-from demoai.store.repo import Repository
+from demoai.store.sessions import log as S
+from demoai.store.git.repo import Repository
 
 AGENT = "blake3:" + "a" * 64
 
@@ -164,8 +164,8 @@ def test_kill_mid_step_loses_only_the_step_in_flight(repo, tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time
-        from demoai.store.repo import Repository
-        from demoai.runtime import session as S
+        from demoai.store.git.repo import Repository
+        from demoai.store.sessions import log as S
         repo = Repository({str(repo.root)!r})
         log = S.create_session(repo, "k", agent={AGENT!r}, meta={{}}, start={{"task": "t"}})
         for k in range(1, 4):

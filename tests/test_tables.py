@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from demoai.errors import IntegrityError, InvalidArtifact, MissingObject
-from demoai.store.lancemeta import fragments, roaring_u32, row_id_sequence
-from demoai.store.tables import TableRef, TableStore, content_digest, read_file, write_file
+from demoai.store.tables.lancemeta import fragments, roaring_u32, row_id_sequence
+from demoai.store.tables.store import TableRef, TableStore, content_digest, read_file, write_file
 
 N = 4000
 

@@ -12,7 +12,7 @@ import pytest
 
 from demoai import porcelain as P
 from demoai.errors import IntegrityError, MissingObject, NonFastForward, ProtocolError, RefConflict
-from demoai.store.repo import Repository
+from demoai.store.git.repo import Repository
 from demoai.store.transfer import (LocalEndpoint, check_table_file, decode_chunk_frame,
                                    encode_chunk_frame, encode_git_frame, transfer)
 
@@ -46,7 +46,7 @@ def _clone(src: Repository, path: Path) -> Repository:
     dst = Repository.init(path)
     _sync(src, dst)
     tip = dst.ref_value("refs/heads/main")
-    from demoai.store.worktree import sync_worktree
+    from demoai.store.git.worktree import sync_worktree
     dst.set_head("main", tip)
     sync_worktree(dst, {}, dst.tree_entries(tip))
     return dst

@@ -22,9 +22,10 @@ from demoai.porcelain.push import push
 from demoai.porcelain.fetch import fetch, pull
 from demoai.porcelain.clone import clone
 from demoai.porcelain.repair import repair
+from demoai.porcelain.repository import Repository, open_repository
 
 __all__ = ["init", "add", "rm", "status", "commit", "log", "graph_lines", "topo_order", "show",
            "diff", "branch", "delete_branch", "list_branches", "checkout", "tag", "delete_tag",
            "list_tags", "fork", "merge", "abort_merge", "query", "commits_table", "export",
            "fsck", "gc", "remote_add", "remote_remove", "remotes", "push", "fetch", "pull",
-           "clone", "repair"]
+           "clone", "repair", "Repository", "open_repository"]

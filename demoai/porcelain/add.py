@@ -18,10 +18,10 @@ from demoai.errors import InvalidArtifact, PathNotFound, UnknownKind, UnsafePath
 from demoai.objects import Artifact, decode_manifest, detect_kind
 from demoai.objects.paths import check_path
 from demoai.porcelain._util import repo_path
-from demoai.store.artifacts import import_path
-from demoai.store.index import _RACY_NS, IndexState, fingerprint
-from demoai.store.repo import CONTROL_DIR, Repository
-from demoai.store.worktree import recover_sync
+from demoai.store.kinds import import_path
+from demoai.store.git.index import _RACY_NS, IndexState, fingerprint
+from demoai.store.git.repo import CONTROL_DIR, Repository
+from demoai.store.git.worktree import recover_sync
 
 __all__ = ["add", "rm", "AddResult", "Imported", "find_artifacts", "expand_path", "artifact_path",
            "import_targets"]

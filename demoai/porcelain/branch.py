@@ -6,7 +6,7 @@ from typing import Any
 from dulwich.objects import Tag
 
 from demoai.errors import InvalidRefName, RefConflict, RefNotFound
-from demoai.store.repo import Repository, check_ref_name, default_identity
+from demoai.store.git.repo import Repository, check_ref_name, default_identity
 
 __all__ = ["branch", "list_branches", "delete_branch", "tag", "list_tags", "delete_tag", "fork"]
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from demoai.errors import RefNotFound
 from demoai.porcelain.remote import open_remote, remote_url
-from demoai.store.repo import Repository
+from demoai.store.git.repo import Repository
 from demoai.store.transfer import LocalEndpoint, check_complete, check_shared_ref, is_ancestor, transfer
 
 __all__ = ["fetch", "pull"]

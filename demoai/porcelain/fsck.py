@@ -10,8 +10,8 @@ from dulwich.objects import Commit, Tree
 
 from demoai.errors import DemoAIError, UnsafePath
 from demoai.objects import Artifact, decode_manifest
-from demoai.store.artifacts import live_objects
-from demoai.store.repo import CONTROL_DIR, Repository, check_entry
+from demoai.store.kinds import live_objects
+from demoai.store.git.repo import CONTROL_DIR, Repository, check_entry
 
 __all__ = ["fsck", "reachable", "reflog_commits"]
 
@@ -155,7 +155,7 @@ def fsck(repo: Repository, progress: Callable[[str, int, int], None] | None = No
 
 def _check_sessions(repo: Repository, problems: list[str]) -> int:
     """Verify the hash chain of every session against the head its ref records."""
-    from demoai.runtime.session import SESSION_REF, open_session
+    from demoai.store.sessions.log import SESSION_REF, open_session
     names = [r[len(SESSION_REF):] for r in repo.refs() if r.startswith(SESSION_REF)]
     for name in names:
         try:

@@ -9,8 +9,8 @@ from typing import Any
 
 from demoai.objects import decode_manifest
 from demoai.porcelain.fsck import reachable
-from demoai.store.artifacts import live_objects
-from demoai.store.repo import Repository
+from demoai.store.kinds import live_objects
+from demoai.store.git.repo import Repository
 
 __all__ = ["gc"]
 

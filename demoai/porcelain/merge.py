@@ -18,9 +18,9 @@ from demoai.objects import Agent, Artifact, Dataset, Prompt, decode_manifest, en
 from demoai.porcelain._util import command_line
 from demoai.porcelain.checkout import require_clean
 from demoai.store.fsutil import atomic_write
-from demoai.store.lineage import make_lineage
-from demoai.store.repo import Repository
-from demoai.store.worktree import recover_sync, switch_worktree, sync_worktree, worktree_path
+from demoai.store.git.lineage import make_lineage
+from demoai.store.git.repo import Repository
+from demoai.store.git.worktree import recover_sync, switch_worktree, sync_worktree, worktree_path
 
 __all__ = ["merge", "abort_merge", "merge_paths"]
 
@@ -74,7 +74,7 @@ def _merge_one(repo: Repository, path: str, b: bytes | None, o: bytes | None, t:
         if not isinstance(ab, Dataset):
             return o, {"path": path, "reason": "added on both sides with different rows"}, None
         key = ao.key if ao.key == at.key else None
-        from demoai.store.tables import TableRef
+        from demoai.store.tables.store import TableRef
         res = repo.tables.merge3(TableRef.from_dict(ab.table), TableRef.from_dict(ao.table),
                                  TableRef.from_dict(at.table), key=key)
         if res.conflicts:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from demoai.errors import NonFastForward, RefNotFound, RemoteNotFound
 from demoai.porcelain.remote import open_remote, remote_url
-from demoai.store.repo import Repository
+from demoai.store.git.repo import Repository
 from demoai.store.transfer import LocalEndpoint, check_shared_ref, is_ancestor, transfer
 
 __all__ = ["push", "resolve_push_refs"]

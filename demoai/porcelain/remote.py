@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from demoai.errors import RemoteNotFound, RepositoryExists
-from demoai.store.repo import Repository, check_ref_name, parse_remote_url
+from demoai.store.git.repo import Repository, check_ref_name, parse_remote_url
 
 if TYPE_CHECKING:
-    from demoai.hubclient import HttpEndpoint
+    from demoai.http.hub import HttpEndpoint
 
 __all__ = ["remote_add", "remote_remove", "remotes", "remote_url", "open_remote"]
 
@@ -62,5 +62,5 @@ def remote_url(repo: Repository, remote: str) -> tuple[str, str | None]:
 
 def open_remote(url: str, token: str | None = None) -> "HttpEndpoint":
     """The HTTP endpoint of a hub repository URL."""
-    from demoai.hubclient import HttpEndpoint
+    from demoai.http.hub import HttpEndpoint
     return HttpEndpoint(url, token)

@@ -20,11 +20,11 @@ from demoai.errors import DemoAIError
 from demoai.objects import decode_manifest
 from demoai.porcelain.fsck import reachable
 from demoai.porcelain.remote import open_remote, remote_url, remotes
-from demoai.store.artifacts import live_objects
-from demoai.store.repo import Repository
-from demoai.store.tables import TableRef
+from demoai.store.kinds import live_objects
+from demoai.store.git.repo import Repository
+from demoai.store.tables.store import TableRef
 from demoai.store.transfer import PART_BYTES, decode_chunk_frame
-from demoai.store.worktree import drop_sync, recover_sync, sync_pending, sync_worktree
+from demoai.store.git.worktree import drop_sync, recover_sync, sync_pending, sync_worktree
 
 __all__ = ["repair", "RepairReport"]
 

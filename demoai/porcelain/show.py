@@ -5,8 +5,8 @@ from typing import Any
 
 from demoai.objects import Dataset
 from demoai.porcelain.diff import diff, diff_artifacts
-from demoai.store.artifacts import load_table
-from demoai.store.repo import Repository
+from demoai.store.kinds import load_table
+from demoai.store.git.repo import Repository
 
 __all__ = ["show"]
 

@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 from demoai import __version__
 from demoai.errors import ContextOverflow, DemoAIError, ModelError, SandboxError
-from demoai.runtime.resolve import load_agent, resolve_model, system_prompt
-from demoai.runtime.session import (Event, SessionLog, blob_ids, create_session, open_session,
+from demoai.registry.resolve import load_agent, resolve_model, system_prompt
+from demoai.store.sessions.log import (Event, SessionLog, blob_ids, create_session, open_session,
                                     workspace_tree)
 from demoai.runtime.tools import (execute, files_changed, observation_text, parse_call,
                                   schema_digest, tool_instructions, tool_schema)
-from demoai.store.repo import Repository
+from demoai.store.git.repo import Repository
 
 __all__ = ["run_agent", "continue_session", "transcript", "RunSettings"]
 
@@ -79,7 +79,7 @@ def _close_backends() -> None:
 
 def _backend(spec: dict[str, Any]) -> Any:
     """One loaded model per spec per process (loading is the slow part of a short run)."""
-    from demoai.runtime.models import open_backend
+    from demoai.engines.llm import open_backend
     key = repr(sorted(spec.items()))
     if key not in _BACKENDS:
         _BACKENDS[key] = open_backend({k: v for k, v in spec.items() if k != "source"})
@@ -87,7 +87,7 @@ def _backend(spec: dict[str, Any]) -> Any:
 
 
 def _sandbox(settings: RunSettings) -> Any:
-    from demoai.runtime.sandbox import SandboxLimits, open_sandbox
+    from demoai.engines.sandbox import SandboxLimits, open_sandbox
     limits = SandboxLimits.from_dict({k: v for k, v in settings.sandbox.items() if k != "backend"})
     return open_sandbox(settings.sandbox.get("backend"), limits)
 

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from demoai.errors import SessionNotFound
-from demoai.runtime.session import Event, list_sessions, open_session, parse_session_step
-from demoai.store.repo import Repository
+from demoai.store.sessions.log import Event, list_sessions, open_session, parse_session_step
+from demoai.store.git.repo import Repository
 
 __all__ = ["sessions", "timeline", "show_step", "event_summary"]
 

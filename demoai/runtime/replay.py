@@ -12,10 +12,10 @@ import time
 from typing import Any, Callable
 
 from demoai.errors import ReplayError
-from demoai.runtime.session import (Event, blob_ids, fork_session, open_session, parse_bodies,
+from demoai.store.sessions.log import (Event, blob_ids, fork_session, open_session, parse_bodies,
                                     parse_session_step, session_exists, verify_lines)
 from demoai.runtime.tools import execute, files_changed, normalize_observation
-from demoai.store.repo import Repository
+from demoai.store.git.repo import Repository
 
 __all__ = ["replay", "replay_recorded", "replay_reexecute", "replay_live", "diff_sessions", "MODES"]
 
@@ -44,7 +44,7 @@ def replay_reexecute(repo: Repository, name: str, from_step: int = 0, *, sandbox
                      on_step: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Re-run every recorded tool call after ``from_step`` in a fresh sandbox holding the
     workspace as it was at ``from_step``; compare each observation with the recorded one."""
-    from demoai.runtime.sandbox import SandboxLimits, open_sandbox
+    from demoai.engines.sandbox import SandboxLimits, open_sandbox
     with open_session(repo, name) as log:
         replay_recorded(repo, name)                       # never re-run a broken log
         events = log.events()

@@ -1,9 +1,9 @@
 """Moving history between two repositories: what one side lacks, in verified batches.
 
 Push, fetch and clone all run :func:`transfer` between two :class:`Endpoint`\\ s: a
-:class:`LocalEndpoint` over a :class:`~demoai.store.repo.Repository` (this machine, or the
+:class:`LocalEndpoint` over a :class:`~demoai.store.git.repo.Repository` (this machine, or the
 hub's copy of a repository on the hub's side) and the HTTP endpoint in
-:mod:`demoai.hubclient`, which speaks to a hub that wraps a ``LocalEndpoint`` in turn.
+:mod:`demoai.http.hub`, which speaks to a hub that wraps a ``LocalEndpoint`` in turn.
 
 A transfer moves three kinds of content-addressed things, then the caller moves refs:
 
@@ -42,10 +42,10 @@ from dulwich.objects import Commit, ShaFile, Tag, Tree
 from demoai.errors import (IntegrityError, InvalidRefName, MissingObject, NonFastForward,
                            ProtocolError, RefConflict, UnsafePath)
 from demoai.objects import decode_manifest
-from demoai.store.repo import CONTROL_DIR, check_entry, check_ref_name
+from demoai.store.git.repo import CONTROL_DIR, check_entry, check_ref_name
 
 if TYPE_CHECKING:
-    from demoai.store.repo import Repository
+    from demoai.store.git.repo import Repository
 
 __all__ = ["Endpoint", "LocalEndpoint", "Needs", "transfer", "check_complete", "plan_objects",
            "encode_git_frame", "decode_git_frame", "encode_chunk_frame", "decode_chunk_frame",
@@ -314,7 +314,7 @@ def plan_objects(repo: "Repository", wants: Iterable[str], haves: Iterable[str])
 
 def attachments(manifests: list[bytes]) -> tuple[list[str], list[tuple[str, str, str]]]:
     """Chunk ids and table files ``(table_id, rel, blake3)`` the manifests name."""
-    from demoai.store.artifacts import live_objects
+    from demoai.store.kinds import live_objects
     arts = [decode_manifest(m, "manifest") for m in manifests]
     chunks, tables = live_objects(arts)
     files = {(t.table_id, rel, h) for t in tables for rel, h in t.files.items()}
@@ -496,7 +496,7 @@ class LocalEndpoint(Endpoint):
 
     def finish_upload(self, table_id: str, rel: str, digest: str) -> None:
         from demoai.store.fsutil import FileLock
-        from demoai.store.tableref import file_blake3
+        from demoai.store.tables.ref import file_blake3
         check_table_file(table_id, rel, digest)
         p = self._part(digest)
         # Two pushes of one file upload it side by side (same bytes at the same offsets)

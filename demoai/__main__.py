@@ -1,0 +1,4 @@
+"""``python -m demoai``: the ``demoai`` command."""
+from demoai.cli import main
+
+main()

@@ -1,0 +1,4 @@
+"""``python -m demoai.cli``: the ``demoai`` command."""
+from demoai.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""What every face of the ``demoai`` command shares: consoles, the error-to-message table,
+JSON output and progress bars."""
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import sys
+from typing import Any, Callable
+
+import click
+
+from demoai import errors as E
+from demoai.store.git.repo import Repository
+
+
+
+class _LazyConsole:
+    """A rich Console made on first use, so a command that prints only JSON never imports
+    rich's console machinery (a few tens of ms of every short command)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def get(self) -> Any:
+        """The real ``rich.console.Console``."""
+        if self._console is None:
+            from rich.console import Console
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+def esc(text: str) -> str:
+    """Escape rich markup in ``text`` (rich is imported on first use)."""
+    from rich.markup import escape
+    return escape(text)
+
+
+out = _LazyConsole(highlight=False, soft_wrap=True)
+err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+
+# One table from error type to the hint printed after its message (most specific first).
+ERROR_HINTS: list[tuple[type[E.DemoAIError], str]] = [
+    (E.NotARepository, "run `demoai init` first"),
+    (E.MergeConflict, "resolve the files, `demoai add` them and `demoai commit`, or `demoai merge --abort`"),
+    (E.DirtyWorkingTree, ""),
+    (E.LockTimeout, "another demoai process is working in this repository"),
+    (E.RefConflict, ""),
+    (E.RefNotFound, "see `demoai branch` and `demoai log`"),
+    (E.IntegrityError, "run `demoai fsck` to list damaged objects"),
+    (E.UnknownKind, ""),
+    (E.InvalidArtifact, "the repository was not changed"),
+    (E.DemoAIError, ""),
+]
+
+
+def _hint(e: E.DemoAIError) -> str:
+    for cls, hint in ERROR_HINTS:
+        if isinstance(e, cls):
+            return hint
+    return ""
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a DemoAIError into one red line and exit status 1."""
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return fn(*a, **kw)
+        except E.DemoAIError as e:
+            if os.environ.get("DEMOAI_DEBUG"):
+                raise
+            hint = _hint(e)
+            err.print(f"[red]error:[/red] {esc(e.message)}" + (f" [dim]({esc(hint)})[/dim]" if hint else ""),
+                      markup=True, highlight=False)
+            if isinstance(e, E.MergeConflict):
+                for c in getattr(e, "conflicts", []):
+                    err.print(f"  conflict: {c['path']}: {c['reason']}", markup=False)
+            sys.exit(1)
+    return wrapper
+
+
+def _repo() -> Repository:
+    repo = Repository.open()
+    # Close dulwich's pack files before interpreter shutdown, when their finalizers would
+    # otherwise run without imports and print "Exception ignored" noise.
+    atexit.register(repo.close)
+    return repo
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+class _Bars:
+    """Rich progress bars keyed by a label; a callback for porcelain progress."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and err.is_terminal
+        self.progress: Any = None
+        if self.enabled:
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                       TimeRemainingColumn, TransferSpeedColumn)
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     DownloadColumn(), TransferSpeedColumn(),
+                                     TimeRemainingColumn(), console=err.get(), transient=True)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_Bars":
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if label not in self.tasks:
+            self.tasks[label] = self.progress.add_task(label, total=total)
+        self.progress.update(self.tasks[label], completed=done, total=total)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

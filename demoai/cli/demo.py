@@ -1,0 +1,247 @@
+"""The main job: an end-to-end tour on the embedded defaults (``demoai demo``).
+
+In a fresh folder it inits a repository, imports the sample dataset, prompt and the SmolLM2
+GGUF, edits and diffs them, branches, merges, queries history with DuckDB, runs fsck and
+prints the log. Then it runs an agent with SmolLM2 in the sandbox, forks its session at a
+middle step with another instruction, replays the original (recorded and reexecute) and
+prints the session log and the fork's divergence. Last, it serves a hub on 127.0.0.1,
+pushes the repository there, clones it and replays the cloned session (demo_hub.py).
+Every step goes through the same porcelain and runtime calls the CLI uses.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape as esc
+from rich.rule import Rule
+from rich.table import Table
+
+from demoai import porcelain as P
+from demoai.registry.defaults import default_gguf_path, sample_data_dir
+
+__all__ = ["run_demo"]
+
+
+def _edit_jsonl(path: Path, fn: Any) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = fn(rows)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _table(console: Console, rows: list[dict[str, Any]], title: str = "") -> None:
+    if not rows:
+        return
+    t = Table(*rows[0].keys(), title=title or None)
+    for r in rows:
+        t.add_row(*(str(v)[:60] for v in r.values()))
+    console.print(t)
+
+
+def _print_diff(console: Console, changes: list[dict[str, Any]]) -> None:
+    for d in changes:
+        console.print(f"  [bold]{d['kind']}[/bold] {d['path']} ({d['status']}): "
+                      f"+{d['added']} -{d['removed']} ~{d['modified']}")
+        if d["kind"] == "dataset":
+            for m in d.get("samples", {}).get("modified", [])[:3]:
+                console.print(f"    ~ id={m.get('key')}: " + "; ".join(
+                    f"{c}: {m['before'].get(c)!r} -> {m['after'].get(c)!r}" for c in m.get("changed", [])),
+                    markup=False)
+            for r in d.get("samples", {}).get("added", [])[:2]:
+                console.print(f"    + {r}", markup=False)
+            for r in d.get("samples", {}).get("removed", [])[:2]:
+                console.print(f"    - {r}", markup=False)
+        elif "text" in d:
+            for line in d["text"].splitlines():
+                console.print("    " + line, markup=False,
+                              style="green" if line.startswith("+") else "red" if line.startswith("-") else None)
+
+
+def run_demo(workdir: str | os.PathLike | None, console: Console) -> Path:
+    """Run the tour in ``workdir`` (a new temp folder when None); returns the repo path."""
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="demoai-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    old_cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        return _tour(root, console)
+    finally:
+        os.chdir(old_cwd)
+
+
+def _tour(root: Path, console: Console) -> Path:
+    step = lambda title: console.print(Rule(f"[bold cyan]{title}"))  # noqa: E731
+    step(f"init {root}")
+    repo = P.init(root)
+    data, prompts, models = root / "data", root / "prompts", root / "models"
+    for d in (data, prompts, models):
+        d.mkdir(exist_ok=True)
+    shutil.copy(sample_data_dir() / "train.jsonl", data / "train.jsonl")
+    shutil.copy(sample_data_dir() / "qa.prompt.yaml", prompts / "qa.prompt.yaml")
+    gguf = default_gguf_path()
+    shutil.copy(gguf, models / "smollm2.gguf")
+
+    step("add + commit: dataset (key id), prompt, SmolLM2 GGUF")
+    for r in P.add(repo, [data / "train.jsonl"], key="id") + P.add(repo, [prompts, models]):
+        console.print(f"  {r.status:>9} {r.path}: {r.artifact.summary()}")
+    c1 = P.commit(repo, "Import sample QA data, prompt and SmolLM2-135M")
+    console.print(f"  committed {c1[:12]}")
+
+    step("edit: fix two answers, drop a row, append two; tighten the prompt")
+    def clean(rows: list[dict]) -> list[dict]:
+        rows[5]["response"] = "The Pacific"
+        rows[12]["response"] = "Shakespeare"
+        del rows[19]
+        rows += [{"id": 100, "prompt": "What is the capital of Peru?", "response": "Lima", "label": "geography"},
+                 {"id": 101, "prompt": "What is 7 + 8?", "response": "15", "label": "arithmetic"}]
+        return rows
+    _edit_jsonl(data / "train.jsonl", clean)
+    p = prompts / "qa.prompt.yaml"
+    p.write_text(p.read_text().replace("Answer with a short phrase, no explanation.",
+                                       "Answer with at most five words."))
+    P.add(repo, [data / "train.jsonl", p])
+    console.print("  demoai diff (HEAD vs staged):")
+    _print_diff(console, P.diff(repo))
+    c2 = P.commit(repo, "Clean answers and tighten the system prompt")
+
+    step("branch `experiment`: warmer sampling, relabel arithmetic rows")
+    P.checkout(repo, "experiment", create=True)
+    p.write_text(p.read_text().replace("temperature: 0.0", "temperature: 0.7"))
+    _edit_jsonl(data / "train.jsonl", lambda rows: [
+        {**r, "label": "math"} if r["label"] == "arithmetic" else r for r in rows])
+    P.add(repo, [p, data / "train.jsonl"])
+    P.commit(repo, "Experiment: warmer sampling, label arithmetic as math")
+
+    step("back on main: correct another answer")
+    P.checkout(repo, "main")
+    _edit_jsonl(data / "train.jsonl", lambda rows: [
+        {**r, "response": "Nairobi, Kenya"} if r["id"] == 4 else r for r in rows])
+    P.add(repo, [data / "train.jsonl"])
+    P.commit(repo, "Clarify the Kenya answer")
+
+    step("merge experiment into main (three-way, row by row on key id)")
+    res = P.merge(repo, "experiment")
+    console.print(f"  {res['status']}: {res['commit'][:12]}")
+    _print_diff(console, P.diff(repo, c2, "HEAD"))
+    P.tag(repo, "v1", "HEAD", "First cleaned dataset")
+
+    step("fork: a branch from the first commit")
+    P.fork(repo, c1[:12], "from-import")
+    console.print(f"  branches: {', '.join(b['name'] for b in P.list_branches(repo))}")
+
+    step("query with DuckDB: any table at any ref, and the history")
+    _table(console, P.query(repo, "SELECT label, count(*) AS n FROM table('data/train.jsonl') "
+                                  "GROUP BY label ORDER BY label").to_pylist(), "labels at HEAD")
+    _table(console, P.query(repo, "SELECT (SELECT count(*) FROM table('data/train.jsonl', 'HEAD')) AS rows_now, "
+                                  f"(SELECT count(*) FROM table('data/train.jsonl', '{c1[:12]}')) AS rows_first").to_pylist())
+    _table(console, P.query(repo, "SELECT short_id, len(parents) AS parents, message, command FROM commits "
+                                  "ORDER BY time DESC, short_id").to_pylist(), "commits")
+
+    step("fsck")
+    fs = P.fsck(repo)
+    console.print(f"  {'ok' if fs['ok'] else 'BROKEN'}: {fs['counts']}")
+    for prob in fs["problems"]:
+        console.print(f"  [red]{prob}[/red]")
+
+    step("log --graph")
+    entries = P.log(repo, all_refs=True)
+    refs = {e["id"]: e["refs"] for e in entries}
+    for prefix, ci in P.graph_lines(P.topo_order(repo, [e["id"] for e in entries])):
+        if ci is None:
+            console.print(prefix, markup=False)
+        else:
+            deco = f" ({', '.join(refs.get(ci.id, []))})" if refs.get(ci.id) else ""
+            console.print(f"{prefix} {ci.id[:12]}{deco} {ci.summary}", markup=False)
+    if shutil.which("git"):
+        step("the same history read by the real git binary")
+        gd = str(repo.control / "git")
+        console.print(subprocess.run(["git", "--git-dir", gd, "log", "--graph", "--oneline", "--all"],
+                                     capture_output=True, text=True).stdout, markup=False)
+        fsck_git = subprocess.run(["git", "--git-dir", gd, "fsck", "--full"], capture_output=True, text=True)
+        console.print(f"git fsck --full: exit {fsck_git.returncode} {fsck_git.stdout.strip()} {fsck_git.stderr.strip()}",
+                      markup=False)
+    if not fs["ok"]:
+        raise SystemExit(1)
+    _agent_tour(repo, root, console, step)
+    from demoai.cli.demo_hub import hub_tour
+    if not hub_tour(repo, root, console, step):
+        raise SystemExit(1)
+    console.print(f"\n[bold green]demo repository:[/bold green] {root}")
+    return root
+
+
+TASK = "Create a file hello.txt that contains the word hello, then finish."
+FORK_INSTRUCTION = "Change of plan: write the word bye into bye.txt, then finish."
+
+
+def _agent_tour(repo: Any, root: Path, console: Console, step: Any) -> None:
+    """Run an agent with SmolLM2 in the sandbox, fork it mid-way with another instruction,
+    replay the original (recorded, reexecute) and show the log and the fork's divergence."""
+    from demoai.runtime.agent import continue_session, run_agent
+    from demoai.runtime.inspect import timeline
+    from demoai.runtime.replay import diff_sessions, replay_recorded, replay_reexecute
+    from demoai.store.sessions.log import fork_session
+
+    def show(kind: str, d: dict) -> None:
+        if kind == "model_response":
+            console.print(f"  [dim]step {d['step']}[/dim] [cyan]model[/cyan] {esc(d['text'][:140])}")
+        elif kind == "tool_result":
+            r = d["result"]
+            txt = (r.get("stdout") or r.get("stderr") or "").strip().replace("\n", " | ")[:100]
+            console.print(f"  [dim]step {d['step']}[/dim] [yellow]{d['tool']}[/yellow] exit {r.get('exit_code')} "
+                          f"{esc(txt)} files changed: {esc(', '.join(r.get('files') or {}) or '-')}")
+        elif kind == "finish":
+            console.print(f"  [dim]step {d['step']}[/dim] finish: {d['answer']}", markup=False)
+
+    step("agent: commit an agent definition, run it with SmolLM2 in the namespace sandbox")
+    agents = root / "agents"
+    agents.mkdir(exist_ok=True)
+    shutil.copy(sample_data_dir() / "files.agent.yaml", agents / "files.agent.yaml")
+    P.add(repo, [agents / "files.agent.yaml"])
+    P.commit(repo, "Add the file-keeper agent")
+    console.print(f"  task: {TASK}", markup=False)
+    res = run_agent(repo, "agents/files.agent.yaml", task=TASK, name="demo-run", on_event=show)
+    console.print(f"  session demo-run: {res['status']} after {res['steps']} step(s), head {res['head'][:19]}")
+
+    mid = max(1, res["steps"] // 2)
+    step(f"fork demo-run@{mid} with a different instruction, and continue the fork")
+    fork_session(repo, f"demo-run@{mid}", "demo-fork", overrides={"instruction": FORK_INSTRUCTION}).close()
+    console.print(f"  instruction: {FORK_INSTRUCTION}", markup=False)
+    fres = continue_session(repo, "demo-fork", max_steps=2, on_event=show)
+    console.print(f"  session demo-fork: {fres['status']} after {fres['steps']} step(s)")
+
+    step("replay demo-run: recorded (verify the chain), reexecute (tools again, fresh sandbox)")
+    rec = replay_recorded(repo, "demo-run")
+    console.print(f"  recorded: verified {rec['events']} events over {rec['steps']} steps in "
+                  f"{rec['seconds'] * 1000:.1f} ms")
+    rex = replay_reexecute(repo, "demo-run")
+    for r in rex["steps"]:
+        console.print(f"  reexecute step {r['step']}: {r['tool']} "
+                      + ("same observation" if r["same"] else f"differs in {', '.join(r['fields'])}"), markup=False)
+    d = rex["first_divergence"]
+    console.print("  reexecute: every observation matches" if d is None else
+                  f"  reexecute: first divergence at step {d['step']}", markup=False)
+
+    step("session log of demo-run")
+    for e in timeline(repo, "demo-run")["events"]:
+        console.print(f"  {e['step']:>3} {e['type']:<14} {e['summary'][:150]}", markup=False)
+
+    step("divergence of the fork (demoai agent diff demo-run demo-fork)")
+    dv = diff_sessions(repo, "demo-run", "demo-fork")
+    fd = dv["first_divergence"]
+    console.print(f"  {dv['shared_events']} events shared; first divergence at step {fd['step']}:", markup=False)
+    for side, name in (("a", "demo-run"), ("b", "demo-fork")):
+        x = fd[side]
+        console.print(f"    {name}: " + (f"{x['type']} {x['detail'][:140]}" if x else "(ends)"), markup=False)
+    for e in timeline(repo, "demo-fork")["events"][dv["shared_events"]:]:
+        console.print(f"    fork {e['step']:>3} {e['type']:<14} {e['summary'][:140]}", markup=False)
+    fs = P.fsck(repo)
+    console.print(f"  fsck with sessions: {'ok' if fs['ok'] else 'BROKEN'} ({fs['counts']['sessions']} sessions)")
+    if not fs["ok"]:
+        raise SystemExit(1)

@@ -1,0 +1,98 @@
+"""The hub part of the main job: serve a hub on 127.0.0.1, push the demo repository to it,
+clone it elsewhere and replay the cloned agent session."""
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from demoai import porcelain as P
+
+__all__ = ["hub_tour", "LocalHub"]
+
+
+class LocalHub:
+    """A hub served by uvicorn in a background thread on a free loopback port."""
+
+    def __init__(self, data: Path) -> None:
+        import uvicorn
+
+        from demoai.hub.app import create_app
+        self.app = create_app(data)
+        self.hub = self.app.state.hub
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LocalHub":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the hub did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def hub_tour(repo: Any, root: Path, console: Console, step: Any) -> bool:
+    """Push ``repo`` (with its sessions) to a fresh hub, clone and verify; True if all is well."""
+    from demoai.runtime.replay import replay_recorded
+    from demoai.store.sessions.log import list_sessions
+    data = Path(tempfile.mkdtemp(prefix="demoai-hub-"))
+    step(f"hub: serve on 127.0.0.1 (data {data}), add user demo with a write token")
+    with LocalHub(data) as hub:
+        hub.hub.meta.add_user("demo")
+        token, _ = hub.hub.meta.create_token("demo", "write", "main job")
+        url = f"{hub.url}/demo/{root.name}"
+        console.print(f"  hub at {hub.url}; repository URL {url}", markup=False)
+
+        step("push --all: branches, tags and agent sessions")
+        P.remote_add(repo, "origin", url)
+        pushed = P.push(repo, "origin", all_refs=True, token=token, private=True)
+        st = pushed["stats"]
+        console.print(f"  {len(pushed['updated'])} refs; {st['git_sent']} git objects, {st['chunks_sent']} chunks, "
+                      f"{st['files_sent']} table files; {st['bytes_sent'] / 1e6:.1f} MB sent", markup=False)
+        again = P.push(repo, "origin", all_refs=True, token=token)
+        console.print(f"  push again: {len(again['updated'])} refs moved, "
+                      f"{again['stats']['bytes_sent']} bytes sent", markup=False)
+
+        step("clone into a fresh folder, fsck it, replay the cloned session")
+        target = root.parent / f"{root.name}-clone"
+        cloned = P.clone(url, target, token=token)
+        console.print(f"  cloned into {cloned['path']} (branch {cloned['branch']} at {cloned['commit'][:12]})",
+                      markup=False)
+        from demoai.store.git.repo import Repository
+        with Repository(target) as clone:
+            fs = P.fsck(clone)
+            console.print(f"  clone fsck: {'ok' if fs['ok'] else 'BROKEN'} {fs['counts']}", markup=False)
+            for prob in fs["problems"]:
+                console.print(f"  [red]{prob}[/red]")
+            same = {p: a.digest for p, a in clone.artifacts(clone.head_commit()).items()} == \
+                {p: a.digest for p, a in repo.artifacts(repo.head_commit()).items()}
+            console.print(f"  artifact digests identical to the source: {same}", markup=False)
+            names = [s.name for s in list_sessions(clone)]
+            console.print(f"  sessions in the clone: {', '.join(names)}", markup=False)
+            mine, theirs = replay_recorded(repo, "demo-run"), replay_recorded(clone, "demo-run")
+            keys = ("events", "steps", "head", "timeline")
+            replay_same = [mine[k] for k in keys] == [theirs[k] for k in keys]
+            console.print(f"  replay recorded in the clone: {theirs['events']} events over {theirs['steps']} "
+                          f"steps verified; identical to the source: {replay_same}", markup=False)
+        import httpx
+        page = httpx.get(f"{hub.url}/demo/{root.name}", cookies={"demoai_token": token}, timeout=30)
+        found = hub.hub.meta.search("question")
+        console.print(f"  web page {hub.url}/demo/{root.name}: HTTP {page.status_code}; search 'question': "
+                      f"{', '.join(h['path'] for h in found) or 'no hits'}", markup=False)
+        return fs["ok"] and same and replay_same and page.status_code == 200

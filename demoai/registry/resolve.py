@@ -1,0 +1,135 @@
+"""Resolve what a run needs into pinned, local things: the Agent at a revision, its
+system prompt (inline or a Prompt reference), and its model as a backend spec whose weights
+are verified bytes on local disk, with the digest recorded."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from demoai.errors import InvalidArtifact, PathNotFound, RefNotFound
+from demoai.objects import Adapter, Agent, Model, Prompt
+from demoai.store.fsutil import atomic_write
+from demoai.store.git.repo import Repository, normalize_path
+
+__all__ = ["load_agent", "load_text_artifact", "resolve_model", "BUILTIN_MODELS", "builtin_digest"]
+
+BUILTIN_MODELS = ("smollm2", "builtin:smollm2")
+
+
+def load_text_artifact(repo: Repository, path: str, rev: str = "HEAD", cls: type = Agent) -> tuple[Any, dict]:
+    """An Agent or Prompt from the tree at ``rev``; if the path is not committed there,
+    from the working tree (its digest still pins it). Returns (artifact, source)."""
+    norm = normalize_path(path)
+    try:
+        art = repo.artifact_at(rev, norm)
+        if not isinstance(art, cls):
+            raise InvalidArtifact(f"{norm} at {rev} is a {art.kind}, not a{'n' if cls is Agent else ''} "
+                                  f"{cls.kind}", path=norm)
+        return art, {"path": norm, "rev": rev, "commit": repo.resolve(rev)}
+    except (PathNotFound, RefNotFound):
+        f = repo.workpath(norm)
+        if not f.is_file():
+            raise PathNotFound(f"no {cls.kind} at {norm} (neither committed at {rev} nor in the "
+                               "working tree)", path=norm) from None
+        art = cls.from_text(f.read_text(encoding="utf-8"), norm)
+        return art, {"path": norm, "rev": None, "commit": None, "worktree": True}
+
+
+def load_agent(repo: Repository, path: str, rev: str = "HEAD") -> tuple[Agent, dict]:
+    return load_text_artifact(repo, path, rev, Agent)
+
+
+def system_prompt(repo: Repository, agent: Agent, rev: str = "HEAD",
+                  prompt_ref: str | None = None) -> tuple[str, dict | None]:
+    """The system text: a Prompt reference (its ``system`` plus template text) or the
+    agent's inline ``system``. Returns (text, pin of the prompt or None)."""
+    ref = prompt_ref or agent.meta.get("prompt")
+    if ref:
+        p, src = load_text_artifact(repo, ref, rev, Prompt)
+        parts = [p.meta.get("system") or "", p.meta.get("template") or ""]
+        return "\n".join(x.strip() for x in parts if x and x.strip()), {"digest": p.digest, **src}
+    return agent.meta.get("system") or "", None
+
+
+def _cache(repo: Repository) -> Path:
+    d = repo.control / "cache"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def builtin_digest(repo: Repository) -> tuple[Path, str]:
+    """The embedded SmolLM2 GGUF and its digest, hashed once per file version."""
+    from demoai.registry.defaults import default_gguf_path
+    path = default_gguf_path()
+    st = path.stat()
+    key = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    memo = _cache(repo) / "builtin-models.json"
+    try:
+        saved = json.loads(memo.read_text())
+        if {k: saved.get(k) for k in key} == key:
+            return path, saved["digest"]
+    except (OSError, ValueError, KeyError):
+        pass
+    from demoai.store.blobs.chunks import compute_manifest
+    digest = compute_manifest(path).digest      # the same id `demoai add` gives the file
+    atomic_write(memo, json.dumps({**key, "digest": digest}).encode(), durable=False)
+    return path, digest
+
+
+def _local_copy(repo: Repository, art: Model | Adapter) -> Path:
+    """Verified local bytes of a stored model/adapter: the embedded file when it is the same
+    content, otherwise a copy materialized once under ``.demoai/cache/models``."""
+    if art.format == "gguf" and len(art.files) == 1:
+        try:
+            path, digest = builtin_digest(repo)
+            if digest == art.digest:
+                return path
+        except PathNotFound:
+            pass
+    from demoai.store.kinds import materialize
+    hexd = art.digest.removeprefix("blake3:")
+    out = _cache(repo) / "models" / hexd
+    target = out / next(iter(art.files)) if len(art.files) == 1 else out / "files"
+    if not target.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        materialize(repo, art, target)
+    return target
+
+
+def resolve_model(repo: Repository, ref: str, rev: str = "HEAD", backend: dict | None = None,
+                  adapter: str | None = None) -> dict[str, Any]:
+    """A backend spec for ``open_backend``: ``ref`` is ``smollm2`` (the embedded default),
+    a Model path in the tree at ``rev``, or ``openai:NAME`` for an OpenAI-compatible
+    endpoint (``backend.base_url``)."""
+    settings = dict(backend or {})
+    name = settings.pop("name", None)
+    if ref.startswith("openai:"):
+        return {"backend": "openai", "model": ref[len("openai:"):], "digest": None, **settings}
+    if ref in BUILTIN_MODELS:
+        path, digest = builtin_digest(repo)
+        spec = {"backend": name or "llamacpp", "path": str(path), "digest": digest,
+                "source": {"builtin": "smollm2"}}
+    else:
+        norm = normalize_path(ref)
+        art = repo.artifact_at(rev, norm)
+        if not isinstance(art, Model):
+            raise InvalidArtifact(f"{norm} is a {art.kind}, not a model", path=norm)
+        path = _local_copy(repo, art)
+        default = "llamacpp" if art.format == "gguf" else "transformers"
+        spec = {"backend": name or default, "path": str(path), "digest": art.digest,
+                "source": {"path": norm, "rev": rev}}
+        if art.format == "gguf" and spec["backend"] == "transformers":
+            spec["path"], spec["gguf_file"] = str(path.parent), path.name
+    if adapter:
+        ad = repo.artifact_at(rev, normalize_path(adapter))
+        if not isinstance(ad, Adapter):
+            raise InvalidArtifact(f"{adapter} is not an adapter", path=adapter)
+        spec["adapter_path"] = str(_local_copy(repo, ad))
+        spec["adapter_digest"] = ad.digest
+        spec["backend"] = "transformers"
+    if os.environ.get("DEMOAI_LLM_THREADS") and "threads" not in settings:
+        settings["threads"] = int(os.environ["DEMOAI_LLM_THREADS"])
+    spec.update(settings)
+    return spec
