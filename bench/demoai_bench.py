@@ -309,7 +309,7 @@ def _peak_rss_mb() -> float:
 def _child_diff(repo_dir: str) -> dict:
     t0 = time.perf_counter()
     from demoai import porcelain as P
-    from demoai.store.git.repo import Repository
+    from demoai.store import Repository
     import_s = time.perf_counter() - t0
     import_rss = _peak_rss_mb()
     t0 = time.perf_counter()

@@ -26,20 +26,20 @@ these types to one-line messages or status codes; nothing below them prints.
     ├── DirtyWorkingTree
     ├── QueryError                    (also ValueError) a DuckDB query failed
     ├── RuntimeFailure                agent runtime
-        ├── SandboxError              a sandbox could not be set up or used
-        │   └── SandboxUnavailable    the backend is missing (no bwrap, no engine)
-        ├── ModelError                a model backend failed
-        │   ├── BackendUnavailable    backend package or server not installed/reachable
-        │   └── ContextOverflow       (also ValueError) prompt longer than the context
-        ├── SessionNotFound           (also KeyError)
-        └── ReplayError               a recorded session cannot be replayed as asked
+    │   ├── SandboxError              a sandbox could not be set up or used
+    │   │   └── SandboxUnavailable    the backend is missing (no bwrap, no engine)
+    │   ├── ModelError                a model backend failed
+    │   │   ├── BackendUnavailable    backend package or server not installed/reachable
+    │   │   └── ContextOverflow       (also ValueError) prompt longer than the context
+    │   ├── SessionNotFound           (also KeyError)
+    │   └── ReplayError               a recorded session cannot be replayed as asked
     └── RemoteError                   talking to a hub or an HTTP service failed
         ├── AuthenticationRequired    no token, or one the server does not know (401)
         ├── PermissionDenied          (also PermissionError) the token may not do this (403)
         ├── RemoteNotFound            (also KeyError) no such remote, repo or route (404)
         ├── RequestTooLarge           a request over the server's size bound (413)
         ├── NonFastForward            push refused: the remote ref moved on; --force overrides
-        └── ProtocolError             a malformed request or answer
+        └── ProtocolError             (also ValueError) a malformed request or answer
 """
 from __future__ import annotations
 
@@ -84,149 +84,219 @@ def _jsonable(v: Any) -> bool:
 
 
 class RepositoryError(DemoAIError):
+    """Something is wrong with a repository or its on-disk state."""
+
     code = "repository_error"
 
 
 class NotARepository(RepositoryError, FileNotFoundError):
+    """No DemoAI repository at (or above) the given folder."""
+
     code = "not_a_repository"
 
 
 class RepositoryExists(RepositoryError, FileExistsError):
+    """A repository (or a non-empty target, or a remote name) already exists there."""
+
     code = "repository_exists"
 
 
 class LockTimeout(RepositoryError):
+    """Another process held a lock for longer than the timeout."""
+
     code = "lock_timeout"
 
 
 class RefConflict(RepositoryError):
+    """A ref moved while an operation meant to compare-and-swap it."""
+
     code = "ref_conflict"
 
 
 class RefNotFound(DemoAIError, KeyError):
+    """A revision, branch, tag or commit that does not exist."""
+
     code = "ref_not_found"
 
 
 class InvalidRefName(DemoAIError, ValueError):
+    """A branch, tag, remote, user or repository name git or the hub would refuse."""
+
     code = "invalid_ref_name"
 
 
 class PathNotFound(DemoAIError, KeyError):
+    """No artifact at that path in a tree, the index or the working tree."""
+
     code = "path_not_found"
 
 
 class ArtifactError(DemoAIError):
+    """An artifact cannot be read, made or handled as asked."""
+
     code = "artifact_error"
 
 
 class UnknownKind(ArtifactError, ValueError):
+    """A file or folder whose artifact kind cannot be told."""
+
     code = "unknown_kind"
 
 
 class InvalidArtifact(ArtifactError, ValueError):
+    """A malformed file or manifest, or content of the wrong shape."""
+
     code = "invalid_artifact"
-
-
-class UnsupportedOperation(ArtifactError):
-    code = "unsupported_operation"
-
-
-class IntegrityError(DemoAIError):
-    code = "integrity_error"
-
-
-class MissingObject(IntegrityError, KeyError):
-    code = "missing_object"
-
-
-class MergeError(DemoAIError):
-    code = "merge_error"
-
-
-class MergeConflict(MergeError):
-    code = "merge_conflict"
-
-
-class MergeInProgress(MergeError):
-    code = "merge_in_progress"
-
-
-class NothingToCommit(DemoAIError):
-    code = "nothing_to_commit"
-
-
-class DirtyWorkingTree(DemoAIError):
-    code = "dirty_working_tree"
-
-
-class QueryError(DemoAIError, ValueError):
-    code = "query_error"
-
-
-class RuntimeFailure(DemoAIError):
-    code = "runtime_failure"
-
-
-class SandboxError(RuntimeFailure):
-    code = "sandbox_error"
-
-
-class SandboxUnavailable(SandboxError):
-    code = "sandbox_unavailable"
-
-
-class ModelError(RuntimeFailure):
-    code = "model_error"
-
-
-class BackendUnavailable(ModelError):
-    code = "backend_unavailable"
-
-
-class ContextOverflow(ModelError, ValueError):
-    code = "context_overflow"
-
-
-class SessionNotFound(RuntimeFailure, KeyError):
-    code = "session_not_found"
-
-
-class ReplayError(RuntimeFailure):
-    code = "replay_error"
-
-
-class RemoteError(DemoAIError):
-    code = "remote_error"
-
-
-class AuthenticationRequired(RemoteError):
-    code = "authentication_required"
-
-
-class PermissionDenied(RemoteError, PermissionError):
-    code = "permission_denied"
-
-
-class RemoteNotFound(RemoteError, KeyError):
-    code = "not_found"
-
-
-class RequestTooLarge(RemoteError):
-    code = "request_too_large"
-
-
-class NonFastForward(RemoteError):
-    code = "non_fast_forward"
-
-
-class ProtocolError(RemoteError, ValueError):
-    code = "protocol_error"
 
 
 class UnsafePath(InvalidArtifact):
     """A path no DemoAI tree may hold: backslash, NUL, ``..``, ``.demoai``, absolute..."""
 
     code = "unsafe_path"
+
+
+class UnsupportedOperation(ArtifactError):
+    """An operation the artifact's kind cannot do."""
+
+    code = "unsupported_operation"
+
+
+class IntegrityError(DemoAIError):
+    """Stored or received bytes do not hash to what was recorded."""
+
+    code = "integrity_error"
+
+
+class MissingObject(IntegrityError, KeyError):
+    """A referenced object, chunk or table file is absent."""
+
+    code = "missing_object"
+
+
+class MergeError(DemoAIError):
+    """A merge cannot go on."""
+
+    code = "merge_error"
+
+
+class MergeConflict(MergeError):
+    """A merge stopped on conflicting changes (``conflicts`` lists them)."""
+
+    code = "merge_conflict"
+
+
+class MergeInProgress(MergeError):
+    """A merge is in progress (or none is, when one was expected)."""
+
+    code = "merge_in_progress"
+
+
+class NothingToCommit(DemoAIError):
+    """A commit would record nothing new (or has no message)."""
+
+    code = "nothing_to_commit"
+
+
+class DirtyWorkingTree(DemoAIError):
+    """Uncommitted changes would be overwritten."""
+
+    code = "dirty_working_tree"
+
+
+class QueryError(DemoAIError, ValueError):
+    """A DuckDB query failed."""
+
+    code = "query_error"
+
+
+class RuntimeFailure(DemoAIError):
+    """The agent runtime failed."""
+
+    code = "runtime_failure"
+
+
+class SandboxError(RuntimeFailure):
+    """A sandbox could not be set up or used."""
+
+    code = "sandbox_error"
+
+
+class SandboxUnavailable(SandboxError):
+    """The sandbox backend is missing (no bwrap, no container engine)."""
+
+    code = "sandbox_unavailable"
+
+
+class ModelError(RuntimeFailure):
+    """A model backend failed."""
+
+    code = "model_error"
+
+
+class BackendUnavailable(ModelError):
+    """A backend package or server is not installed or not reachable."""
+
+    code = "backend_unavailable"
+
+
+class ContextOverflow(ModelError, ValueError):
+    """A prompt longer than the model's context."""
+
+    code = "context_overflow"
+
+
+class SessionNotFound(RuntimeFailure, KeyError):
+    """No agent session of that name."""
+
+    code = "session_not_found"
+
+
+class ReplayError(RuntimeFailure):
+    """A recorded session cannot be replayed as asked."""
+
+    code = "replay_error"
+
+
+class RemoteError(DemoAIError):
+    """Talking to a hub or an HTTP service failed."""
+
+    code = "remote_error"
+
+
+class AuthenticationRequired(RemoteError):
+    """No token, or one the server does not know (HTTP 401)."""
+
+    code = "authentication_required"
+
+
+class PermissionDenied(RemoteError, PermissionError):
+    """The token may not do this (HTTP 403)."""
+
+    code = "permission_denied"
+
+
+class RemoteNotFound(RemoteError, KeyError):
+    """No such remote, hub repository or route (HTTP 404)."""
+
+    code = "not_found"
+
+
+class RequestTooLarge(RemoteError):
+    """A request over the server's size bound (HTTP 413)."""
+
+    code = "request_too_large"
+
+
+class NonFastForward(RemoteError):
+    """A push refused because the remote ref moved on; ``--force`` overrides."""
+
+    code = "non_fast_forward"
+
+
+class ProtocolError(RemoteError, ValueError):
+    """A malformed request or answer."""
+
+    code = "protocol_error"
 
 
 def _all_subclasses(cls: type) -> list[type]:

@@ -2,7 +2,8 @@
 
 Reads follow the hub's access rules (a private repository is 404 for everyone but its
 owner). Each answer has a response model, so ``/openapi.json`` documents its shape; the
-data comes from :mod:`demoai.hub.views`, the same functions the pages render.
+data comes from :mod:`demoai.hub.views` (the porcelain's browse verbs behind the hub's
+access rules), the same functions the pages render.
 
     GET /api/v1/repos                                   repositories the caller may read
     GET /api/v1/repos/{owner}/{name}                    info, branches, tags, sessions, HEAD

@@ -2,8 +2,9 @@
 repository's default branch replace its documents in the metadata store's full-text index
 (SQLite FTS5 in the embedded default).
 
-Only manifests are read (a prompt's or agent's text lives in its manifest), so indexing
-costs milliseconds whatever the size of the datasets and models beside them.
+The documents come from :func:`demoai.porcelain.browse.search_documents`, which reads only
+manifests (a prompt's or agent's text lives in its manifest), so indexing costs
+milliseconds whatever the size of the datasets and models beside them.
 
 Semantic search (embeddings in LanceDB) is not built: it needs an embedding model, and the
 hub never downloads one; full-text search works everywhere.
@@ -13,44 +14,21 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from demoai.errors import DemoAIError
-from demoai.objects import Agent, Prompt, decode_manifest
-
-from demoai.hub.views import default_branch
+from demoai.porcelain import browse
 
 if TYPE_CHECKING:
     from demoai.hub.app import Hub
-    from demoai.store.git.repo import Repository
+    from demoai.porcelain import Repository
 
 __all__ = ["documents", "index_repo", "reindex_all", "install"]
 
 log = logging.getLogger("demoai.hub.indexer")
-_MAX_TEXT = 64 << 10     # a document's indexed text; a longer prompt is cut, not refused
 
 
 def documents(repo: "Repository") -> list[dict[str, str]]:
     """The searchable documents of a repository: one per prompt or agent at the head of
     its default branch (``path``, ``kind``, ``title``, ``text``)."""
-    ref = default_branch(repo)
-    commit = repo.ref_value(ref) if ref else None
-    if commit is None:
-        return []
-    docs = []
-    for path, raw in sorted(repo.tree_entries(commit).items()):
-        if b'"prompt"' not in raw and b'"agent"' not in raw:
-            continue        # cheap pre-filter: datasets and models are most manifests
-        try:
-            art = decode_manifest(raw, path)
-        except DemoAIError:
-            continue
-        if not isinstance(art, (Prompt, Agent)):
-            continue
-        m = art.meta
-        title = m.get("name") or path.rsplit("/", 1)[-1]
-        # The title and path are indexed with the text, so a search by name finds it too.
-        docs.append({"path": path, "kind": art.kind, "title": str(title),
-                     "text": f"{path}\n{art.text}"[:_MAX_TEXT]})
-    return docs
+    return [d.to_dict() for d in browse.search_documents(repo)]
 
 
 def index_repo(hub: "Hub", owner: str, name: str) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from demoai.errors import InvalidRefName, RemoteNotFound, RepositoryExists
-from demoai.store.git.repo import check_repo_name as check_name
+from demoai.porcelain.hosting import check_repo_name as check_name
 
 __all__ = ["MetaStore", "SqliteMetaStore", "User", "Token", "RepoInfo", "check_name", "SCOPES"]
 

@@ -1,8 +1,8 @@
-"""The push/pull protocol over HTTP: the hub side of :mod:`demoai.store.transfer`.
+"""The push/pull protocol over HTTP: the hub's side of a transfer.
 
-Every route wraps one :class:`~demoai.store.transfer.LocalEndpoint` call on the hub's copy
-of ``owner/name``; the client side is :class:`demoai.http.hub.HttpEndpoint`. Reads need
-read access, writes the owner's write-scoped token. Binary bodies (frames, file parts)
+Every route wraps one call of the sync endpoint (:func:`demoai.porcelain.hosting.sync_endpoint`)
+over the hub's copy of ``owner/name``; the client side is :class:`demoai.http.hub.HttpEndpoint`.
+Reads need read access, writes the owner's write-scoped token. Binary bodies (frames, file parts)
 are ``application/octet-stream`` and bounded by the app's body limit (the routes matching
 :data:`BINARY_PATHS`); every other body is JSON, bounded by the app's smaller JSON limit.
 
@@ -17,19 +17,17 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from demoai.errors import ProtocolError, RequestTooLarge
-from demoai.store.transfer import FRAME_BYTES, ID_BATCH, PART_BYTES, LocalEndpoint, check_shared_ref
+from demoai.porcelain.hosting import (FRAME_BYTES, ID_BATCH, PART_BYTES, SyncEndpoint,
+                                      check_ref_targets, sync_endpoint)
 
 from demoai.hub.app import Hub, Principal
-
-if TYPE_CHECKING:
-    from demoai.store.git.repo import Repository
 
 __all__ = ["router", "repos_router", "BINARY_PATHS", "check_ref_targets"]
 
@@ -52,12 +50,12 @@ def _who(request: Request) -> Principal:
 
 
 @contextlib.contextmanager
-def _endpoint(request: Request, owner: str, name: str, who: Principal, write: bool) -> Iterator[LocalEndpoint]:
+def _endpoint(request: Request, owner: str, name: str, who: Principal, write: bool) -> Iterator[SyncEndpoint]:
     hub = _hub(request)
     hub.access(owner, name, who, write=write)
     repo = hub.storage.open(owner, name)
     try:
-        yield LocalEndpoint(repo)
+        yield sync_endpoint(repo)
     finally:
         repo.close()
 
@@ -205,7 +203,7 @@ async def upload_offset(request: Request, owner: str, name: str, digest: str,
     return {"offset": off}
 
 
-def _stage_part(hub: Hub, ep: LocalEndpoint, owner: str, digest: str, offset: int, data: bytes,
+def _stage_part(hub: Hub, ep: SyncEndpoint, owner: str, digest: str, offset: int, data: bytes,
                 size: int | None) -> int:
     """Append a part, unless it passes the declared ``size`` or the owner's staging cap."""
     if size is not None and offset + len(data) > size:
@@ -245,31 +243,7 @@ async def upload_finish(request: Request, owner: str, name: str, digest: str, bo
     return {"installed": True}
 
 
-def check_ref_targets(repo: "Repository", updates: list[dict[str, Any]]) -> None:
-    """Refuse (``ProtocolError``) an update whose new target is here but is no commit:
-    branches and sessions name a commit; a tag names a commit or an annotated tag that
-    peels to one. Absent targets are left to ``update_refs`` (``MissingObject``)."""
-    store = repo.git.object_store
-    for u in updates:
-        ref, new = check_shared_ref(u.get("ref", "")), u.get("new")
-        if new is None or new.encode() not in store:
-            continue
-        obj = store[new.encode()]
-        kind = obj.type_name.decode()
-        if ref.startswith("refs/tags/"):
-            while kind == "tag" and obj.object[1] in store:
-                obj = store[obj.object[1]]
-                kind = obj.type_name.decode()
-            if kind not in ("commit", "tag"):     # a tag whose target is absent: MissingObject later
-                what = f"a {kind}" if obj.id == new.encode() else f"an annotated tag of a {kind}"
-                raise ProtocolError(f"{ref}: {new} is {what}, not a commit (a tag names a commit "
-                                    f"or an annotated tag of one)", ref=ref, object=new, type=kind)
-        elif kind != "commit":
-            raise ProtocolError(f"{ref}: {new} is a {kind}, not a commit (branches and sessions "
-                                f"name commits)", ref=ref, object=new, type=kind)
-
-
-def _move_refs(ep: LocalEndpoint, ups: list[dict[str, Any]], force: bool) -> list[dict[str, Any]]:
+def _move_refs(ep: SyncEndpoint, ups: list[dict[str, Any]], force: bool) -> list[dict[str, Any]]:
     check_ref_targets(ep.repo, ups)
     return ep.update_refs(ups, force=force)
 

@@ -6,10 +6,9 @@ objects, chunk packs, Lance tables) under ``<data>/repos/<owner>/<name>/`` with 
 files, so every store-level tool (fsck, diff, replay) works on it unchanged. An
 S3-compatible backend would implement the same interface (Lance and fsspec speak S3).
 
-Unfinished table-file uploads ("staged" parts, written by
-:meth:`demoai.store.transfer.LocalEndpoint.upload_part` into each repository's
-``.demoai/uploads/<blake3>.part``) are listed per owner, so the hub can cap what one user
-keeps staged and drop parts nobody finished.
+Unfinished table-file uploads ("staged" parts, which the sync endpoint keeps inside each
+repository: :func:`demoai.porcelain.hosting.staged_parts`) are listed per owner, so the hub
+can cap what one user keeps staged and drop parts nobody finished.
 """
 from __future__ import annotations
 
@@ -23,15 +22,11 @@ from pathlib import Path
 from typing import Iterator
 
 from demoai.errors import RemoteNotFound
-from demoai.store.fsutil import FileLock
-from demoai.store.git.repo import CONTROL_DIR, Repository
+from demoai.porcelain import Repository, hosting
 
 from demoai.hub.meta import check_name
 
 __all__ = ["RepoStorage", "LocalRepoStorage", "StagedUpload"]
-
-_UPLOADS = "uploads"       # LocalEndpoint's staging folder inside the control directory
-_PART = ".part"
 
 
 @dataclass(frozen=True)
@@ -49,17 +44,20 @@ class RepoStorage(abc.ABC):
     """Create, open and delete the stored contents of ``owner/name`` repositories."""
 
     @abc.abstractmethod
-    def create(self, owner: str, name: str) -> None: ...
+    def create(self, owner: str, name: str) -> None:
+        """Make an empty repository (one there already is kept)."""
 
     @abc.abstractmethod
-    def exists(self, owner: str, name: str) -> bool: ...
+    def exists(self, owner: str, name: str) -> bool:
+        """Whether ``owner/name`` has stored contents."""
 
     @abc.abstractmethod
     def open(self, owner: str, name: str) -> Repository:
         """The repository (the caller closes it); ``RemoteNotFound`` if absent."""
 
     @abc.abstractmethod
-    def delete(self, owner: str, name: str) -> None: ...
+    def delete(self, owner: str, name: str) -> None:
+        """Remove the stored contents (gone already is fine)."""
 
     @abc.abstractmethod
     def staged_uploads(self, owner: str) -> list[StagedUpload]:
@@ -112,38 +110,32 @@ class LocalRepoStorage(RepoStorage):
         return self.root / check_name(owner, "owner") / check_name(name, "repository name")
 
     def create(self, owner: str, name: str) -> None:
-        path = self._path(owner, name)
-        if not (path / CONTROL_DIR / "git").is_dir():
-            Repository.init(path).close()
+        hosting.init_hosted(self._path(owner, name))
 
     def exists(self, owner: str, name: str) -> bool:
-        return (self._path(owner, name) / CONTROL_DIR / "git").is_dir()
+        return hosting.is_hosted(self._path(owner, name))
 
     def open(self, owner: str, name: str) -> Repository:
         if not self.exists(owner, name):
             raise RemoteNotFound(f"repository {owner}/{name} not found", repo=f"{owner}/{name}")
-        return Repository(self._path(owner, name))
+        return hosting.open_hosted(self._path(owner, name))
 
     def delete(self, owner: str, name: str) -> None:
         shutil.rmtree(self._path(owner, name), ignore_errors=True)
 
     def staged_uploads(self, owner: str) -> list[StagedUpload]:
-        out = []
-        for part in (self.root / check_name(owner, "owner")).glob(f"*/{CONTROL_DIR}/{_UPLOADS}/*{_PART}"):
-            try:
-                st = part.stat()
-            except FileNotFoundError:      # finished or dropped meanwhile
-                continue
-            out.append(StagedUpload(owner, part.parents[2].name, part.name[:-len(_PART)],
-                                    st.st_size, st.st_mtime))
-        return out
+        home = self.root / check_name(owner, "owner")
+        if not home.is_dir():
+            return []
+        return [StagedUpload(owner, repo.name, p.digest, p.size, p.mtime)
+                for repo in sorted(home.iterdir()) if repo.is_dir() and not repo.name.startswith(".")
+                for p in hosting.staged_parts(repo)]
 
     def drop_staged(self, upload: StagedUpload) -> None:
-        part = self._path(upload.owner, upload.name) / CONTROL_DIR / _UPLOADS / f"{upload.digest}{_PART}"
-        part.unlink(missing_ok=True)
+        hosting.drop_staged_part(self._path(upload.owner, upload.name), upload.digest)
 
     @contextlib.contextmanager
     def staging_lock(self, owner: str) -> Iterator[None]:
         # Beside the owner's repositories: a name no repository can take (no leading dot).
-        with FileLock(self.root / check_name(owner, "owner") / ".staging.lock", timeout=120):
+        with hosting.host_lock(self.root / check_name(owner, "owner") / ".staging.lock", timeout=120):
             yield

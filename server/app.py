@@ -27,10 +27,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from demoai import __version__
 from demoai import errors as E
 from demoai.http.errors import error_body, status_for
+from demoai.porcelain import agent as A
+from demoai.porcelain import open_repository
 from demoai.server import agents_api, models_api
-from demoai.server.pool import ModelPool
 from demoai.server.runs import RunManager
-from demoai.store.git.repo import Repository
 
 __all__ = ["create_app", "MAX_BODY"]
 
@@ -44,14 +44,14 @@ def create_app(repo_path: str | os.PathLike, token: str | None = None, *, open_m
     """A FastAPI app serving the repository at (or above) ``repo_path``.
 
     ``token``: every route then needs ``Authorization: Bearer TOKEN``. ``open_models``:
-    backends kept loaded for ``/v1``. ``max_tokens_cap``: the most new tokens one chat
-    request may ask for (None: the model's context). Agent runs go one at a time: the
-    runtime shares one loaded backend per model between runs, and a backend is not
-    thread-safe."""
-    with Repository.open(repo_path) as repo:         # NotARepository now, not per request
+    models kept loaded, for ``/v1`` and agent runs alike (one pool). ``max_tokens_cap``: the
+    most new tokens one chat request may ask for (None: the model's context). Agent runs go
+    one at a time; a model call takes that model's lock, so runs and chat requests take
+    turns on a model."""
+    with open_repository(repo_path) as repo:         # NotARepository now, not per request
         root = repo.root
     runs = RunManager(root, workers=1)
-    models = ModelPool(root, open_models)
+    models = A.ModelPool(open_models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

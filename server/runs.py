@@ -2,10 +2,10 @@
 
 A request only checks its input and queues the work; the answer (202) names the session at
 once and the work runs on a worker thread with its own :class:`Repository`. The app uses one
-worker: a loaded model is not thread-safe and the runtime shares one backend per model
-across the runs of a process, so two runs at once could call it concurrently.
-The manager also knows which sessions it is writing, so that readers follow those from git
-(see :mod:`demoai.server.follow`) instead of opening them.
+worker: runs take turns on the CPU and on the models of the app's pool (each model call
+already takes that model's lock, shared with ``/v1``). The manager also knows which
+sessions it is writing, so that the routes refuse to open those (see
+:mod:`demoai.server.guards`); reads of a session come from git and are always safe.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from demoai.errors import DemoAIError, RefConflict
 from demoai.http.errors import status_for
-from demoai.store.git.repo import Repository
+from demoai.porcelain import Repository, open_repository
 
 __all__ = ["Run", "RunManager"]
 
@@ -109,7 +109,7 @@ class RunManager:
             run, work = item
             run.status, run.started = "running", time.time()
             try:
-                with Repository(self.root) as repo:
+                with open_repository(self.root, search=False) as repo:
                     run.result = work(repo)
                 run.status = str(run.result.get("status", "finished"))
             except DemoAIError as e:

@@ -10,10 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from demoai.porcelain.agent import SEED_MAX
+
 __all__ = ["RunRequest", "ForkRequest", "ReplayRequest", "ContinueRequest", "ChatMessage",
            "ChatRequest", "ResponseFormat", "SEED_MAX", "Scalar"]
 
-SEED_MAX = 2**32 - 1
 Scalar = str | int | float | bool
 Name = Field(default=None, min_length=1, max_length=200)
 Sandbox = Literal["namespace", "docker"]
@@ -110,6 +111,8 @@ class ChatMessage(BaseModel):
 
 
 class JsonSchemaSpec(BaseModel):
+    """``response_format.json_schema``: a named JSON schema the answer must follow."""
+
     name: str = Field(default="response", max_length=64)
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
@@ -124,6 +127,8 @@ class ResponseFormat(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a last chunk carrying the usage."""
+
     include_usage: bool = False
 
 

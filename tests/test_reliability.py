@@ -840,7 +840,7 @@ def _chunk_ids_in(path: Path, off: int) -> list[str]:
     """The chunk ids whose payload covers ``off`` in a pack (from its idx)."""
     if path.suffix != ".pack":
         return []
-    from demoai.store.blobs.packs import _load_idx
+    from demoai.store.blobs.packs import read_idx as _load_idx
     try:
         entries = _load_idx(path.with_suffix(".idx"))
     except Exception:  # noqa: BLE001

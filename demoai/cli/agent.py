@@ -1,4 +1,4 @@
-"""``demoai agent ...`` and the session side of ``demoai fork``: parse, call the runtime, print."""
+"""``demoai agent ...`` and the session side of ``demoai fork``: parse, call porcelain, print."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +6,8 @@ from typing import Any
 import click
 
 from demoai import errors as E
-from demoai.cli.common import _json, _repo, err, esc, handle_errors, json_option, out
+from demoai.cli.common import err, esc, handle_errors, json_option, open_repo, out, print_json
+from demoai.porcelain import agent as A
 
 __all__ = ["agent", "fork_session_cmd", "parse_sets"]
 
@@ -63,20 +64,19 @@ def agent() -> None:
 def run(agent_path: str | None, task: str, rev: str, name: str | None, sandbox: str | None,
         model: str | None, max_steps: int | None, from_session: str | None, as_json: bool) -> None:
     """Run AGENT (an *.agent.yaml path) on --task, or continue a session with --from."""
-    from demoai.runtime.agent import continue_session, run_agent
-    repo = _repo()
+    repo = open_repo()
     if from_session:
-        res = continue_session(repo, from_session, max_steps=max_steps, sandbox=sandbox,
-                               on_event=_printer(as_json))
+        res = A.continue_session(repo, from_session, max_steps=max_steps, sandbox=sandbox,
+                                 on_event=_printer(as_json))
     elif agent_path:
-        res = run_agent(repo, agent_path, task=task, rev=rev, name=name, sandbox=sandbox, model=model,
-                        max_steps=max_steps, on_event=_printer(as_json))
+        res = A.run_agent(repo, agent_path, task=task, rev=rev, name=name, sandbox=sandbox, model=model,
+                          max_steps=max_steps, on_event=_printer(as_json))
     else:
         raise E.PathNotFound("agent run needs an AGENT path or --from SESSION")
     if as_json:
-        return _json(res)
-    out.print(f"session [bold]{esc(res['session'])}[/bold]: {res['status']} after {res['steps']} step(s)"
-              + (f"; answer: {esc(str(res['answer']))}" if res.get("answer") else ""))
+        return print_json(res.to_dict())
+    out.print(f"session [bold]{esc(res.session)}[/bold]: {res.status} after {res.steps} step(s)"
+              + (f"; answer: {esc(str(res.answer))}" if res.answer else ""))
 
 
 @agent.command("sessions")
@@ -84,16 +84,15 @@ def run(agent_path: str | None, task: str, rev: str, name: str | None, sandbox: 
 @handle_errors
 def sessions_cmd(as_json: bool) -> None:
     """List sessions, newest first."""
-    from demoai.runtime.inspect import sessions
-    items = sessions(_repo())
+    items = A.list_sessions(open_repo())
     if as_json:
-        return _json(items)
+        return print_json([s.to_dict() for s in items])
     from rich.table import Table
 
     t = Table("session", "status", "steps", "agent", "forked from", box=None)
     for s in items:
-        p = s["parent"]
-        t.add_row(esc(s["name"]), s["status"], str(s["steps"]), esc(str(s["meta"].get("agent", ""))),
+        p = s.parent
+        t.add_row(esc(s.name), s.status, str(s.steps), esc(str(s.meta.get("agent", ""))),
                   esc(f"{p['session']}@{p['step']}") if p else "")
     out.print(t)
 
@@ -104,16 +103,15 @@ def sessions_cmd(as_json: bool) -> None:
 @handle_errors
 def log_cmd(session: str, as_json: bool) -> None:
     """The timeline of SESSION, one line per event."""
-    from demoai.runtime.inspect import timeline
-    res = timeline(_repo(), session)
+    res = A.session_log(open_repo(), session)
     if as_json:
-        return _json(res)
-    s = res["session"]
-    out.print(f"[bold]{esc(s['name'])}[/bold] {s['status']}, {s['steps']} steps, head {s['head'][:19]}")
-    for e in res["events"]:
-        st = _STYLE.get(e["type"], "")
-        out.print(f"  [dim]{e['step']:>3}[/dim] [{st}]{e['type']:<14}[/{st}] {esc(e['summary'])}" if st else
-                  f"  [dim]{e['step']:>3}[/dim] {e['type']:<14} {esc(e['summary'])}")
+        return print_json(res.to_dict())
+    s = res.session
+    out.print(f"[bold]{esc(s.name)}[/bold] {s.status}, {s.steps} steps, head {s.head[:19]}")
+    for e in res.events:
+        st = _STYLE.get(e.type, "")
+        out.print(f"  [dim]{e.step:>3}[/dim] [{st}]{e.type:<14}[/{st}] {esc(e.summary)}" if st else
+                  f"  [dim]{e.step:>3}[/dim] {e.type:<14} {esc(e.summary)}")
 
 
 @agent.command("show")
@@ -122,16 +120,15 @@ def log_cmd(session: str, as_json: bool) -> None:
 @handle_errors
 def show_cmd(spec: str, as_json: bool) -> None:
     """The events of SESSION@STEP and the workspace files after it."""
-    from demoai.runtime.inspect import show_step
-    res = show_step(_repo(), spec)
+    res = A.session_step(open_repo(), spec)
     if as_json:
-        return _json(res)
-    out.print(f"[bold]{esc(res['session'])}@{res['step']}[/bold] commit {res['commit'][:12]}")
-    for e in res["events"]:
-        body = {k: v for k, v in e.items() if k not in ("id", "parent", "type", "step", "t")}
-        out.print(f"  [{_STYLE.get(e['type'], 'white')}]{e['type']}[/] {esc(str(body))[:600]}")
-    if res["workspace"]:
-        out.print("  workspace: " + ", ".join(f"{esc(p)} ({n} B)" for p, n in res["workspace"].items()))
+        return print_json(res.to_dict())
+    out.print(f"[bold]{esc(res.session)}@{res.step}[/bold] commit {res.commit[:12]}")
+    for e in res.events:
+        body = {k: v for k, v in e.body.items() if k not in ("type", "step", "t")}
+        out.print(f"  [{_STYLE.get(e.type, 'white')}]{e.type}[/] {esc(str(body))[:600]}")
+    if res.workspace:
+        out.print("  workspace: " + ", ".join(f"{esc(p)} ({n} B)" for p, n in res.workspace.items()))
 
 
 @agent.command("diff")
@@ -141,20 +138,18 @@ def show_cmd(spec: str, as_json: bool) -> None:
 @handle_errors
 def diff_cmd(a: str, b: str, as_json: bool) -> None:
     """Where sessions A and B part, and what differs there."""
-    from demoai.runtime.replay import diff_sessions
-    res = diff_sessions(_repo(), a, b)
+    res = A.diff_sessions(open_repo(), a, b)
     if as_json:
-        return _json(res)
-    out.print(f"{esc(a)}: {res['steps'][0]} steps, {esc(b)}: {res['steps'][1]} steps; "
-              f"{res['shared_events']} shared event(s)")
-    if res["identical"]:
+        return print_json(res.to_dict())
+    out.print(f"{esc(a)}: {res.steps[0]} steps, {esc(b)}: {res.steps[1]} steps; "
+              f"{res.shared_events} shared event(s)")
+    d = res.first_divergence
+    if res.identical or d is None:
         out.print("[green]identical[/green]")
         return
-    d = res["first_divergence"]
-    out.print(f"first divergence at step {d['step']} (event {d['index']}), fields: {', '.join(d['fields']) or '-'}")
-    for side in ("a", "b"):
-        x = d[side]
-        out.print(f"  {side}: " + (f"[bold]{x['type']}[/bold] {esc(x['detail'])}" if x else "(ends)"))
+    out.print(f"first divergence at step {d.step} (event {d.index}), fields: {', '.join(d.fields) or '-'}")
+    for side, x in (("a", d.a), ("b", d.b)):
+        out.print(f"  {side}: " + (f"[bold]{x.type}[/bold] {esc(x.detail)}" if x else "(ends)"))
 
 
 @agent.command("replay")
@@ -168,45 +163,31 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
 def replay_cmd(session: str, mode: str, from_step: int | None, sandbox: str | None,
                max_steps: int | None, as_json: bool) -> None:
     """Replay SESSION: recorded (verify), reexecute (tools for real) or live (model again)."""
-    from demoai.runtime.replay import replay
-    kw: dict[str, Any] = {}
-    if mode in ("reexecute", "live") and sandbox:
-        kw["sandbox"] = sandbox
-    if mode == "live":
-        kw["max_steps"] = max_steps
-        kw["on_event"] = _printer(as_json)
-    res = replay(_repo(), session, mode, from_step, **kw)
+    res = A.replay(open_repo(), session, mode, from_step, sandbox=sandbox, max_steps=max_steps,
+                   on_event=_printer(as_json))
     if as_json:
-        return _json(res)
-    if mode == "recorded":
-        out.print(f"[green]verified[/green] {res['events']} events, {res['steps']} steps, head "
-                  f"{res['head'][:19]} in {res['seconds'] * 1000:.1f} ms")
-    elif mode == "reexecute":
-        for r in res["steps"]:
-            mark = "[green]same[/green]" if r["same"] else f"[red]differs[/red] ({', '.join(r['fields'])})"
-            out.print(f"  step {r['step']:>3} {r['tool']:<10} {mark}")
-        d = res["first_divergence"]
+        return print_json(res.to_dict())
+    if isinstance(res, A.RecordedReplay):
+        out.print(f"[green]verified[/green] {res.events} events, {res.steps} steps, head "
+                  f"{res.head[:19]} in {res.seconds * 1000:.1f} ms")
+    elif isinstance(res, A.ReexecuteReplay):
+        for r in res.steps:
+            mark = "[green]same[/green]" if r.same else f"[red]differs[/red] ({', '.join(r.fields)})"
+            out.print(f"  step {r.step:>3} {r.tool:<10} {mark}")
+        d = res.first_divergence
         out.print("[green]all observations match[/green]" if d is None else
-                  f"[yellow]first divergence at step {d['step']}[/yellow]: {', '.join(d['fields'])}")
+                  f"[yellow]first divergence at step {d.step}[/yellow]: {', '.join(d.fields)}")
     else:
-        r = res["result"]
-        out.print(f"live replay recorded as session [bold]{esc(res['new_session'])}[/bold]: "
-                  f"{r['status']} after {r['steps']} step(s)")
+        r = res.result
+        out.print(f"live replay recorded as session [bold]{esc(res.new_session)}[/bold]: "
+                  f"{r.status} after {r.steps} step(s)")
 
 
 def fork_session_cmd(spec: str, name: str | None, sets: tuple[str, ...], model: str | None,
                      prompt: str | None) -> None:
     """The session form of ``demoai fork SESSION@STEP [NAME]``."""
-    from demoai.runtime.replay import _free_name
-    from demoai.store.sessions.log import fork_session, parse_session_step
-    repo = _repo()
-    src, step = parse_session_step(spec)
-    overrides = parse_sets(sets)
-    if model:
-        overrides["model_ref"] = model
-    if prompt:
-        overrides["prompt"] = prompt
-    name = name or _free_name(repo, f"{src}-fork")
-    with fork_session(repo, spec, name, overrides=overrides) as log:
-        out.print(f"Forked session {esc(src)}@{step} as [bold]{esc(name)}[/bold] (commit {log.tip[:12]}); "
-                  f"continue it with `demoai agent run --from {esc(name)}`")
+    res = A.fork_session(open_repo(), spec, name, sets=parse_sets(sets), model=model or None,
+                         prompt=prompt or None)
+    p = res.parent
+    out.print(f"Forked session {esc(p['session'])}@{p['step']} as [bold]{esc(res.session)}[/bold] "
+              f"(commit {res.commit[:12]}); continue it with `demoai agent run --from {esc(res.session)}`")

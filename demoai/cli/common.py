@@ -7,13 +7,17 @@ import functools
 import json
 import os
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from demoai import errors as E
-from demoai.store.git.repo import Repository
 
+if TYPE_CHECKING:
+    from demoai.porcelain import Repository
+
+__all__ = ["out", "err", "esc", "ERROR_HINTS", "handle_errors", "open_repo", "print_json",
+           "Bars", "json_option"]
 
 
 class _LazyConsole:
@@ -85,19 +89,22 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _repo() -> Repository:
-    repo = Repository.open()
-    # Close dulwich's pack files before interpreter shutdown, when their finalizers would
-    # otherwise run without imports and print "Exception ignored" noise.
+def open_repo() -> "Repository":
+    """The repository holding the current directory, closed at exit."""
+    from demoai.porcelain import open_repository
+    repo = open_repository()
+    # Close the repository's open pack files before interpreter shutdown, when their
+    # finalizers would otherwise run without imports and print "Exception ignored" noise.
     atexit.register(repo.close)
     return repo
 
 
-def _json(data: Any) -> None:
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON (what ``--json`` gives)."""
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-class _Bars:
+class Bars:
     """Rich progress bars keyed by a label; a callback for porcelain progress."""
 
     def __init__(self, enabled: bool) -> None:
@@ -111,7 +118,7 @@ class _Bars:
                                      TimeRemainingColumn(), console=err.get(), transient=True)
         self.tasks: dict[str, Any] = {}
 
-    def __enter__(self) -> "_Bars":
+    def __enter__(self) -> "Bars":
         if self.enabled:
             self.progress.start()
         return self
@@ -129,3 +136,6 @@ class _Bars:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+# The names the command modules used before these were public.
+_repo, _json, _Bars = open_repo, print_json, Bars

@@ -6,7 +6,7 @@ prints the log. Then it runs an agent with SmolLM2 in the sandbox, forks its ses
 middle step with another instruction, replays the original (recorded and reexecute) and
 prints the session log and the fork's divergence. Last, it serves a hub on 127.0.0.1,
 pushes the repository there, clones it and replays the cloned session (demo_hub.py).
-Every step goes through the same porcelain and runtime calls the CLI uses.
+Every step goes through the same porcelain calls the CLI uses.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from demoai import porcelain as P
-from demoai.registry.defaults import default_gguf_path, sample_data_dir
+from demoai.porcelain import agent as A
 
 __all__ = ["run_demo"]
 
@@ -82,9 +82,9 @@ def _tour(root: Path, console: Console) -> Path:
     data, prompts, models = root / "data", root / "prompts", root / "models"
     for d in (data, prompts, models):
         d.mkdir(exist_ok=True)
-    shutil.copy(sample_data_dir() / "train.jsonl", data / "train.jsonl")
-    shutil.copy(sample_data_dir() / "qa.prompt.yaml", prompts / "qa.prompt.yaml")
-    gguf = default_gguf_path()
+    shutil.copy(A.sample_data_dir() / "train.jsonl", data / "train.jsonl")
+    shutil.copy(A.sample_data_dir() / "qa.prompt.yaml", prompts / "qa.prompt.yaml")
+    gguf = A.default_model_path()
     shutil.copy(gguf, models / "smollm2.gguf")
 
     step("add + commit: dataset (key id), prompt, SmolLM2 GGUF")
@@ -168,7 +168,8 @@ def _tour(root: Path, console: Console) -> Path:
                       markup=False)
     if not fs["ok"]:
         raise SystemExit(1)
-    _agent_tour(repo, root, console, step)
+    with A.ModelPool() as pool:                 # the run and the fork share one loaded model
+        _agent_tour(repo, root, console, step, pool)
     from demoai.cli.demo_hub import hub_tour
     if not hub_tour(repo, root, console, step):
         raise SystemExit(1)
@@ -180,14 +181,9 @@ TASK = "Create a file hello.txt that contains the word hello, then finish."
 FORK_INSTRUCTION = "Change of plan: write the word bye into bye.txt, then finish."
 
 
-def _agent_tour(repo: Any, root: Path, console: Console, step: Any) -> None:
+def _agent_tour(repo: Any, root: Path, console: Console, step: Any, pool: A.ModelPool) -> None:
     """Run an agent with SmolLM2 in the sandbox, fork it mid-way with another instruction,
     replay the original (recorded, reexecute) and show the log and the fork's divergence."""
-    from demoai.runtime.agent import continue_session, run_agent
-    from demoai.runtime.inspect import timeline
-    from demoai.runtime.replay import diff_sessions, replay_recorded, replay_reexecute
-    from demoai.store.sessions.log import fork_session
-
     def show(kind: str, d: dict) -> None:
         if kind == "model_response":
             console.print(f"  [dim]step {d['step']}[/dim] [cyan]model[/cyan] {esc(d['text'][:140])}")
@@ -202,45 +198,49 @@ def _agent_tour(repo: Any, root: Path, console: Console, step: Any) -> None:
     step("agent: commit an agent definition, run it with SmolLM2 in the namespace sandbox")
     agents = root / "agents"
     agents.mkdir(exist_ok=True)
-    shutil.copy(sample_data_dir() / "files.agent.yaml", agents / "files.agent.yaml")
+    shutil.copy(A.sample_data_dir() / "files.agent.yaml", agents / "files.agent.yaml")
     P.add(repo, [agents / "files.agent.yaml"])
     P.commit(repo, "Add the file-keeper agent")
     console.print(f"  task: {TASK}", markup=False)
-    res = run_agent(repo, "agents/files.agent.yaml", task=TASK, name="demo-run", on_event=show)
-    console.print(f"  session demo-run: {res['status']} after {res['steps']} step(s), head {res['head'][:19]}")
+    res = A.run_agent(repo, "agents/files.agent.yaml", task=TASK, name="demo-run", on_event=show,
+                      pool=pool)
+    console.print(f"  session demo-run: {res.status} after {res.steps} step(s), head {res.head[:19]}")
 
-    mid = max(1, res["steps"] // 2)
+    mid = max(1, res.steps // 2)
     step(f"fork demo-run@{mid} with a different instruction, and continue the fork")
-    fork_session(repo, f"demo-run@{mid}", "demo-fork", overrides={"instruction": FORK_INSTRUCTION}).close()
+    A.fork_session(repo, f"demo-run@{mid}", "demo-fork", instruction=FORK_INSTRUCTION)
     console.print(f"  instruction: {FORK_INSTRUCTION}", markup=False)
-    fres = continue_session(repo, "demo-fork", max_steps=2, on_event=show)
-    console.print(f"  session demo-fork: {fres['status']} after {fres['steps']} step(s)")
+    fres = A.continue_session(repo, "demo-fork", max_steps=2, on_event=show, pool=pool)
+    console.print(f"  session demo-fork: {fres.status} after {fres.steps} step(s)")
 
     step("replay demo-run: recorded (verify the chain), reexecute (tools again, fresh sandbox)")
-    rec = replay_recorded(repo, "demo-run")
-    console.print(f"  recorded: verified {rec['events']} events over {rec['steps']} steps in "
-                  f"{rec['seconds'] * 1000:.1f} ms")
-    rex = replay_reexecute(repo, "demo-run")
-    for r in rex["steps"]:
-        console.print(f"  reexecute step {r['step']}: {r['tool']} "
-                      + ("same observation" if r["same"] else f"differs in {', '.join(r['fields'])}"), markup=False)
-    d = rex["first_divergence"]
+    rec = A.replay(repo, "demo-run", "recorded")
+    assert isinstance(rec, A.RecordedReplay)
+    console.print(f"  recorded: verified {rec.events} events over {rec.steps} steps in "
+                  f"{rec.seconds * 1000:.1f} ms")
+    rex = A.replay(repo, "demo-run", "reexecute")
+    assert isinstance(rex, A.ReexecuteReplay)
+    for r in rex.steps:
+        console.print(f"  reexecute step {r.step}: {r.tool} "
+                      + ("same observation" if r.same else f"differs in {', '.join(r.fields)}"), markup=False)
+    d = rex.first_divergence
     console.print("  reexecute: every observation matches" if d is None else
-                  f"  reexecute: first divergence at step {d['step']}", markup=False)
+                  f"  reexecute: first divergence at step {d.step}", markup=False)
 
     step("session log of demo-run")
-    for e in timeline(repo, "demo-run")["events"]:
-        console.print(f"  {e['step']:>3} {e['type']:<14} {e['summary'][:150]}", markup=False)
+    for e in A.session_log(repo, "demo-run").events:
+        console.print(f"  {e.step:>3} {e.type:<14} {e.summary[:150]}", markup=False)
 
     step("divergence of the fork (demoai agent diff demo-run demo-fork)")
-    dv = diff_sessions(repo, "demo-run", "demo-fork")
-    fd = dv["first_divergence"]
-    console.print(f"  {dv['shared_events']} events shared; first divergence at step {fd['step']}:", markup=False)
-    for side, name in (("a", "demo-run"), ("b", "demo-fork")):
-        x = fd[side]
-        console.print(f"    {name}: " + (f"{x['type']} {x['detail'][:140]}" if x else "(ends)"), markup=False)
-    for e in timeline(repo, "demo-fork")["events"][dv["shared_events"]:]:
-        console.print(f"    fork {e['step']:>3} {e['type']:<14} {e['summary'][:140]}", markup=False)
+    dv = A.diff_sessions(repo, "demo-run", "demo-fork")
+    fd = dv.first_divergence
+    if fd is None:
+        raise SystemExit("the fork did not diverge from demo-run")
+    console.print(f"  {dv.shared_events} events shared; first divergence at step {fd.step}:", markup=False)
+    for name, x in (("demo-run", fd.a), ("demo-fork", fd.b)):
+        console.print(f"    {name}: " + (f"{x.type} {x.detail[:140]}" if x else "(ends)"), markup=False)
+    for e in A.session_log(repo, "demo-fork").events[dv.shared_events:]:
+        console.print(f"    fork {e.step:>3} {e.type:<14} {e.summary[:140]}", markup=False)
     fs = P.fsck(repo)
     console.print(f"  fsck with sessions: {'ok' if fs['ok'] else 'BROKEN'} ({fs['counts']['sessions']} sessions)")
     if not fs["ok"]:

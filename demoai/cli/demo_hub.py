@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from demoai import porcelain as P
+from demoai.porcelain import agent as A
 
 __all__ = ["hub_tour", "LocalHub"]
 
@@ -49,8 +50,6 @@ class LocalHub:
 
 def hub_tour(repo: Any, root: Path, console: Console, step: Any) -> bool:
     """Push ``repo`` (with its sessions) to a fresh hub, clone and verify; True if all is well."""
-    from demoai.runtime.replay import replay_recorded
-    from demoai.store.sessions.log import list_sessions
     data = Path(tempfile.mkdtemp(prefix="demoai-hub-"))
     step(f"hub: serve on 127.0.0.1 (data {data}), add user demo with a write token")
     with LocalHub(data) as hub:
@@ -74,21 +73,20 @@ def hub_tour(repo: Any, root: Path, console: Console, step: Any) -> bool:
         cloned = P.clone(url, target, token=token)
         console.print(f"  cloned into {cloned['path']} (branch {cloned['branch']} at {cloned['commit'][:12]})",
                       markup=False)
-        from demoai.store.git.repo import Repository
-        with Repository(target) as clone:
+        with P.open_repository(target, search=False) as clone:
             fs = P.fsck(clone)
             console.print(f"  clone fsck: {'ok' if fs['ok'] else 'BROKEN'} {fs['counts']}", markup=False)
             for prob in fs["problems"]:
                 console.print(f"  [red]{prob}[/red]")
-            same = {p: a.digest for p, a in clone.artifacts(clone.head_commit()).items()} == \
-                {p: a.digest for p, a in repo.artifacts(repo.head_commit()).items()}
+            same = A.artifact_digests(clone) == A.artifact_digests(repo)
             console.print(f"  artifact digests identical to the source: {same}", markup=False)
-            names = [s.name for s in list_sessions(clone)]
+            names = [s.name for s in A.list_sessions(clone)]
             console.print(f"  sessions in the clone: {', '.join(names)}", markup=False)
-            mine, theirs = replay_recorded(repo, "demo-run"), replay_recorded(clone, "demo-run")
-            keys = ("events", "steps", "head", "timeline")
-            replay_same = [mine[k] for k in keys] == [theirs[k] for k in keys]
-            console.print(f"  replay recorded in the clone: {theirs['events']} events over {theirs['steps']} "
+            mine, theirs = A.replay(repo, "demo-run"), A.replay(clone, "demo-run")
+            assert isinstance(mine, A.RecordedReplay) and isinstance(theirs, A.RecordedReplay)
+            replay_same = (mine.events, mine.steps, mine.head, mine.timeline) == \
+                (theirs.events, theirs.steps, theirs.head, theirs.timeline)
+            console.print(f"  replay recorded in the clone: {theirs.events} events over {theirs.steps} "
                           f"steps verified; identical to the source: {replay_same}", markup=False)
         import httpx
         page = httpx.get(f"{hub.url}/demo/{root.name}", cookies={"demoai_token": token}, timeout=30)

@@ -5,7 +5,7 @@ from typing import Any
 
 import click
 
-from demoai.cli.common import _Bars, _json, _repo, err, esc, handle_errors, json_option, out
+from demoai.cli.common import Bars, err, esc, handle_errors, json_option, open_repo, out, print_json
 
 __all__ = ["remote", "push", "fetch", "pull", "clone", "login"]
 
@@ -34,7 +34,7 @@ def remote() -> None:
 def remote_add(name: str, url: str) -> None:
     """Remember URL (http://HOST:PORT/OWNER/NAME) as remote NAME."""
     from demoai.porcelain import remote_add as add
-    add(_repo(), name, url)
+    add(open_repo(), name, url)
 
 
 @remote.command("remove")
@@ -43,7 +43,7 @@ def remote_add(name: str, url: str) -> None:
 def remote_remove(name: str) -> None:
     """Forget remote NAME and its remote-tracking branches."""
     from demoai.porcelain import remote_remove as rm
-    rm(_repo(), name)
+    rm(open_repo(), name)
 
 
 @remote.command("list")
@@ -52,9 +52,9 @@ def remote_remove(name: str) -> None:
 def remote_list(as_json: bool) -> None:
     """The remotes and their URLs."""
     from demoai.porcelain import remotes
-    r = remotes(_repo())
+    r = remotes(open_repo())
     if as_json:
-        return _json(r)
+        return print_json(r)
     for name, url in sorted(r.items()):
         out.print(f"{name}\t{url}", markup=False)
 
@@ -71,11 +71,11 @@ def push(remote_name: str, refs: tuple[str, ...], all_refs: bool, force: bool, p
          as_json: bool) -> None:
     """Send branches, tags or sessions (session:NAME) to a hub; only what it lacks travels."""
     from demoai.porcelain import push as do_push
-    with _Bars(not as_json) as bars:
-        res = do_push(_repo(), remote_name, list(refs) or None, all_refs=all_refs, force=force,
+    with Bars(not as_json) as bars:
+        res = do_push(open_repo(), remote_name, list(refs) or None, all_refs=all_refs, force=force,
                       private=not public, progress=bars)
     if as_json:
-        return _json(res)
+        return print_json(res)
     if res["created"]:
         out.print(f"created {esc(res['url'])} ({'public' if public else 'private'})")
     for u in res["updated"]:
@@ -101,10 +101,10 @@ def _print_fetch(res: dict[str, Any]) -> None:
 def fetch(remote_name: str, as_json: bool) -> None:
     """Bring a hub's branches (as REMOTE/BRANCH), tags and sessions here."""
     from demoai.porcelain import fetch as do_fetch
-    with _Bars(not as_json) as bars:
-        res = do_fetch(_repo(), remote_name, progress=bars)
+    with Bars(not as_json) as bars:
+        res = do_fetch(open_repo(), remote_name, progress=bars)
     if as_json:
-        return _json(res)
+        return print_json(res)
     _print_fetch(res)
 
 
@@ -115,10 +115,10 @@ def fetch(remote_name: str, as_json: bool) -> None:
 def pull(remote_name: str, as_json: bool) -> None:
     """Fetch, then merge the remote's counterpart of the current branch."""
     from demoai.porcelain import pull as do_pull
-    with _Bars(not as_json) as bars:
-        res = do_pull(_repo(), remote_name, progress=bars)
+    with Bars(not as_json) as bars:
+        res = do_pull(open_repo(), remote_name, progress=bars)
     if as_json:
-        return _json(res)
+        return print_json(res)
     _print_fetch(res["fetch"])
     m = res["merge"]
     out.print("fast-forward" if m.get("fast_forward") else f"merged: {esc(str(m.get('commit', ''))[:12])}")
@@ -133,10 +133,10 @@ def pull(remote_name: str, as_json: bool) -> None:
 def clone(url: str, directory: str | None, no_checkout: bool, as_json: bool) -> None:
     """Copy a hub repository (http://HOST:PORT/OWNER/NAME) into a new folder."""
     from demoai.porcelain import clone as do_clone
-    with _Bars(not as_json) as bars:
+    with Bars(not as_json) as bars:
         res = do_clone(url, directory, checkout=not no_checkout, progress=bars)
     if as_json:
-        return _json(res)
+        return print_json(res)
     out.print(f"cloned into {esc(res['path'])}"
               + (f" (branch {esc(res['branch'])} at {res['commit'][:12]})" if res["commit"] else " (empty)"))
     out.print(f"[dim]{_stats_line(res['fetch']['stats'])}[/dim]")

@@ -1,6 +1,6 @@
 """The ``demoai`` command line: parse, call one porcelain function, print.
 
-Errors are typed ``DemoAIError``s turned into one line by ``cli_common.ERROR_HINTS`` (exit 1);
+Errors are typed ``DemoAIError``s turned into one line by ``demoai.cli.common.ERROR_HINTS`` (exit 1);
 ``DEMOAI_DEBUG=1`` shows the traceback instead.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import click
 import demoai
 from demoai import errors as E
 from demoai import porcelain as P
-from demoai.cli.common import _Bars, _json, _repo, esc, handle_errors, json_option, out
+from demoai.cli.common import Bars, esc, handle_errors, json_option, open_repo, out, print_json
 
 
 
@@ -44,10 +44,10 @@ def init(path: str, branch: str) -> None:
 @handle_errors
 def add(paths: tuple[str, ...], kind: str | None, key: str | None, as_json: bool) -> None:
     """Store artifacts and stage them for the next commit."""
-    with _Bars(not as_json) as bars:
-        results = P.add(_repo(), list(paths), kind=kind, key=key, progress=bars)
+    with Bars(not as_json) as bars:
+        results = P.add(open_repo(), list(paths), kind=kind, key=key, progress=bars)
     if as_json:
-        return _json([r.to_dict() for r in results])
+        return print_json([r.to_dict() for r in results])
     for r in results:
         out.print(f"{r.status:>9}  {esc(r.path)}  [dim]{esc(r.artifact.summary())}[/dim]")
 
@@ -58,7 +58,7 @@ def add(paths: tuple[str, ...], kind: str | None, key: str | None, as_json: bool
 @handle_errors
 def rm(paths: tuple[str, ...], cached: bool) -> None:
     """Remove artifacts from the next commit."""
-    for p in P.rm(_repo(), list(paths), cached=cached):
+    for p in P.rm(open_repo(), list(paths), cached=cached):
         out.print(f"removed  {p}")
 
 
@@ -67,9 +67,9 @@ def rm(paths: tuple[str, ...], cached: bool) -> None:
 @handle_errors
 def status(as_json: bool) -> None:
     """Show staged changes, changed files and untracked artifacts."""
-    st = P.status(_repo())
+    st = P.status(open_repo())
     if as_json:
-        return _json(st)
+        return print_json(st)
     out.print(f"On branch {st['branch']}" if st["branch"] else f"HEAD detached at {(st['head'] or '')[:12]}")
     if st.get("interrupted"):
         out.print(f"[red]Interrupted checkout:[/red] {esc(st['interrupted'])}")
@@ -110,8 +110,8 @@ def commit(paths: tuple[str, ...], message: str, only: bool, allow_empty: bool) 
     """
     if only and not paths:
         raise click.UsageError("--only needs the PATHS to commit")
-    repo = _repo()
-    with _Bars(bool(paths)) as bars:
+    repo = open_repo()
+    with Bars(bool(paths)) as bars:
         cid = P.commit(repo, message, paths=list(paths) if paths else None, allow_empty=allow_empty,
                        progress=bars)
     out.print(f"[{repo.current_branch() or 'detached'} {cid[:12]}] {message.splitlines()[0]}", markup=False)
@@ -127,10 +127,10 @@ def commit(paths: tuple[str, ...], message: str, only: bool, allow_empty: bool) 
 @handle_errors
 def log(rev: str, graph: bool, oneline: bool, limit: int | None, all_refs: bool, as_json: bool) -> None:
     """Show the history."""
-    repo = _repo()
+    repo = open_repo()
     entries = P.log(repo, rev, limit=limit, all_refs=all_refs)
     if as_json:
-        return _json(entries)
+        return print_json(entries)
     by_id = {e["id"]: e for e in entries}
     rows = (P.graph_lines([repo.commit_info(e["id"]) for e in entries]) if graph
             else [("", repo.commit_info(e["id"])) for e in entries])
@@ -161,9 +161,9 @@ def log(rev: str, graph: bool, oneline: bool, limit: int | None, all_refs: bool,
 @handle_errors
 def show(spec: str, as_json: bool) -> None:
     """Show a commit (REF) or an artifact (REF:PATH)."""
-    data = P.show(_repo(), spec)
+    data = P.show(open_repo(), spec)
     if as_json:
-        return _json(data)
+        return print_json(data)
     if "path" in data:
         out.print(f"[bold]{esc(data['path'])}[/bold] @ {esc(data['ref'])}  {esc(data['summary'])}\n  digest {data['digest']}")
         if "text" in data:
@@ -216,9 +216,9 @@ def _print_stat(changes: list[dict[str, Any]]) -> None:
 @handle_errors
 def diff(a: str | None, b: str | None, stat: bool, paths: tuple[str, ...], as_json: bool) -> None:
     """Typed diff: HEAD vs index, A vs index, or A vs B."""
-    changes = P.diff(_repo(), a, b, stat=stat, paths=list(paths) or None)
+    changes = P.diff(open_repo(), a, b, stat=stat, paths=list(paths) or None)
     if as_json:
-        return _json(changes)
+        return print_json(changes)
     if stat or not changes:
         _print_stat(changes)
         return
@@ -260,11 +260,11 @@ def diff(a: str | None, b: str | None, stat: bool, paths: tuple[str, ...], as_js
 @handle_errors
 def branch(name: str | None, start: str, delete: bool, as_json: bool) -> None:
     """List branches, create NAME at START, or delete NAME."""
-    repo = _repo()
+    repo = open_repo()
     if name is None:
         items = P.list_branches(repo)
         if as_json:
-            return _json(items)
+            return print_json(items)
         for b in items:
             out.print(f"{'*' if b['current'] else ' '} {esc(b['name'])}  [dim]{b['commit'][:12]}[/dim]")
         return
@@ -283,8 +283,8 @@ def branch(name: str | None, start: str, delete: bool, as_json: bool) -> None:
 @handle_errors
 def checkout(target: str, create: bool, force: bool) -> None:
     """Switch to a branch or commit and update the working tree."""
-    with _Bars(True) as bars:
-        res = P.checkout(_repo(), target, create=create, force=force, progress=bars)
+    with Bars(True) as bars:
+        res = P.checkout(open_repo(), target, create=create, force=force, progress=bars)
     out.print(f"Switched to branch {res['branch']}" if res["branch"] else f"HEAD is now at {res['commit'][:12]}")
 
 
@@ -297,11 +297,11 @@ def checkout(target: str, create: bool, force: bool) -> None:
 @handle_errors
 def tag(name: str | None, rev: str, message: str | None, delete: bool, as_json: bool) -> None:
     """List tags, tag REV as NAME, or delete NAME."""
-    repo = _repo()
+    repo = open_repo()
     if name is None:
         items = P.list_tags(repo)
         if as_json:
-            return _json(items)
+            return print_json(items)
         for t in items:
             out.print(f"{esc(t['name'])}  [dim]{t['commit'][:12]}[/dim]")
         return
@@ -332,7 +332,7 @@ def fork(rev: str, name: str | None, sets: tuple[str, ...], model: str | None, p
         raise E.InvalidRefName("fork REV NAME: the new branch needs a NAME")
     if sets or model or prompt:
         raise E.UnsupportedOperation("--set/--model/--prompt apply to session forks (SESSION@STEP)")
-    cid = P.fork(_repo(), rev, name)
+    cid = P.fork(open_repo(), rev, name)
     out.print(f"Forked {rev} ({cid[:12]}) as branch {name}; `demoai checkout {name}` to work on it")
 
 
@@ -344,7 +344,7 @@ def fork(rev: str, name: str | None, sets: tuple[str, ...], model: str | None, p
 @handle_errors
 def merge(rev: str | None, message: str | None, abort: bool, as_json: bool) -> None:
     """Three-way merge REV into the current branch."""
-    repo = _repo()
+    repo = open_repo()
     if abort:
         P.abort_merge(repo)
         out.print("Merge aborted")
@@ -353,7 +353,7 @@ def merge(rev: str | None, message: str | None, abort: bool, as_json: bool) -> N
         raise E.RefNotFound("merge needs a revision (or --abort)")
     res = P.merge(repo, rev, message=message)
     if as_json:
-        return _json(res)
+        return print_json(res)
     out.print({"up-to-date": "Already up to date.", "fast-forward": f"Fast-forward to {res['commit'][:12]}",
                "merged": f"Merged {rev}: {res['commit'][:12]}"}[res["status"]])
 
@@ -365,9 +365,9 @@ def merge(rev: str | None, message: str | None, abort: bool, as_json: bool) -> N
 @handle_errors
 def query(sql: str, limit: int, as_json: bool) -> None:
     """DuckDB SQL over table('PATH', 'REV') and the commits table."""
-    t = P.query(_repo(), sql)
+    t = P.query(open_repo(), sql)
     if as_json:
-        return _json(t.to_pylist())
+        return print_json(t.to_pylist())
     _print_rows(t.slice(0, limit).to_pylist())
     out.print(f"[dim]{t.num_rows} row(s)[/dim]")
 
@@ -379,9 +379,9 @@ def query(sql: str, limit: int, as_json: bool) -> None:
 @handle_errors
 def export(spec: str, dest: str, as_json: bool) -> None:
     """Write PATH[@REF] to DEST (datasets in DEST's format)."""
-    res = P.export(_repo(), spec, dest)
+    res = P.export(open_repo(), spec, dest)
     if as_json:
-        return _json(res)
+        return print_json(res)
     out.print(f"Exported {res['path']}@{res['ref']} ({res['kind']}) to {res['out']}")
 
 
@@ -404,12 +404,12 @@ def fsck(do_repair: bool, remote: str | None, as_json: bool) -> None:
         rep = _run_repair(remote, as_json)
         if not rep.ok:
             if as_json:
-                _json(rep.to_dict())
+                print_json(rep.to_dict())
             sys.exit(1)
-    with _Bars(not as_json) as bars:
-        res = P.fsck(_repo(), progress=bars)
+    with Bars(not as_json) as bars:
+        res = P.fsck(open_repo(), progress=bars)
     if as_json:
-        _json(res)
+        print_json(res)
     else:
         c = res["counts"]
         out.print(f"checked {c['git_objects']} git objects, {c['commits']} commits, {c['manifests']} manifests, "
@@ -422,8 +422,8 @@ def fsck(do_repair: bool, remote: str | None, as_json: bool) -> None:
 
 
 def _run_repair(remote: str | None, as_json: bool) -> Any:
-    with _Bars(not as_json) as bars:
-        rep = P.repair(_repo(), remote, progress=bars)
+    with Bars(not as_json) as bars:
+        rep = P.repair(open_repo(), remote, progress=bars)
     if not as_json:
         if rep.journal:
             out.print(f"interrupted checkout: {esc(rep.journal)}")
@@ -458,7 +458,7 @@ def repair(remote: str | None, as_json: bool) -> None:
     """
     rep = _run_repair(remote, as_json)
     if as_json:
-        _json(rep.to_dict())
+        print_json(rep.to_dict())
     if not rep.ok:
         sys.exit(1)
 
@@ -468,9 +468,9 @@ def repair(remote: str | None, as_json: bool) -> None:
 @handle_errors
 def gc(as_json: bool) -> None:
     """Delete chunks and table versions nothing reaches."""
-    res = P.gc(_repo())
+    res = P.gc(open_repo())
     if as_json:
-        return _json(res)
+        return print_json(res)
     out.print(f"chunks: {res['chunks']}\ntables: {res['tables']}", markup=False)
 
 

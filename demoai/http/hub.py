@@ -4,29 +4,26 @@ A remote URL is ``http(s)://HOST[:PORT][/PREFIX]/OWNER/NAME``. Tokens come from
 ``DEMOAI_TOKEN``, else from what ``demoai login`` saved in
 ``$XDG_CONFIG_HOME/demoai/credentials.json`` (mode 0600) for the URL's origin.
 Every error answer becomes the typed error the hub raised (:mod:`demoai.http.errors`);
-connection failures are retried a few times, then raised as ``RemoteError``.
+connection failures are retried a few times, then raised as ``RemoteError`` (the plumbing
+is :class:`~demoai.http.client.HttpClient`'s).
 """
 from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-import httpx
-
-from demoai.errors import ProtocolError, RemoteError
-from demoai.http.errors import raise_for_status
-from demoai.store.fsutil import atomic_write
-from demoai.store.git.repo import parse_remote_url
+from demoai.errors import ProtocolError
+from demoai.http.client import HttpClient
+from demoai.store import atomic_write, parse_remote_url
 from demoai.store.transfer import Endpoint, Needs
 
 __all__ = ["HttpEndpoint", "parse_remote_url", "save_token", "load_token", "HubClient",
            "credentials_path"]
 
-_RETRIES = 3
+_RETRIES = 3    # every hub call is safe to repeat: content-addressed puts, offsets, CAS refs
 
 
 def _origin(url: str) -> str:
@@ -35,6 +32,7 @@ def _origin(url: str) -> str:
 
 
 def credentials_path() -> Path:
+    """Where ``demoai login`` keeps tokens (``$XDG_CONFIG_HOME/demoai/credentials.json``)."""
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "demoai" / "credentials.json"
 
@@ -63,44 +61,11 @@ def load_token(url: str) -> str | None:
     return os.environ.get("DEMOAI_TOKEN") or _read_credentials().get(_origin(url))
 
 
-class HubClient:
-    """A thin httpx client for one hub: auth header, retries, typed errors, byte counts."""
+class HubClient(HttpClient):
+    """The client of one hub: auth header, retries, typed errors, byte counts."""
 
     def __init__(self, base: str, token: str | None = None, timeout: float = 120.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.base = base.rstrip("/")
-        self.http = httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
-        self.bytes_up = 0
-        self.bytes_down = 0
-
-    def close(self) -> None:
-        self.http.close()
-
-    def request(self, method: str, path: str, *, json_body: Any = None, content: bytes | None = None,
-                params: dict | None = None) -> httpx.Response:
-        """One call, retried on connection failures; a typed error for an error answer."""
-        for attempt in range(_RETRIES + 1):
-            try:
-                if content is not None:
-                    resp = self.http.request(method, path, content=content, params=params,
-                                             headers={"Content-Type": "application/octet-stream"})
-                    self.bytes_up += len(content)
-                else:
-                    body = json.dumps(json_body).encode() if json_body is not None else None
-                    resp = self.http.request(method, path, content=body, params=params,
-                                             headers={"Content-Type": "application/json"} if body else None)
-                    self.bytes_up += len(body or b"")
-                break
-            except (httpx.TransportError,) as e:
-                if attempt == _RETRIES:
-                    raise RemoteError(f"{self.base}: {e.__class__.__name__}: {e}", url=self.base) from None
-                time.sleep(0.3 * 2 ** attempt)
-        self.bytes_down += len(resp.content)
-        raise_for_status(resp.status_code, resp.content, f"{method} {path}")
-        return resp
-
-    def json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        return self.request(method, path, json_body=body, **kw).json()
+        super().__init__(base, token, timeout=timeout, retries=_RETRIES)
 
 
 def _frames(data: bytes) -> Iterator[bytes]:
@@ -128,6 +93,7 @@ class HttpEndpoint(Endpoint):
         self.prefix = f"/api/v1/repos/{self.owner}/{self.name}"
 
     def close(self) -> None:
+        """Close the connection pool."""
         self.client.close()
 
     def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
@@ -140,6 +106,7 @@ class HttpEndpoint(Endpoint):
                                                           "private": private, "description": description})
 
     def whoami(self) -> dict:
+        """Who the token belongs to (``{"user", "scope"}``)."""
         return self.client.json("GET", "/api/v1/user")
 
     def refs(self) -> dict[str, Any]:

@@ -6,51 +6,36 @@ a session's progress as server-sent events.
         for ev in c.stream(run["session"]):
             print(ev["event"], ev["data"].get("type"))
 
-Every error answer is raised again as the typed error the server raised
-(:func:`demoai.http.errors.raise_for_status`): a missing session is a ``SessionNotFound``
-here too. A server that cannot be reached is a ``RemoteError``. The ``/v1`` routes are
-OpenAI-compatible: use the ``openai`` package for them, or :meth:`ServeClient.chat`.
+The plumbing (token, timeouts, typed errors: a missing session is a ``SessionNotFound``
+here too, a server that cannot be reached a ``RemoteError``) is
+:class:`~demoai.http.client.HttpClient`'s. The ``/v1`` routes are OpenAI-compatible: use
+the ``openai`` package for them, or :meth:`ServeClient.chat`.
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Iterator
 
-import httpx
-
 from demoai.errors import RemoteError
+from demoai.http.client import HttpClient
 from demoai.http.errors import raise_for_status
 
 __all__ = ["ServeClient"]
 
 
-class ServeClient:
-    """Talks to one ``demoai serve`` at ``base_url``; ``token`` is its bearer token."""
+class ServeClient(HttpClient):
+    """Talks to one ``demoai serve`` at ``base_url``; ``token`` is its bearer token. Calls
+    are not retried (starting a run twice would start two)."""
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 120.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, headers=headers,
-                                 timeout=httpx.Timeout(timeout, connect=10.0))
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.http.close()
+        super().__init__(base_url, token, timeout=timeout, connect_timeout=10.0)
 
     def __enter__(self) -> "ServeClient":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # --- plumbing ---
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
-        try:
-            r = self.http.request(method, path, **kw)
-        except httpx.TransportError as e:
-            raise RemoteError(f"cannot reach {self.base_url}: {e}", url=self.base_url) from e
-        raise_for_status(r.status_code, r.content, f"{method} {path}")
-        return r.json()
+    def _call(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
+        return self.json(method, path, body, params=params)
 
     @staticmethod
     def _body(**kw: Any) -> dict[str, Any]:
@@ -99,7 +84,7 @@ class ServeClient:
                   seed: int | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Start an agent run; returns at once with ``session`` (the run goes on in the
         background: follow it with :meth:`stream` or :meth:`wait`)."""
-        return self._call("POST", "/api/runs", json=self._body(
+        return self._call("POST", "/api/runs", self._body(
             agent=agent, task=task, name=name, rev=rev, model=model, sandbox=sandbox,
             max_steps=max_steps, seed=seed, params=params))
 
@@ -107,7 +92,7 @@ class ServeClient:
              set: dict[str, Any] | None = None, instruction: str | None = None,
              model: str | None = None, prompt: str | None = None) -> dict[str, Any]:
         """Fork ``name`` at ``step`` with overrides (``set`` is ``--set key=value``)."""
-        return self._call("POST", f"/api/sessions/{name}/fork", json=self._body(
+        return self._call("POST", f"/api/sessions/{name}/fork", self._body(
             step=step, name=new_name, set=set, instruction=instruction, model=model, prompt=prompt))
 
     def replay(self, name: str, mode: str = "recorded", from_step: int | None = None, *,
@@ -115,27 +100,22 @@ class ServeClient:
                new_name: str | None = None) -> dict[str, Any]:
         """Replay ``name``: the report (recorded, reexecute), or for ``live`` the new
         session started in the background."""
-        return self._call("POST", f"/api/sessions/{name}/replay", json=self._body(
+        return self._call("POST", f"/api/sessions/{name}/replay", self._body(
             mode=mode, from_step=from_step, sandbox=sandbox, max_steps=max_steps, name=new_name))
 
     def continue_session(self, name: str, *, max_steps: int | None = None,
                          sandbox: str | None = None) -> dict[str, Any]:
         """Continue ``name`` from its last step, in the background."""
         return self._call("POST", f"/api/sessions/{name}/continue",
-                          json=self._body(max_steps=max_steps, sandbox=sandbox))
+                          self._body(max_steps=max_steps, sandbox=sandbox))
 
     # --- progress ---
     def stream(self, name: str, from_step: int = 0) -> Iterator[dict[str, Any]]:
         """The session's events as they are committed: dicts ``{"event", "id", "data"}``
         (``data`` parsed), ending with the ``end`` event."""
-        try:
-            with self.http.stream("GET", f"/api/sessions/{name}/stream",
-                                  params={"from_step": from_step}, timeout=None) as r:
-                if r.status_code != 200:
-                    raise_for_status(r.status_code, r.read(), f"GET /api/sessions/{name}/stream")
-                yield from _sse(r.iter_lines())
-        except httpx.TransportError as e:
-            raise RemoteError(f"cannot reach {self.base_url}: {e}", url=self.base_url) from e
+        with self.stream_lines("GET", f"/api/sessions/{name}/stream",
+                               params={"from_step": from_step}) as lines:
+            yield from _sse(lines)
 
     def wait(self, name: str) -> dict[str, Any]:
         """Follow ``name`` to its end; returns the ``end`` event's data, or raises the typed
@@ -156,7 +136,7 @@ class ServeClient:
     def chat(self, model: str, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
         """One non-streaming chat completion (OpenAI body; ``params`` as OpenAI names them)."""
         return self._call("POST", "/v1/chat/completions",
-                          json={"model": model, "messages": messages, **params})
+                          {"model": model, "messages": messages, **params})
 
 
 def _sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

@@ -19,6 +19,7 @@ from demoai.objects.base import Artifact, digest_bytes, register
 from demoai.objects.text import line_stats, unified_diff
 
 __all__ = ["Prompt", "Agent", "parse_yaml", "check_parameters", "check_keys", "PLACEHOLDER",
+           "SAMPLING_KEYS",
            "AGENT_TOOLS", "SANDBOX_BACKENDS", "MODEL_BACKENDS", "PROMPT_KEYS", "AGENT_KEYS",
            "SANDBOX_LIMITS", "BACKEND_OPTIONS"]
 
@@ -56,6 +57,8 @@ _PARAMS: dict[str, tuple[type, float | None, float | None]] = {
     "min_p": (float, 0.0, 1.0), "presence_penalty": (float, -2.0, 2.0),
     "frequency_penalty": (float, -2.0, 2.0),
 }
+SAMPLING_KEYS = (*(k for k in _PARAMS if k != "seed"), "stop")
+"""Sampling parameters a run or a fork may set (``seed`` is set on its own)."""
 
 
 _LOADER: Any = None

@@ -1,7 +1,20 @@
-"""Porcelain: one module per verb, each a function over a :class:`Repository`.
+"""Porcelain: one module per verb, each a function over a :class:`Repository`; the only
+door through which faces (CLI, TUI, HTTP services) reach the library. Verbs return typed
+results and never print.
 
-The CLI, TUI and HTTP services call these; they never print.
+- repository verbs (this package's modules): init, add, commit, status, diff, log, show,
+  branch, checkout, merge, tag, fork, query, export, fsck, repair, gc, remotes, push,
+  fetch, pull, clone;
+- :mod:`.agent`: agents and sessions (run, continue, fork, list, timeline, step, replay, diff);
+- :mod:`.browse`: what the hub pages and the TUI show (tree, history, artifact detail,
+  preview rows, commit detail, session timeline);
+- :mod:`.hosting`: what a hub needs to host repositories and answer the sync protocol.
+
+The agent, browse and hosting names load on first use, so a plain ``demoai status`` does
+not import the agent runtime or Lance.
 """
+import importlib
+from typing import Any
 from demoai.porcelain.add import add, rm
 from demoai.porcelain.branch import (branch, delete_branch, delete_tag, fork, list_branches,
                                      list_tags, tag)
@@ -28,4 +41,17 @@ __all__ = ["init", "add", "rm", "status", "commit", "log", "graph_lines", "topo_
            "diff", "branch", "delete_branch", "list_branches", "checkout", "tag", "delete_tag",
            "list_tags", "fork", "merge", "abort_merge", "query", "commits_table", "export",
            "fsck", "gc", "remote_add", "remote_remove", "remotes", "push", "fetch", "pull",
-           "clone", "repair", "Repository", "open_repository"]
+           "clone", "repair", "Repository", "open_repository", "agent", "browse", "hosting"]
+
+_LAZY_MODULES = ("agent", "browse", "hosting")
+
+
+def __getattr__(name: str) -> Any:
+    """``porcelain.agent``/``browse``/``hosting`` and the names they export, loaded lazily."""
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"demoai.porcelain.{name}")
+    for mod in _LAZY_MODULES:
+        m = importlib.import_module(f"demoai.porcelain.{mod}")
+        if name in getattr(m, "__all__", ()):
+            return getattr(m, name)
+    raise AttributeError(f"module 'demoai.porcelain' has no attribute {name!r}")

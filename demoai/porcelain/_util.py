@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from demoai.errors import PathNotFound
-from demoai.store.git.repo import Repository, normalize_path
+from demoai.store import Repository, normalize_path
 
 __all__ = ["repo_path", "command_line", "split_path_ref"]
 

@@ -9,7 +9,6 @@ file whose name holds a backslash, NUL, ``..``... is refused, not mangled.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,10 +17,8 @@ from demoai.errors import InvalidArtifact, PathNotFound, UnknownKind, UnsafePath
 from demoai.objects import Artifact, decode_manifest, detect_kind
 from demoai.objects.paths import check_path
 from demoai.porcelain._util import repo_path
+from demoai.store import CONTROL_DIR, IndexState, Repository, fingerprint, recover_sync, stat_record
 from demoai.store.kinds import import_path
-from demoai.store.git.index import _RACY_NS, IndexState, fingerprint
-from demoai.store.git.repo import CONTROL_DIR, Repository
-from demoai.store.git.worktree import recover_sync
 
 __all__ = ["add", "rm", "AddResult", "Imported", "find_artifacts", "expand_path", "artifact_path",
            "import_targets"]
@@ -39,6 +36,7 @@ class AddResult:
     artifact: Artifact
 
     def to_dict(self) -> dict:
+        """A JSON-ready summary (path, kind, status, digest, summary)."""
         return {"path": self.path, "kind": self.kind, "status": self.status,
                 "digest": self.artifact.digest, "summary": self.artifact.summary()}
 
@@ -70,17 +68,8 @@ class Imported:
     def stage(self, repo: Repository, st: IndexState) -> None:
         """Write these entries (and only these) into the index state ``st``."""
         for r in self.results:
-            src = repo.root / r.path
-            rec = self.records.get(r.path)
-            try:
-                if rec is not None and fingerprint(src) == rec["fp"]:
-                    # The stored bytes' BLAKE3 is already known: no second pass over the file.
-                    st.stage(r.path, r.artifact, None)
-                    st.stat[r.path] = dict(rec, at=rec["at"] or time.time_ns())
-                else:
-                    st.stage(r.path, r.artifact, src)
-            except FileNotFoundError:    # removed since it was stored: staged, never clean
-                st.stage(r.path, r.artifact, None)
+            # A known record spares a second pass over the file (its BLAKE3 is known).
+            st.stage_file(r.path, r.artifact, repo.root / r.path, self.records.get(r.path))
 
 
 def artifact_path(repo: Repository, path: Path) -> str:
@@ -169,7 +158,7 @@ def _import_one(repo: Repository, out: Imported, state: IndexState, t: Path, rel
     if (old is not None and old.kind == k and state.is_clean(rel, t)
             and key in (None, getattr(old, "key", None))):
         out.results.append(AddResult(rel, k, "unchanged", old))
-        out.records[rel] = _trusted_record(state, rel, t)
+        out.records[rel] = state.trusted_record(rel, t)
         return
     cb = (lambda done, total, _r=rel: progress(_r, done, total)) if progress else None
     fp = fingerprint(t)
@@ -178,7 +167,7 @@ def _import_one(repo: Repository, out: Imported, state: IndexState, t: Path, rel
     status = "added" if old is None else ("unchanged" if old.digest == art.digest else "modified")
     out.results.append(AddResult(rel, k, status, art))
     raw = _file_digest(t, art)
-    out.records[rel] = {"fp": fp, "raw": raw, "at": None} if raw else None
+    out.records[rel] = stat_record(fp, raw) if raw else None
 
 
 def _file_digest(path: Path, art: Artifact) -> str | None:
@@ -189,15 +178,6 @@ def _file_digest(path: Path, art: Artifact) -> str | None:
         return None
     digest = next(iter(files.values())).get("digest", "")
     return digest[len("blake3:"):] if digest.startswith("blake3:") else None
-
-
-def _trusted_record(state: IndexState, rel: str, path: Path) -> dict | None:
-    """The stat record of an unchanged path when its stat alone proves it clean (not racy)."""
-    rec = state.stat.get(rel)
-    if not rec:
-        return None
-    fp = fingerprint(path)
-    return dict(rec) if fp == rec["fp"] and fp[1] < rec["at"] - _RACY_NS else None
 
 
 def _clear_resolved_conflicts(repo: Repository, paths: list[str]) -> None:

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from dulwich.objects import Tag
-
 from demoai.errors import InvalidRefName, RefConflict, RefNotFound
-from demoai.store.git.repo import Repository, check_ref_name, default_identity
+from demoai.store import Repository, check_ref_name
 
 __all__ = ["branch", "list_branches", "delete_branch", "tag", "list_tags", "delete_tag", "fork"]
 
 
 def list_branches(repo: Repository) -> list[dict[str, Any]]:
+    """Every branch: ``{"name", "commit", "current"}``, by name."""
     current = repo.current_branch()
     return [{"name": r[len("refs/heads/"):], "commit": c, "current": r == f"refs/heads/{current}"}
             for r, c in sorted(repo.branches().items())]
@@ -35,6 +34,7 @@ def branch(repo: Repository, name: str, start: str = "HEAD") -> str:
 
 
 def delete_branch(repo: Repository, name: str) -> str:
+    """Delete branch ``name`` (never the checked-out one); returns the commit it was at."""
     ref = f"refs/heads/{name}"
     old = repo.ref_value(ref)
     if old is None:
@@ -51,29 +51,20 @@ def fork(repo: Repository, rev: str, name: str) -> str:
 
 
 def list_tags(repo: Repository) -> list[dict[str, Any]]:
+    """Every tag: ``{"name", "commit"}`` (annotated tags peeled), by name."""
     return [{"name": r[len("refs/tags/"):], "commit": c} for r, c in sorted(repo.tags().items())]
 
 
 def tag(repo: Repository, name: str, rev: str = "HEAD", message: str | None = None) -> str:
     """Create a tag at ``rev``: annotated (a real git tag object) when a message is given."""
     ref, commit = _new_ref(repo, "tag", name, rev)
-    target = commit
-    if message:
-        import time
-        t = Tag()
-        t.name = name.encode()
-        t.object = (repo.git[commit.encode()].__class__, commit.encode())
-        t.tagger = default_identity().encode()
-        t.tag_time = int(time.time())
-        t.tag_timezone = 0
-        t.message = (message if message.endswith("\n") else message + "\n").encode()
-        repo.add_objects([t])
-        target = t.id.decode()
+    target = repo.make_tag(name, commit, message) if message else commit
     repo.set_ref(ref, target, None, f"tag: {name}")
     return commit
 
 
 def delete_tag(repo: Repository, name: str) -> None:
+    """Delete tag ``name``."""
     ref = f"refs/tags/{name}"
     old = repo.ref_value(ref)
     if old is None:

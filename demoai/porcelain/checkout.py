@@ -6,8 +6,7 @@ from typing import Any, Callable
 from demoai.errors import DirtyWorkingTree, MergeInProgress, RefNotFound
 from demoai.porcelain.status import status
 from demoai.porcelain.branch import branch
-from demoai.store.git.repo import Repository
-from demoai.store.git.worktree import drop_sync, recover_sync, switch_worktree
+from demoai.store import Repository, drop_sync, recover_sync, switch_worktree
 
 __all__ = ["checkout", "require_clean"]
 

@@ -10,8 +10,7 @@ from typing import Any, Callable
 from demoai.errors import RepositoryExists
 from demoai.porcelain.fetch import fetch
 from demoai.porcelain.remote import remote_add
-from demoai.store.git.repo import Repository, parse_remote_url
-from demoai.store.git.worktree import switch_worktree
+from demoai.store import Repository, parse_remote_url, switch_worktree
 
 __all__ = ["clone"]
 

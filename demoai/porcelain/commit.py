@@ -20,11 +20,8 @@ from demoai.objects import decode_manifest, encode_manifest
 from demoai.porcelain._util import command_line
 from demoai.porcelain.add import Imported, artifact_path, expand_path, import_targets
 from demoai.porcelain.status import tree_changes
+from demoai.store import IndexState, Repository, make_lineage, recover_sync
 from demoai.store.kinds import live_objects
-from demoai.store.git.index import IndexState
-from demoai.store.git.lineage import make_lineage
-from demoai.store.git.repo import Repository
-from demoai.store.git.worktree import recover_sync
 
 __all__ = ["commit"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from demoai.objects import Artifact, Dataset, decode_manifest
-from demoai.store.git.repo import Repository
+from demoai.store import Repository
 
 __all__ = ["diff", "diff_artifacts", "snapshot"]
 
@@ -38,7 +38,7 @@ def diff_artifacts(repo: Repository, path: str, old: Artifact | None, new: Artif
             out["status"] = "retyped"
         else:
             assert isinstance(old, Dataset) and isinstance(new, Dataset)
-            from demoai.store.tables.store import TableRef
+            from demoai.store.tables import TableRef
             key = new.key if new.key == old.key else None
             td = repo.tables.diff(TableRef.from_dict(old.table), TableRef.from_dict(new.table),
                                   key=key, sample=0 if stat else sample)

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Callable
 
 from demoai.porcelain._util import split_path_ref
+from demoai.store import Repository
 from demoai.store.kinds import materialize
-from demoai.store.git.repo import Repository
 
 __all__ = ["export"]
 

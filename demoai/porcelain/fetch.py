@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from demoai.errors import RefNotFound
 from demoai.porcelain.remote import open_remote, remote_url
-from demoai.store.git.repo import Repository
+from demoai.store import Repository
 from demoai.store.transfer import LocalEndpoint, check_complete, check_shared_ref, is_ancestor, transfer
 
 __all__ = ["fetch", "pull"]
@@ -28,8 +28,7 @@ def fetch(repo: Repository, remote: str = "origin", *, token: str | None = None,
         answer = ep.refs()
         theirs = {check_shared_ref(r): s for r, s in answer["refs"].items()}
         mine = repo.refs()
-        store = repo.git.object_store
-        wants = sorted({s for s in theirs.values() if s.encode() not in store})
+        wants = sorted({s for s in theirs.values() if not repo.has_object(s)})
         haves = sorted(set(mine.values()))
         stats = transfer(ep, LocalEndpoint(repo), wants, haves, progress) if wants else {}
         check_complete(repo, sorted(set(theirs.values())), haves)

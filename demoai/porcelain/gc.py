@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from demoai.objects import decode_manifest
-from demoai.porcelain.fsck import reachable
+from demoai.store import Repository, reachable
 from demoai.store.kinds import live_objects
-from demoai.store.git.repo import Repository
 
 __all__ = ["gc"]
 

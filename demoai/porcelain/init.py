@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from demoai.store.git.repo import Repository
+from demoai.store import Repository
 
 __all__ = ["init"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from demoai.store.git.repo import CommitInfo, Repository
+from demoai.store import CommitInfo, Repository
 
 __all__ = ["log", "topo_order", "graph_lines", "decorations"]
 

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from dulwich.graph import find_merge_base
-
 from demoai.errors import InvalidArtifact, MergeConflict, MergeInProgress, RefNotFound
 from demoai.objects import Agent, Artifact, Dataset, Prompt, decode_manifest, encode_manifest, merge_text
 from demoai.porcelain._util import command_line
 from demoai.porcelain.checkout import require_clean
-from demoai.store.fsutil import atomic_write
-from demoai.store.git.lineage import make_lineage
-from demoai.store.git.repo import Repository
-from demoai.store.git.worktree import recover_sync, switch_worktree, sync_worktree, worktree_path
+from demoai.store import (Repository, atomic_write, make_lineage, recover_sync, switch_worktree,
+                          sync_worktree, worktree_path)
 
 __all__ = ["merge", "abort_merge", "merge_paths"]
 
@@ -74,7 +70,7 @@ def _merge_one(repo: Repository, path: str, b: bytes | None, o: bytes | None, t:
         if not isinstance(ab, Dataset):
             return o, {"path": path, "reason": "added on both sides with different rows"}, None
         key = ao.key if ao.key == at.key else None
-        from demoai.store.tables.store import TableRef
+        from demoai.store.tables import TableRef
         res = repo.tables.merge3(TableRef.from_dict(ab.table), TableRef.from_dict(ao.table),
                                  TableRef.from_dict(at.table), key=key)
         if res.conflicts:
@@ -103,8 +99,7 @@ def merge(repo: Repository, rev: str, *, message: str | None = None, force: bool
             raise MergeInProgress("a merge is already in progress (commit it or `demoai merge --abort`)")
         if not force and not resume:
             require_clean(repo, "merge")
-        bases = find_merge_base(repo.git, [head.encode(), theirs.encode()])
-        base = bases[0].decode() if bases else None
+        base = repo.merge_base(head, theirs)
         ref = repo.head_ref() or "HEAD"
         if base == theirs:
             return {"status": "up-to-date", "commit": head, "conflicts": []}

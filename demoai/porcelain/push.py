@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from demoai.errors import NonFastForward, RefNotFound, RemoteNotFound
 from demoai.porcelain.remote import open_remote, remote_url
-from demoai.store.git.repo import Repository
+from demoai.store import Repository
 from demoai.store.transfer import LocalEndpoint, check_shared_ref, is_ancestor, transfer
 
 __all__ = ["push", "resolve_push_refs"]
@@ -67,8 +67,7 @@ def push(repo: Repository, remote: str = "origin", refs: list[str] | None = None
                     raise NonFastForward(f"{ref}: the hub has commits this repository does not "
                                          f"contain (fetch and merge first, or push --force)", ref=ref)
             updates.append({"ref": ref, "old": old, "new": new})
-        store = repo.git.object_store
-        haves = [s for s in theirs.values() if s.encode() in store]
+        haves = [s for s in theirs.values() if repo.has_object(s)]
         stats = transfer(LocalEndpoint(repo), ep, [u["new"] for u in updates], haves, progress)
         done = ep.update_refs(updates, force=force) if updates else []
         if name is not None:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from demoai.errors import InvalidArtifact, QueryError
 from demoai.objects import Dataset, decode_manifest
 from demoai.porcelain.log import decorations, topo_order
+from demoai.store import Repository, normalize_path
 from demoai.store.kinds import load_table
-from demoai.store.git.repo import Repository, normalize_path
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from demoai.errors import RemoteNotFound, RepositoryExists
-from demoai.store.git.repo import Repository, check_ref_name, parse_remote_url
+from demoai.store import Repository, check_ref_name, parse_remote_url
 
 if TYPE_CHECKING:
     from demoai.http.hub import HttpEndpoint
@@ -14,15 +14,7 @@ __all__ = ["remote_add", "remote_remove", "remotes", "remote_url", "open_remote"
 
 def remotes(repo: Repository) -> dict[str, str]:
     """Remote name -> URL."""
-    cfg = repo.git.get_config()
-    out = {}
-    for section in cfg.sections():
-        if len(section) == 2 and section[0] == b"remote":
-            try:
-                out[section[1].decode()] = cfg.get(section, b"url").decode()
-            except KeyError:
-                continue
-    return out
+    return repo.remotes()
 
 
 def remote_add(repo: Repository, name: str, url: str) -> None:
@@ -31,19 +23,14 @@ def remote_add(repo: Repository, name: str, url: str) -> None:
     parse_remote_url(url)
     if name in remotes(repo):
         raise RepositoryExists(f"remote {name!r} already exists", remote=name)
-    cfg = repo.git.get_config()
-    cfg.set((b"remote", name.encode()), b"url", url.encode())
-    cfg.set((b"remote", name.encode()), b"fetch", f"+refs/heads/*:refs/remotes/{name}/*".encode())
-    cfg.write_to_path()
+    repo.set_remote(name, url)
 
 
 def remote_remove(repo: Repository, name: str) -> None:
     """Forget remote ``name`` and its remote-tracking refs."""
     if name not in remotes(repo):
         raise RemoteNotFound(f"no remote {name!r}", remote=name)
-    cfg = repo.git.get_config()
-    del cfg[(b"remote", name.encode())]
-    cfg.write_to_path()
+    repo.remove_remote(name)
     for ref, sha in repo.refs().items():
         if ref.startswith(f"refs/remotes/{name}/"):
             repo.delete_ref(ref, sha)

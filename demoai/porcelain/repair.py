@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from demoai.errors import DemoAIError
 from demoai.objects import decode_manifest
-from demoai.porcelain.fsck import reachable
 from demoai.porcelain.remote import open_remote, remote_url, remotes
+from demoai.store import Repository, drop_sync, reachable, recover_sync, sync_pending, sync_worktree
 from demoai.store.kinds import live_objects
-from demoai.store.git.repo import Repository
-from demoai.store.tables.store import TableRef
 from demoai.store.transfer import PART_BYTES, decode_chunk_frame
-from demoai.store.git.worktree import drop_sync, recover_sync, sync_pending, sync_worktree
+
+if TYPE_CHECKING:
+    from demoai.store.tables import TableRef
 
 __all__ = ["repair", "RepairReport"]
 
@@ -46,9 +46,11 @@ class RepairReport:
 
     @property
     def ok(self) -> bool:
+        """Whether everything damaged was repaired."""
         return not self.unrepaired
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, ``ok`` included."""
         return {**asdict(self), "ok": self.ok}
 
 

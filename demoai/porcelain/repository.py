@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from demoai.store.git.repo import Repository, check_ref_name, check_repo_name, find_root
+from demoai.store import Repository, check_ref_name, check_repo_name, find_root
 
 __all__ = ["Repository", "open_repository", "find_root", "check_ref_name", "check_repo_name"]
 

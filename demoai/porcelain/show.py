@@ -3,33 +3,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from demoai.objects import Dataset
 from demoai.porcelain.diff import diff, diff_artifacts
-from demoai.store.kinds import load_table
-from demoai.store.git.repo import Repository
+from demoai.store import Repository
+from demoai.store.kinds import handler_for
 
 __all__ = ["show"]
 
 
 def show(repo: Repository, spec: str = "HEAD", *, rows: int = 5) -> dict[str, Any]:
     """``REF`` -> the commit, its lineage and a diff --stat against its first parent;
-    ``REF:PATH`` -> the artifact's manifest and a preview (rows, text, files)."""
+    ``REF:PATH`` -> the artifact's manifest (bulk lists left out) and the preview its kind
+    gives (rows of a dataset, the text of a prompt or agent, the files of a model)."""
     if ":" in spec:
         rev, path = spec.split(":", 1)
         art = repo.artifact_at(rev or "HEAD", path)
         out: dict[str, Any] = {"path": path, "ref": rev or "HEAD", "kind": art.kind, "digest": art.digest,
-                               "summary": art.summary(), "manifest": art.to_manifest()}
-        if isinstance(art, Dataset):
-            table = load_table(repo, art)
-            out["preview"] = table.slice(0, rows).to_pylist()
-            out["manifest"] = {k: v for k, v in out["manifest"].items() if k != "table"} | {
-                "table": {k: v for k, v in art.table.items() if k != "files"}}
-        elif hasattr(art, "text"):
-            out["text"] = art.text  # type: ignore[attr-defined]
-        elif hasattr(art, "files"):
-            out["manifest"] = {k: v for k, v in out["manifest"].items() if k != "files"}
-            out["files"] = {p: {"digest": f["digest"], "size": f["size"], "chunks": len(f["chunks"])}
-                            for p, f in art.files.items()}  # type: ignore[attr-defined]
+                               "summary": art.summary()}
+        out.update(handler_for(art).show(repo, art, rows))
         return out
     cid = repo.resolve(spec)
     ci = repo.commit_info(cid)

@@ -5,8 +5,7 @@ from typing import Any
 
 from demoai.errors import DemoAIError
 from demoai.porcelain.add import find_artifacts
-from demoai.store.git.repo import Repository
-from demoai.store.git.worktree import recover_sync, sync_pending
+from demoai.store import Repository, recover_sync, sync_pending
 
 __all__ = ["status", "tree_changes"]
 

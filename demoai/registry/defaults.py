@@ -27,5 +27,6 @@ def default_gguf_path() -> Path:
 
 
 def sample_data_dir() -> Path:
-    """The folder of sample files shipped with DemoAI (a dataset and a prompt)."""
-    return Path(__file__).resolve().parent / "data"
+    """The folder of sample files shipped with DemoAI (a dataset, a prompt, an agent):
+    ``demoai/data``."""
+    return Path(__file__).resolve().parent.parent / "data"

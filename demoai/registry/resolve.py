@@ -13,7 +13,8 @@ from demoai.objects import Adapter, Agent, Model, Prompt
 from demoai.store.fsutil import atomic_write
 from demoai.store.git.repo import Repository, normalize_path
 
-__all__ = ["load_agent", "load_text_artifact", "resolve_model", "BUILTIN_MODELS", "builtin_digest"]
+__all__ = ["load_agent", "load_text_artifact", "system_prompt", "resolve_model", "check_model_ref",
+           "split_model_id", "resolve_model_id", "BUILTIN_MODELS", "builtin_digest"]
 
 BUILTIN_MODELS = ("smollm2", "builtin:smollm2")
 
@@ -38,6 +39,7 @@ def load_text_artifact(repo: Repository, path: str, rev: str = "HEAD", cls: type
 
 
 def load_agent(repo: Repository, path: str, rev: str = "HEAD") -> tuple[Agent, dict]:
+    """The Agent at ``path`` (committed at ``rev``, or in the working tree) and its source."""
     return load_text_artifact(repo, path, rev, Agent)
 
 
@@ -133,3 +135,32 @@ def resolve_model(repo: Repository, ref: str, rev: str = "HEAD", backend: dict |
         settings["threads"] = int(os.environ["DEMOAI_LLM_THREADS"])
     spec.update(settings)
     return spec
+
+
+def check_model_ref(repo: Repository, ref: str | None, rev: str = "HEAD") -> None:
+    """Refuse a model reference that names no model at ``rev`` (cheap: nothing is read
+    but the tree; the weights are materialized only when a run resolves it)."""
+    if ref is None or ref in BUILTIN_MODELS or ref.startswith("openai:"):
+        return
+    art = repo.artifact_at(rev, normalize_path(ref))
+    if not isinstance(art, Model):
+        raise InvalidArtifact(f"{ref} is a {art.kind}, not a model", path=ref)
+
+
+def split_model_id(model_id: str) -> tuple[str, str | None]:
+    """``MODEL+ADAPTER`` -> (MODEL, ADAPTER); ``MODEL`` -> (MODEL, None)."""
+    base, plus, adapter = model_id.partition("+")
+    if plus and not (base and adapter):
+        raise InvalidArtifact(f"model id {model_id!r}: expected MODEL+ADAPTER_PATH", model=model_id)
+    return base, adapter or None
+
+
+def resolve_model_id(repo: Repository, model_id: str) -> dict[str, Any]:
+    """The backend spec a served model id (``smollm2``, ``models/x.gguf``,
+    ``MODEL+ADAPTER_PATH``) names at HEAD: only the repository's own models, never a
+    remote endpoint."""
+    base, adapter = split_model_id(model_id)
+    if base.startswith("openai:"):
+        raise InvalidArtifact(f"model {model_id!r}: this server serves the repository's models "
+                              "(see GET /v1/models), not remote ones", model=model_id)
+    return resolve_model(repo, base, "HEAD", None, adapter)

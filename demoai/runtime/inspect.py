@@ -1,19 +1,35 @@
-"""Read-side views of sessions for the faces: timeline, one step, the list."""
+"""What the runtime's events mean to a reader: one summary line per event, and the
+timeline rows (step, type, id, time, summary) every face shows."""
 from __future__ import annotations
 
 import json
-
+from dataclasses import dataclass
 from typing import Any
 
-from demoai.errors import SessionNotFound
-from demoai.store.sessions.log import Event, list_sessions, open_session, parse_session_step
-from demoai.store.git.repo import Repository
+from demoai.store.sessions.events import Event
 
-__all__ = ["sessions", "timeline", "show_step", "event_summary"]
+__all__ = ["event_summary", "EventLine", "timeline_rows"]
 
 
-def sessions(repo: Repository) -> list[dict[str, Any]]:
-    return [s.to_dict() for s in list_sessions(repo)]
+@dataclass(frozen=True)
+class EventLine:
+    """One row of a session's timeline: an event and what it was, in one line."""
+
+    step: int
+    type: str
+    id: str
+    t: float | None
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {"step": self.step, "type": self.type, "id": self.id, "t": self.t, "summary": self.summary}
+
+
+def timeline_rows(events: list[Event]) -> list[EventLine]:
+    """The timeline rows of ``events`` (``demoai agent log``, the server, the hub)."""
+    return [EventLine(e.step, e.type, "blake3:" + e.id, e.body.get("t"), event_summary(e))
+            for e in events]
 
 
 def event_summary(e: Event) -> str:
@@ -54,27 +70,3 @@ def _summary(e: Event) -> str:
     if t == "resume":
         return f"continued with {b.get('restored_files')} workspace file(s) restored"
     return ""
-
-
-def timeline(repo: Repository, name: str) -> dict[str, Any]:
-    with open_session(repo, name) as log:
-        info = log.info()
-        events = log.events()
-    return {"session": info.to_dict(),
-            "events": [{"step": e.step, "type": e.type, "id": "blake3:" + e.id, "t": e.body.get("t"),
-                        "summary": event_summary(e)} for e in events]}
-
-
-def show_step(repo: Repository, spec: str) -> dict[str, Any]:
-    """Events of one step, its commit and the workspace files after it (``NAME@STEP``)."""
-    name, step = parse_session_step(spec)
-    with open_session(repo, name) as log:
-        step = log.steps if step is None else step
-        commit = log.step_commit(step)
-        events = [e for e in log.events(step) if e.step == step]
-        files = log.workspace_at(step)
-    if not events and step:
-        raise SessionNotFound(f"{name} has no events at step {step}", session=name, step=step)
-    return {"session": name, "step": step, "commit": commit,
-            "events": [e.to_dict() for e in events],
-            "workspace": {p: len(b) for p, b in sorted(files.items())}}

@@ -11,33 +11,41 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from demoai.engines.llm import ModelPool
 from demoai.errors import ReplayError
-from demoai.store.sessions.log import (Event, blob_ids, fork_session, open_session, parse_bodies,
-                                    parse_session_step, session_exists, verify_lines)
+from demoai.runtime.fork import fork
 from demoai.runtime.tools import execute, files_changed, normalize_observation
 from demoai.store.git.repo import Repository
+from demoai.store.sessions.events import Event, parse_bodies, parse_session_step, verify_lines
+from demoai.store.sessions.log import SessionLog, free_name, open_session
+from demoai.store.sessions.steps import blob_ids
 
-__all__ = ["replay", "replay_recorded", "replay_reexecute", "replay_live", "diff_sessions", "MODES"]
+__all__ = ["replay", "replay_recorded", "replay_reexecute", "replay_live", "fork_for_live",
+           "diff_sessions", "MODES"]
 
 MODES = ("recorded", "reexecute", "live")
 
 
 def replay_recorded(repo: Repository, name: str, from_step: int = 0) -> dict[str, Any]:
     """Verify the chain and re-walk the events from ``from_step`` (timeline per step)."""
-    t0 = time.perf_counter()
     with open_session(repo, name) as log:
-        bodies: list[bytes] = []
-        n, head = verify_lines(log.lines(), bodies=bodies)
-        if "blake3:" + head.decode() != log.manifest.head:
-            raise ReplayError(f"session {name}: the events do not end at the recorded head")
-        per_step: dict[int, list[str]] = {}
-        for e in parse_bodies(bodies):
-            if e["step"] >= from_step:
-                per_step.setdefault(e["step"], []).append(e["type"])
-        return {"mode": "recorded", "session": name, "events": n, "steps": log.steps,
-                "head": log.manifest.head, "verified": True, "from_step": from_step,
-                "timeline": [{"step": k, "events": v} for k, v in sorted(per_step.items())],
-                "seconds": round(time.perf_counter() - t0, 6)}
+        return _recorded(log, from_step)
+
+
+def _recorded(log: SessionLog, from_step: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    bodies: list[bytes] = []
+    n, head = verify_lines(log.lines(), bodies=bodies)
+    if "blake3:" + head.decode() != log.manifest.head:
+        raise ReplayError(f"session {log.name}: the events do not end at the recorded head")
+    per_step: dict[int, list[str]] = {}
+    for e in parse_bodies(bodies):
+        if e["step"] >= from_step:
+            per_step.setdefault(e["step"], []).append(e["type"])
+    return {"mode": "recorded", "session": log.name, "events": n, "steps": log.steps,
+            "head": log.manifest.head, "verified": True, "from_step": from_step,
+            "timeline": [{"step": k, "events": v} for k, v in sorted(per_step.items())],
+            "seconds": round(time.perf_counter() - t0, 6)}
 
 
 def replay_reexecute(repo: Repository, name: str, from_step: int = 0, *, sandbox: str | None = None,
@@ -46,7 +54,7 @@ def replay_reexecute(repo: Repository, name: str, from_step: int = 0, *, sandbox
     workspace as it was at ``from_step``; compare each observation with the recorded one."""
     from demoai.engines.sandbox import SandboxLimits, open_sandbox
     with open_session(repo, name) as log:
-        replay_recorded(repo, name)                       # never re-run a broken log
+        _recorded(log, 0)                                 # never re-run a broken log
         events = log.events()
         start = next(e.body for e in events if e.type == "run_start")
         limits = SandboxLimits.from_dict({k: v for k, v in start["sandbox"].items() if k != "backend"})
@@ -83,23 +91,26 @@ def replay_reexecute(repo: Repository, name: str, from_step: int = 0, *, sandbox
             "identical": first is None, "first_divergence": first, "steps": steps}
 
 
+def fork_for_live(repo: Repository, name: str, from_step: int | None = None,
+                  new_name: str | None = None) -> dict[str, Any]:
+    """The first half of a live replay: fork ``name`` at ``from_step`` (default: the start)
+    as ``new_name`` (default: ``NAME-live-N``), marked as a live replay. Returns the fork."""
+    step = 0 if from_step is None else from_step
+    return fork(repo, name, new_name or free_name(repo, f"{name}-live"), step=step,
+                overrides={"replay": "live"})
+
+
 def replay_live(repo: Repository, name: str, from_step: int | None = None, *, new_name: str | None = None,
                 max_steps: int | None = None, sandbox: str | None = None,
-                on_event: Callable[[str, dict], None] | None = None) -> dict[str, Any]:
+                on_event: Callable[[str, dict], None] | None = None,
+                pool: ModelPool | None = None) -> dict[str, Any]:
     """Fork at ``from_step`` (default: the start) and call the model again from there."""
     from demoai.runtime.agent import continue_session
-    step = 0 if from_step is None else from_step
-    new_name = new_name or _free_name(repo, f"{name}-live")
-    fork_session(repo, f"{name}@{step}", new_name, overrides={"replay": "live"}).close()
-    out = continue_session(repo, new_name, max_steps=max_steps, sandbox=sandbox, on_event=on_event)
-    return {"mode": "live", "session": name, "from_step": step, "new_session": new_name, "result": out}
-
-
-def _free_name(repo: Repository, base: str) -> str:
-    n = 1
-    while session_exists(repo, f"{base}-{n}"):
-        n += 1
-    return f"{base}-{n}"
+    forked = fork_for_live(repo, name, from_step, new_name)
+    out = continue_session(repo, forked["session"], max_steps=max_steps, sandbox=sandbox,
+                           on_event=on_event, pool=pool)
+    return {"mode": "live", "session": name, "from_step": forked["from"]["step"],
+            "new_session": forked["session"], "result": out}
 
 
 def replay(repo: Repository, spec: str, mode: str = "recorded", from_step: int | None = None,

@@ -45,10 +45,12 @@ def tool_schema(tools: list[str]) -> dict[str, Any]:
 
 
 def schema_digest(schema: dict[str, Any]) -> str:
+    """The digest of a tool schema, as a run records it."""
     return digest_bytes(json.dumps(schema, sort_keys=True).encode())
 
 
 def tool_instructions(tools: list[str]) -> str:
+    """What the system prompt tells the model about ``tools`` and the reply format."""
     lines = ["Reply with exactly one JSON object that calls one tool. Tools:"]
     lines += [f"- {_DESCRIBE[t]}" for t in tools]
     lines.append("Call finish when the task is done.")

@@ -72,6 +72,7 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        """Take the lock, waiting up to the timeout; :class:`LockTimeout` then."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + self.timeout
@@ -93,6 +94,7 @@ class FileLock:
             delay = min(delay * 2, 0.05)
 
     def release(self) -> None:
+        """Let the lock go (nothing if it is not held)."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

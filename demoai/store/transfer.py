@@ -176,10 +176,12 @@ class Needs:
     files: list[tuple[str, str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (what the hub answers)."""
         return {"git": self.git, "chunks": self.chunks, "files": [list(f) for f in self.files]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Needs":
+        """Rebuild and check an answer; ``ProtocolError`` if malformed."""
         try:
             return cls([_check_sha(s) for s in d["git"]],
                        [_check_cid(c) for c in d["chunks"]],
@@ -345,26 +347,32 @@ class Endpoint(abc.ABC):
         """What a side holding ``haves`` needs to have ``wants`` complete."""
 
     @abc.abstractmethod
-    def missing_git(self, ids: list[str]) -> list[str]: ...
+    def missing_git(self, ids: list[str]) -> list[str]:
+        """The git object ids among ``ids`` not stored here."""
 
     @abc.abstractmethod
-    def missing_chunks(self, ids: list[str]) -> list[str]: ...
+    def missing_chunks(self, ids: list[str]) -> list[str]:
+        """The chunk ids among ``ids`` not stored here."""
 
     @abc.abstractmethod
     def missing_files(self, files: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
         """The files not stored here with the given hash (under any folder of the lineage)."""
 
     @abc.abstractmethod
-    def git_frames(self, ids: list[str]) -> Iterator[bytes]: ...
+    def git_frames(self, ids: list[str]) -> Iterator[bytes]:
+        """The git objects ``ids`` as frames (:func:`encode_git_frame`)."""
 
     @abc.abstractmethod
-    def chunk_frames(self, ids: list[str]) -> Iterator[bytes]: ...
+    def chunk_frames(self, ids: list[str]) -> Iterator[bytes]:
+        """The chunks ``ids``, in stored form, as frames (:func:`encode_chunk_frame`)."""
 
     @abc.abstractmethod
-    def put_git(self, frame: bytes) -> int: ...
+    def put_git(self, frame: bytes) -> int:
+        """Verify and keep the objects of a git frame; returns how many were new."""
 
     @abc.abstractmethod
-    def put_chunks(self, frame: bytes) -> int: ...
+    def put_chunks(self, frame: bytes) -> int:
+        """Verify and keep the chunks of a chunk frame; returns how many were new."""
 
     @abc.abstractmethod
     def read_file(self, table_id: str, rel: str, digest: str, offset: int, length: int) -> tuple[bytes, int]:
@@ -376,10 +384,14 @@ class Endpoint(abc.ABC):
         """How many bytes of the file hashing to ``digest`` arrived so far."""
 
     @abc.abstractmethod
-    def upload_part(self, digest: str, offset: int, data: bytes) -> int: ...
+    def upload_part(self, digest: str, offset: int, data: bytes) -> int:
+        """Append ``data`` at ``offset`` (which must be :meth:`upload_offset`) to the upload
+        of the file hashing to ``digest``; returns the new offset."""
 
     @abc.abstractmethod
-    def finish_upload(self, table_id: str, rel: str, digest: str) -> None: ...
+    def finish_upload(self, table_id: str, rel: str, digest: str) -> None:
+        """Install a fully uploaded file as ``rel`` of table ``table_id`` once its bytes
+        hash to ``digest``."""
 
     @abc.abstractmethod
     def update_refs(self, updates: list[dict[str, Any]], force: bool = False) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@
 Backends: ``llamacpp`` (embedded default, CPU), ``transformers`` (+ peft adapters),
 ``openai`` (any OpenAI-compatible endpoint) and ``vllm`` (GPU). Each imports its engine only
 when opened, and raises BackendUnavailable with an install hint when it is missing.
+Open backends are shared through one bounded :class:`~demoai.engines.llm.pool.ModelPool`.
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from demoai.engines.llm.base import (
     DEFAULT_N_CTX, DEFAULT_PARAMS, ChatResult, ModelBackend, default_threads, digest_json,
     digest_path, digest_text, resolve_params,
 )
+from demoai.engines.llm.pool import DEFAULT_POOL_SIZE, ModelPool, PooledModel, spec_key, use_model
 
 __all__ = [
     "ChatResult", "ModelBackend", "open_backend", "BACKENDS", "DEFAULT_PARAMS", "DEFAULT_N_CTX",
     "default_threads", "resolve_params", "digest_path", "digest_text", "digest_json",
+    "ModelPool", "PooledModel", "use_model", "spec_key", "DEFAULT_POOL_SIZE",
 ]
 
 BACKENDS = ("llamacpp", "transformers", "openai", "vllm")
@@ -33,8 +36,10 @@ def open_backend(spec: dict[str, Any]) -> ModelBackend:
     llamacpp: ``path``, ``chat_template``, ``reuse_prefix``; transformers: ``path``, ``gguf_file``,
     ``adapter_path``, ``adapter_digest``; openai: ``base_url``, ``model``, ``api_key``,
     ``chat_template_digest``, ``schema_mode``; vllm: ``path``, ``gpu_memory_utilization``.
+    ``source`` (where a resolved model came from) is recorded by callers, not used here.
     """
     spec = dict(spec)
+    spec.pop("source", None)
     kind = spec.pop("backend", "llamacpp")
     if kind == "llamacpp":
         from demoai.engines.llm.llamacpp import LlamaCppBackend

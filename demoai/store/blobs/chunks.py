@@ -4,8 +4,10 @@ A file is cut with content-defined chunking (FastCDC, ~62 KiB mean, 256 KiB max)
 named by the BLAKE3 of its raw bytes and compressed with zstd when a sample shows that saves at
 least 10 %. Two versions of a file that differ in a few MiB share every other chunk.
 
-This module holds the chunking, hashing and encoding, the store interface and the in-memory
-store; the on-disk pack store is in :mod:`demoai.store.blobs.packs`.
+This module holds the chunking and hashing, the store interface and the in-memory store;
+how one chunk is encoded is :mod:`demoai.store.blobs.codec`, the thread pools are
+:mod:`demoai.store.blobs.workers`, and the on-disk pack format and store are
+:mod:`demoai.store.blobs.packs`.
 """
 from __future__ import annotations
 
@@ -14,19 +16,18 @@ import contextlib
 import itertools
 import mmap
 import os
-import struct
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import blake3
-import zstandard
 from pyfastcdc.cy import FastCDC
 
 from demoai.errors import IntegrityError, InvalidArtifact, MissingObject
+from demoai.store.blobs.codec import F_ZSTD, ZSTD_LEVEL, chunk_id, decode_chunk, encode_chunk
+from demoai.store.blobs.workers import Flusher, get_pool, nworkers, write_all
 from demoai.store.fsutil import fsync_dir, tmp_name
 
 __all__ = ["BlobManifest", "BlobStore", "MemoryBlobStore", "chunk_boundaries",
@@ -39,70 +40,8 @@ Progress = Optional[Callable[[int, int], None]]
 # which puts the mean chunk at ~62 KiB (measured on GGUF and random data).
 AVG_CHUNK = MIN_CHUNK = 46080
 MAX_CHUNK = 262144
-ZSTD_LEVEL = 1              # level 3 is no smaller on quantized weights and slower
-MIN_SAVING = 0.10           # below this, compressing on write (~6x the CPU of hashing) and
-                            # decompressing on every read is not worth it: quantized weights
-                            # save 3-7 % and are stored raw
-SAMPLE = 8192               # a chunk is first tried on this much of itself (cheap reject)
-PACK_ROLLOVER = 256 << 20
-SYNC_EVERY = 8 << 20        # flush in the background while compressing, so the final fsync is short
 BATCH_BYTES = 4 << 20       # unit of work for the thread pool: big enough to amortise Python
 SEGMENT = 16 << 20          # unit of cutting (and of whole-file hashing) for the pool
-F_ZSTD = 1
-# Long runs of new raw chunks of a file read through mmap are written with O_DIRECT straight
-# from the mapping (no copy into the page cache, no writeback at fsync time): the pack
-# places such a run at an offset congruent to its file offset modulo _ALIGN.
-_ALIGN = 4096
-DIRECT_MIN = 1 << 20        # shorter runs go through the page cache
-DIRECT_IO = 4 << 20         # bytes per direct write
-
-_PACK_MAGIC, _IDX_MAGIC = b"DAIPACK1", b"DAIIDX01"
-_ENTRY = struct.Struct("<32sQIIB")
-
-_pools: dict[str, ThreadPoolExecutor] = {}
-_pool_lock = threading.Lock()
-_tls = threading.local()
-
-
-def _nworkers() -> int:
-    return max(2, os.cpu_count() or 2)
-
-
-def _get_pool(kind: str = "cpu") -> ThreadPoolExecutor:
-    """The shared CPU pool, or the one-thread "io" pool that flushes packs in the background."""
-    with _pool_lock:
-        if kind not in _pools:
-            _pools[kind] = ThreadPoolExecutor(_nworkers() if kind == "cpu" else 1,
-                                              thread_name_prefix=f"demoai-blobs-{kind}")
-        return _pools[kind]
-
-
-def _after_fork() -> None:
-    # Threads do not survive fork: a child must build its own pools.
-    global _pools, _pool_lock
-    _pools, _pool_lock = {}, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
-def _compressor(level: int) -> zstandard.ZstdCompressor:
-    # zstd contexts are not thread-safe: one per worker thread (and level).
-    cs = _tls.__dict__.setdefault("zc", {})
-    if level not in cs:
-        cs[level] = zstandard.ZstdCompressor(level=level)
-    return cs[level]
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    d = getattr(_tls, "zd", None)
-    if d is None:
-        d = _tls.zd = zstandard.ZstdDecompressor()
-    return d
-
-
-def _b3(data: Any) -> str:
-    return blake3.blake3(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -155,7 +94,7 @@ def chunk_boundaries(buf: Any, segments: int | None = None) -> list[int]:
     """
     mv = memoryview(buf)
     n = len(mv)
-    segs = max(1, min(segments or _nworkers(), n // (4 * MAX_CHUNK)))
+    segs = max(1, min(segments or nworkers(), n // (4 * MAX_CHUNK)))
     out = [0]
     for cuts in _iter_cuts(mv, -(-n // segs) if n else 1):
         out.extend(cuts)
@@ -173,12 +112,12 @@ def _iter_cuts(mv: memoryview, seg_len: int = SEGMENT) -> Iterator[list[int]]:
     if len(starts) <= 2:
         yield _cut(mv, 0, n)[1:]
         return
-    pool, ahead = _get_pool(), deque()
+    pool, ahead = get_pool(), deque()
     nxt = 0
 
     def submit_more() -> None:
         nonlocal nxt
-        while nxt < len(starts) - 1 and len(ahead) < _nworkers() + 1:
+        while nxt < len(starts) - 1 and len(ahead) < nworkers() + 1:
             ahead.append(pool.submit(_cut, mv, starts[nxt], starts[nxt + 1]))
             nxt += 1
 
@@ -217,18 +156,6 @@ def _batches(bounds: list[int]) -> Iterator[tuple[int, int]]:
             i0 = i
 
 
-def _encode(piece: memoryview, level: int | None, skip: bool = False) -> tuple[Any, int]:
-    if level is not None and not skip:
-        zc = _compressor(level)
-        if len(piece) >= 4 * SAMPLE and \
-                len(zc.compress(piece[:SAMPLE])) > SAMPLE * (1 - MIN_SAVING):
-            return piece, 0   # the sample does not compress: the chunk will not either
-        comp = zc.compress(piece)
-        if len(comp) <= len(piece) * (1 - MIN_SAVING):
-            return comp, F_ZSTD
-    return piece, 0
-
-
 def _hash_compress(mv: memoryview, bounds: list[int], i0: int, i1: int,
                    known: Callable[[str], bool], level: int | None
                    ) -> list[tuple[str, int, Any, int]]:
@@ -236,13 +163,13 @@ def _hash_compress(mv: memoryview, bounds: list[int], i0: int, i1: int,
     out, raw_streak = [], 0
     for i in range(i0, i1):
         piece = mv[bounds[i]:bounds[i + 1]]
-        cid = _b3(piece)
+        cid = chunk_id(piece)
         if known(cid):
             out.append((cid, len(piece), None, 0))
             continue
         # Incompressible data (random, already compressed) costs zstd time for nothing: after
         # four raw chunks in a row, only every 8th chunk probes whether that is still so.
-        payload, flags = _encode(piece, level, raw_streak >= 4 and (i - i0) % 8 != 0)
+        payload, flags = encode_chunk(piece, level, raw_streak >= 4 and (i - i0) % 8 != 0)
         raw_streak = 0 if flags else raw_streak + 1
         out.append((cid, len(piece), payload, flags))
     return out
@@ -278,7 +205,7 @@ class _Digest:
         if off >= len(self.mv) and off:
             self.done.set()
             return
-        _get_pool().submit(self._run, off)
+        get_pool().submit(self._run, off)
 
     def _run(self, off: int) -> None:
         try:
@@ -318,27 +245,13 @@ def _scan(mv: memoryview, known: Callable[[str], bool], level: int | None) -> tu
     return digest, _run_windowed(_hash_compress, jobs())
 
 
-def _decode(cid: str, payload: bytes, raw_len: int, flags: int, where: str) -> bytes:
-    """Raw bytes of a stored chunk, verified against its id; ``IntegrityError`` otherwise."""
-    raw = payload
-    if flags & F_ZSTD:
-        try:
-            raw = _decompressor().decompress(payload, max_output_size=raw_len)
-        except zstandard.ZstdError as e:
-            raise IntegrityError(f"chunk {cid} in {where}: cannot decompress ({e})",
-                                 chunk=cid, pack=where) from e
-    if len(raw) != raw_len or _b3(raw) != cid:
-        raise IntegrityError(f"chunk {cid} in {where}: hash mismatch", chunk=cid, pack=where)
-    return raw
-
-
 def _run_windowed(fn: Callable, jobs: Iterable[tuple]) -> Iterator[Any]:
     """``fn(*job)`` on the pool, results in order, at most a few batches in flight (memory)."""
-    pool, window = _get_pool(), deque()
+    pool, window = get_pool(), deque()
     try:
         for job in jobs:
             window.append(pool.submit(fn, *job))
-            if len(window) >= 2 * _nworkers() + 2:
+            if len(window) >= 2 * nworkers() + 2:
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
@@ -448,12 +361,12 @@ class BlobStore(abc.ABC):
         with self._write_session() as writer:
             seen: set[str] = set()
             for cid, data in items:
-                if _b3(data) != cid:
-                    raise IntegrityError(f"chunk {cid}: received bytes hash to {_b3(data)}",
+                if chunk_id(data) != cid:
+                    raise IntegrityError(f"chunk {cid}: received bytes hash to {chunk_id(data)}",
                                          chunk=cid)
                 if cid in seen or self._contains(cid):
                     continue
-                payload, flags = _encode(memoryview(data), self.zstd_level)
+                payload, flags = encode_chunk(memoryview(data), self.zstd_level)
                 writer.add(cid, payload, len(data), flags)
                 seen.add(cid)
                 added += 1
@@ -469,7 +382,7 @@ class BlobStore(abc.ABC):
             for cid, payload, raw_len, flags in items:
                 if flags & ~F_ZSTD:
                     raise IntegrityError(f"chunk {cid}: unknown flags {flags}", chunk=cid)
-                _decode(cid, payload, raw_len, flags, "received data")
+                decode_chunk(cid, payload, raw_len, flags, "received data")
                 if cid in seen or self._contains(cid):
                     continue
                 writer.add(cid, payload, raw_len, flags)
@@ -480,7 +393,7 @@ class BlobStore(abc.ABC):
     def get_stored(self, chunk_id: str) -> tuple[bytes, int, int]:
         """A chunk as stored: ``(payload, raw_len, flags)``, checked against its id."""
         payload, raw_len, flags, where = self._read_stored(chunk_id)
-        _decode(chunk_id, payload, raw_len, flags, where)
+        decode_chunk(chunk_id, payload, raw_len, flags, where)
         return payload, raw_len, flags
 
     # --- reading
@@ -501,7 +414,7 @@ class BlobStore(abc.ABC):
     def get_chunk(self, chunk_id: str) -> bytes:
         """Raw bytes of one chunk, verified; ``MissingObject`` / ``IntegrityError``."""
         payload, raw_len, flags, where = self._read_stored(chunk_id)
-        return _decode(chunk_id, payload, raw_len, flags, where)
+        return decode_chunk(chunk_id, payload, raw_len, flags, where)
 
     def _get_batch(self, chunks: tuple[tuple[str, int], ...]) -> list[bytes]:
         out = []
@@ -539,10 +452,10 @@ class BlobStore(abc.ABC):
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = tmp_name(out_path)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        flusher = _Flusher(fd)
+        flusher = Flusher(fd)
         try:
             for raw in self._iter_raw(m, progress):
-                _write_all(fd, raw)
+                write_all(fd, raw)
                 flusher.wrote(len(raw))
             flusher.fsync()
         except BaseException:
@@ -572,7 +485,7 @@ class BlobStore(abc.ABC):
             bad = []
             for cid, _, load in batch:
                 try:
-                    _decode(cid, *load())
+                    decode_chunk(cid, *load())
                 except IntegrityError as e:
                     bad.append(str(e))
                 except OSError as e:
@@ -586,35 +499,6 @@ class BlobStore(abc.ABC):
             if progress:
                 progress(done, total)
         return problems
-
-
-def _write_all(fd: int, data: Any) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-class _Flusher:
-    """Starts ``fdatasync`` in the background every ``SYNC_EVERY`` bytes written, so the
-    final fsync only has the tail to flush and disk writes overlap the CPU work."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd, self.pending, self.unsynced = fd, None, 0
-
-    def wrote(self, n: int) -> None:
-        self.unsynced += n
-        if self.unsynced >= SYNC_EVERY and (self.pending is None or self.pending.done()):
-            self.pending, self.unsynced = _get_pool("io").submit(os.fdatasync, self.fd), 0
-
-    def wait(self) -> None:
-        if self.pending is not None:
-            with contextlib.suppress(OSError):
-                self.pending.result()  # a failed early flush is redone by the final fsync
-            self.pending = None
-
-    def fsync(self) -> None:
-        self.wait()
-        os.fsync(self.fd)
 
 
 class _MemoryWriter(dict):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -22,12 +23,23 @@ from typing import Any, Callable, Iterable, Iterator
 import blake3
 
 from demoai.errors import IntegrityError, MissingObject
-from demoai.store.blobs.chunks import (_ALIGN, _ENTRY, _IDX_MAGIC, _PACK_MAGIC, DIRECT_IO, DIRECT_MIN,
-                                PACK_ROLLOVER, ZSTD_LEVEL, BlobStore, _decode, _encode, _Flusher,
-                                _get_pool, _write_all)
+from demoai.store.blobs.chunks import BlobStore
+from demoai.store.blobs.codec import ZSTD_LEVEL, decode_chunk, encode_chunk
+from demoai.store.blobs.workers import Flusher, get_pool, write_all
 from demoai.store.fsutil import FileLock, atomic_write, fsync_dir, tmp_name
 
-__all__ = ["DiskBlobStore"]
+__all__ = ["DiskBlobStore", "PACK_MAGIC", "IDX_MAGIC", "IDX_ENTRY", "PACK_ROLLOVER",
+           "DIRECT_MIN", "DIRECT_IO", "read_idx"]
+
+PACK_MAGIC, IDX_MAGIC = b"DAIPACK1", b"DAIIDX01"
+IDX_ENTRY = struct.Struct("<32sQIIB")   # chunk id, offset, stored length, raw length, flags
+PACK_ROLLOVER = 256 << 20   # a writer starts a new pack past this size
+# Long runs of new raw chunks of a file read through mmap are written with O_DIRECT straight
+# from the mapping (no copy into the page cache, no writeback at fsync time): the pack
+# places such a run at an offset congruent to its file offset modulo _ALIGN.
+_ALIGN = 4096
+DIRECT_MIN = 1 << 20        # shorter runs go through the page cache
+DIRECT_IO = 4 << 20         # bytes per direct write
 
 
 def _open_direct(path: str) -> int | None:
@@ -60,8 +72,8 @@ class _PackWriter:
         self.tmp = tmp_name(self.store.packs / f"{self.stem}.pack")
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self.dfd, self.direct_futs = -1, []   # -1: not opened yet; None: unavailable
-        _write_all(self.fd, _PACK_MAGIC)
-        self.off, self.entries, self.flusher = len(_PACK_MAGIC), [], _Flusher(self.fd)
+        write_all(self.fd, PACK_MAGIC)
+        self.off, self.entries, self.flusher = len(PACK_MAGIC), [], Flusher(self.fd)
         # the pending run: pack offset, source view and offset of its first byte, length,
         # index in self.entries of its first entry, whether it was aligned
         self.run: list | None = None
@@ -133,7 +145,7 @@ class _PackWriter:
         if a0:
             self._pwrite(data[:a0], poff)
         if a1 > a0:
-            self.direct_futs.append(_get_pool("io").submit(
+            self.direct_futs.append(get_pool("io").submit(
                 self._direct_write, data[a0:a1], poff + a0))
         if final:
             if a1 < length:
@@ -192,7 +204,7 @@ class _PackWriter:
         self._close_fds()
         os.replace(self.tmp, self.store.packs / f"{self.stem}.pack")
         fsync_dir(self.store.packs)  # the pack's name is durable before the idx points at it
-        idx = _IDX_MAGIC + b"".join(_ENTRY.pack(bytes.fromhex(c), *rest)
+        idx = IDX_MAGIC + b"".join(IDX_ENTRY.pack(bytes.fromhex(c), *rest)
                                     for c, *rest in self.entries)
         atomic_write(self.store.packs / f"{self.stem}.idx", idx + blake3.blake3(idx).digest())
         self.store._add_pack(self.stem, self.entries)
@@ -207,13 +219,16 @@ class _PackWriter:
                 os.unlink(self.tmp)
 
 
-def _load_idx(path: Path) -> list[tuple[str, int, int, int, int]]:
+def read_idx(path: Path) -> list[tuple[str, int, int, int, int]]:
+    """The entries of a pack's idx file, ``(chunk id, offset, stored length, raw length,
+    flags)``, after checking its magic, size and checksum (``IntegrityError`` otherwise)."""
     data = path.read_bytes()
-    body = data[len(_IDX_MAGIC):-32]
-    if (not data.startswith(_IDX_MAGIC) or len(data) < len(_IDX_MAGIC) + 32
-            or len(body) % _ENTRY.size or blake3.blake3(data[:-32]).digest() != data[-32:]):
+    body = data[len(IDX_MAGIC):-32]
+    if (not data.startswith(IDX_MAGIC) or len(data) < len(IDX_MAGIC) + 32
+            or len(body) % IDX_ENTRY.size or blake3.blake3(data[:-32]).digest() != data[-32:]):
         raise IntegrityError(f"index {path.name}: corrupt (checksum or size mismatch)")
-    return [(cid.hex(), *rest) for cid, *rest in _ENTRY.iter_unpack(body)]
+    return [(cid.hex(), *rest) for cid, *rest in IDX_ENTRY.iter_unpack(body)]
+
 
 
 class DiskBlobStore(BlobStore):
@@ -249,7 +264,7 @@ class DiskBlobStore(BlobStore):
             new = sorted(stems - self._packs.keys())
             for s in new:
                 try:
-                    self._packs[s] = _load_idx(self.packs / f"{s}.idx")
+                    self._packs[s] = read_idx(self.packs / f"{s}.idx")
                     self._bad.pop(s, None)
                 except FileNotFoundError:
                     pass  # gc removed it since listdir
@@ -354,7 +369,7 @@ class DiskBlobStore(BlobStore):
             if want is not None and cid not in want:
                 continue
             try:
-                _decode(cid, *load())
+                decode_chunk(cid, *load())
             except (IntegrityError, OSError):
                 bad.append(cid)
         return sorted(set(bad))
@@ -364,7 +379,7 @@ class DiskBlobStore(BlobStore):
         working-tree file); each is encoded as a put would store it."""
         items = []
         for cid, data in raw:
-            payload, flags = _encode(memoryview(data), self.zstd_level)
+            payload, flags = encode_chunk(memoryview(data), self.zstd_level)
             items.append((cid, bytes(payload), len(data), flags))
         return self.repair(items)
 
@@ -377,7 +392,7 @@ class DiskBlobStore(BlobStore):
         those packs that had no good copy; they are then missing, as fsck will say)."""
         items = {}
         for cid, payload, raw_len, flags in good:
-            _decode(cid, payload, raw_len, flags, "repair data")
+            decode_chunk(cid, payload, raw_len, flags, "repair data")
             items[cid] = (payload, raw_len, flags)
         with FileLock(self.lock_path, self.lock_timeout), self._mu:
             self._refresh()
@@ -394,7 +409,7 @@ class DiskBlobStore(BlobStore):
                             continue
                         try:
                             payload = self._pread(stem, off, stored)
-                            _decode(cid, payload, raw_len, flags, f"{stem}.pack")
+                            decode_chunk(cid, payload, raw_len, flags, f"{stem}.pack")
                         except (IntegrityError, OSError):
                             dropped.append(cid)
                             continue
@@ -441,7 +456,7 @@ class DiskBlobStore(BlobStore):
                             continue
                         try:
                             payload = self._pread(stem, off, stored)
-                            _decode(cid, payload, raw_len, flags, f"{stem}.pack")
+                            decode_chunk(cid, payload, raw_len, flags, f"{stem}.pack")
                         except (IntegrityError, OSError) as e:
                             problems.append(str(e))
                             ok = False

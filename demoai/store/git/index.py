@@ -20,7 +20,7 @@ from demoai.errors import RepositoryError
 from demoai.objects import Artifact, decode_manifest, encode_manifest
 from demoai.store.fsutil import FileLock, atomic_write
 
-__all__ = ["Index", "IndexState", "fingerprint", "content_hash"]
+__all__ = ["Index", "IndexState", "fingerprint", "content_hash", "stat_record"]
 
 # A file modified within this window of being recorded may share its mtime with the
 # recorded one (coarse timestamps): its stat is not trusted and its bytes are hashed.
@@ -38,6 +38,19 @@ def fingerprint(path: Path) -> list[int]:
         return [sum(s.st_size for s in sts), max((s.st_mtime_ns for s in sts), default=0), len(sts)]
     st = path.stat()
     return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def stat_record(fp: list[int], raw: str) -> dict[str, Any]:
+    """The stat record of a file whose bytes hash (BLAKE3 hex) to ``raw``, ``fp`` being its
+    :func:`fingerprint` taken *before* they were read; it is timed when it is staged
+    (:meth:`IndexState.stage_file`)."""
+    return {"fp": fp, "raw": raw, "at": None}
+
+
+def _stat_trusted(rec: dict[str, Any], fp: list[int]) -> bool:
+    """Whether a file's fingerprint ``fp`` alone proves it holds what ``rec`` recorded:
+    unchanged, and recorded long enough after its last write that no write can hide."""
+    return fp == rec["fp"] and fp[1] < rec["at"] - _RACY_NS
 
 
 def content_hash(path: Path) -> str:
@@ -60,6 +73,7 @@ class IndexState:
     stat: dict[str, dict[str, Any]] = field(default_factory=dict)   # path -> {fp, raw, at}
 
     def artifacts(self) -> dict[str, Artifact]:
+        """Staged path -> typed artifact."""
         return {p: decode_manifest(b, p) for p, b in self.entries.items()}
 
     def stage(self, path: str, art: Artifact, source: Path | None = None) -> None:
@@ -70,6 +84,29 @@ class IndexState:
         else:
             self.stat.pop(path, None)
 
+    def stage_file(self, path: str, art: Artifact, source: Path,
+                   record: dict[str, Any] | None = None) -> None:
+        """Stage ``art`` at ``path``, made from the working file ``source``. A ``record``
+        (:func:`stat_record`) made when ``source`` was stored is kept as it is, without
+        hashing the file again, while the file's fingerprint still matches it; otherwise the
+        file is hashed. A file removed meanwhile is staged without a record (never clean)."""
+        try:
+            if record is not None and fingerprint(source) == record["fp"]:
+                self.stage(path, art, None)
+                self.stat[path] = dict(record, at=record["at"] or time.time_ns())
+            else:
+                self.stage(path, art, source)
+        except FileNotFoundError:
+            self.stage(path, art, None)
+
+    def trusted_record(self, path: str, source: Path) -> dict[str, Any] | None:
+        """A copy of ``path``'s stat record when the stat of ``source`` alone proves the file
+        unchanged (not racy); None when it would have to be hashed to tell."""
+        rec = self.stat.get(path)
+        if not rec:
+            return None
+        return dict(rec) if _stat_trusted(rec, fingerprint(source)) else None
+
     def is_clean(self, path: str, source: Path) -> bool:
         """Whether the working file still holds what was staged at ``path``: trusted from
         its stat when that is unchanged and old enough, otherwise by hashing its bytes."""
@@ -77,11 +114,12 @@ class IndexState:
         if not rec or not source.exists():
             return False
         fp = fingerprint(source)
-        if fp == rec["fp"] and fp[1] < rec["at"] - _RACY_NS:
+        if _stat_trusted(rec, fp):
             return True
         return fp[0] == rec["fp"][0] and content_hash(source) == rec["raw"]
 
     def unstage(self, path: str) -> None:
+        """Drop ``path`` (the next commit leaves it out)."""
         self.entries.pop(path, None)
         self.stat.pop(path, None)
 
@@ -94,6 +132,7 @@ class Index:
         self.lock_path = lock_path
 
     def read(self) -> IndexState:
+        """The staged state (empty when there is no index file yet)."""
         try:
             raw = json.loads(self.path.read_bytes())
         except FileNotFoundError:
@@ -104,11 +143,14 @@ class Index:
                           stat=raw.get("stat", {}))
 
     def write(self, state: IndexState) -> None:
+        """Replace the index with ``state``, atomically (hold :meth:`lock` around a
+        read-modify-write: :meth:`update`)."""
         data = {"version": 1, "entries": {p: b.decode() for p, b in sorted(state.entries.items())},
                 "stat": state.stat}
         atomic_write(self.path, json.dumps(data).encode())
 
     def lock(self, timeout: float = 60.0) -> FileLock:
+        """The index's lock file."""
         return FileLock(self.lock_path, timeout)
 
     @contextlib.contextmanager

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
 import json
 import os
 import re
@@ -24,31 +25,33 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
-from urllib.parse import urlsplit
 
 from dulwich.file import FileLocked
+from dulwich.graph import find_merge_base
 from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import Repo as _GitRepo
 
 from demoai.errors import (InvalidRefName, NotARepository, PathNotFound, RefConflict,
                            RefNotFound, RemoteNotFound, RepositoryExists, UnsafePath)
 from demoai.objects import Artifact, decode_manifest, encode_manifest
-from demoai.objects.paths import check_name, check_path
 from demoai.store.blobs.packs import DiskBlobStore
 from demoai.store.fsutil import FileLock, atomic_write
 from demoai.store.git.index import Index
+# The name rules live in names.py; they stay importable from here, where callers found them.
+from demoai.store.git.names import (check_entry, check_ref_name, check_repo_name,
+                                    default_identity, normalize_path, parse_remote_url)
 
 if TYPE_CHECKING:
     from demoai.store.tables.store import TableStore
 
 __all__ = ["Repository", "CommitInfo", "CONTROL_DIR", "LINEAGE_PATH", "find_root", "nested_tree",
-           "check_ref_name", "check_repo_name", "check_entry", "normalize_path"]
+           "check_ref_name", "check_repo_name", "check_entry", "normalize_path",
+           "parse_remote_url", "default_identity"]
 
 CONTROL_DIR = ".demoai"
 LINEAGE_PATH = ".demoai/lineage.json"
 _HEX = re.compile(r"^[0-9a-f]{4,40}$")
 _REV_SUFFIX = re.compile(r"(~\d*|\^\d*)$")
-_BAD_REF = re.compile(r"(^[-./])|(\.\.)|([\x00-\x20~^:?*\[\\\x7f])|(@\{)|(/\.)|(\.lock$)|(/$)|(\.$)|(//)")
 
 
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -58,40 +61,6 @@ def find_root(start: str | os.PathLike | None = None) -> Path:
         if (p / CONTROL_DIR / "git").is_dir():
             return p
     raise NotARepository(f"not a DemoAI repository (or any parent up to /): {here}", path=str(here))
-
-
-def check_ref_name(name: str, what: str = "branch") -> str:
-    """Refuse names git would refuse (and anything that could escape refs/)."""
-    if not name or _BAD_REF.search(name) or name in ("HEAD", "@"):
-        raise InvalidRefName(f"invalid {what} name {name!r}", name=name)
-    return name
-
-
-_REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def check_repo_name(name: object, what: str = "name") -> str:
-    """A hub user or repository name: letters, digits, ``_ . -``, no leading dot or dash, no
-    ``..``, at most 64 characters, never ending in ``.git`` or ``.lock``."""
-    if (not isinstance(name, str) or not _REPO_NAME.match(name) or ".." in name
-            or name.endswith((".lock", ".git"))):
-        raise InvalidRefName(f"invalid {what} {str(name)[:80]!r} (letters, digits, _ . - only)",
-                             name=str(name)[:80])
-    return name
-
-
-def parse_remote_url(url: str) -> tuple[str, str, str]:
-    """``(base URL, owner, name)`` of a repository URL."""
-    parts = urlsplit(url.rstrip("/"))
-    segs = [s for s in parts.path.split("/") if s]
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(segs) < 2:
-        raise RemoteNotFound(f"not a hub repository URL: {url!r} (http://HOST:PORT/OWNER/NAME)",
-                             url=url)
-    check_repo_name(segs[-2], "owner")
-    check_repo_name(segs[-1], "repository name")
-    prefix = "/".join(segs[:-2])
-    base = f"{parts.scheme}://{parts.netloc}" + (f"/{prefix}" if prefix else "")
-    return base, segs[-2], segs[-1]
 
 
 @dataclass(frozen=True)
@@ -108,9 +77,11 @@ class CommitInfo:
 
     @property
     def summary(self) -> str:
+        """The first line of the message."""
         return self.message.splitlines()[0] if self.message else ""
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (time and message included, timezone left out)."""
         return {"id": self.id, "parents": list(self.parents), "tree": self.tree,
                 "author": self.author, "time": self.time, "message": self.message}
 
@@ -185,6 +156,7 @@ class Repository:
         return target
 
     def current_branch(self) -> str | None:
+        """The short name of the branch HEAD points at, or None when detached."""
         ref = self.head_ref()
         return ref[len("refs/heads/"):] if ref and ref.startswith("refs/heads/") else None
 
@@ -211,6 +183,7 @@ class Repository:
         return {k.decode(): v.decode() for k, v in self.git.refs.as_dict().items() if k != b"HEAD"}
 
     def ref_value(self, ref: str) -> str | None:
+        """The object id ``ref`` (a full ref name) points at, or None when it does not exist."""
         try:
             return self.git.refs[ref.encode()].decode()
         except KeyError:
@@ -232,6 +205,7 @@ class Repository:
                               "nothing was changed, try again", ref=ref)
 
     def delete_ref(self, ref: str, old: str) -> None:
+        """Delete ``ref`` if it still points at ``old``; :class:`RefConflict` otherwise."""
         with self.commit_lock():
             self._clear_stale_git_locks(ref)
             ok = self.git.refs.remove_if_equals(ref.encode(), old.encode())
@@ -311,6 +285,7 @@ class Repository:
 
     # --- commits and trees --------------------------------------------------------
     def commit_info(self, commit_id: str) -> CommitInfo:
+        """The commit ``commit_id`` (a full id); :class:`RefNotFound` if there is none."""
         try:
             c = self.git[commit_id.encode()]
         except KeyError:
@@ -325,7 +300,6 @@ class Repository:
     def walk(self, start: str | list[str], limit: int | None = None) -> Iterator[CommitInfo]:
         """Commits reachable from ``start``, newest first (by commit time, then id)."""
         starts = [start] if isinstance(start, str) else list(start)
-        import heapq
         heap: list[tuple[int, str, CommitInfo]] = []
         seen: set[str] = set()
         for s in starts:
@@ -373,6 +347,7 @@ class Repository:
         return {p: decode_manifest(b, p) for p, b in self.tree_entries(commit_id).items()}
 
     def artifact_at(self, rev: str, path: str) -> Artifact:
+        """The typed artifact at ``path`` in revision ``rev``; :class:`PathNotFound` if none."""
         entries = self.tree_entries(self.resolve(rev))
         path = normalize_path(path)
         if path not in entries:
@@ -381,12 +356,87 @@ class Repository:
 
     def lineage(self, commit_id: str) -> dict[str, Any]:
         """The lineage record of a commit ({} for commits made by other tools)."""
+        data = self.blob_at(commit_id, LINEAGE_PATH)
+        return {} if data is None else json.loads(data)
+
+    def blob_at(self, commit_id: str, path: str) -> bytes | None:
+        """The bytes of the file at ``path`` (slash-separated; the reserved ``.demoai/``
+        tree included) in commit ``commit_id``; None when its tree holds no file there."""
         tree = self.git[self.commit_info(commit_id).tree.encode()]
         try:
-            _, sha = tree.lookup_path(self.git.__getitem__, LINEAGE_PATH.encode())
+            _, sha = tree.lookup_path(self.git.__getitem__, path.encode())
+        except KeyError:
+            return None
+        obj = self.git[sha]
+        return None if isinstance(obj, Tree) else obj.as_raw_string()
+
+    def files_at(self, commit_id: str, path: str) -> dict[str, bytes]:
+        """Every file under the folder ``path`` in commit ``commit_id``, by path relative to
+        it (names as stored, unchecked: for reserved trees DemoAI wrote itself); {} when the
+        commit has no folder there."""
+        tree = self.git[self.commit_info(commit_id).tree.encode()]
+        try:
+            _, sha = tree.lookup_path(self.git.__getitem__, path.encode())
         except KeyError:
             return {}
-        return json.loads(self.git[sha].as_raw_string())
+        out: dict[str, bytes] = {}
+
+        def walk(tree_id: bytes, prefix: str) -> None:
+            for e in self.git[tree_id].iteritems():
+                p = prefix + e.path.decode()
+                if e.mode & 0o040000:
+                    walk(e.sha, p + "/")
+                else:
+                    out[p] = self.git[e.sha].as_raw_string()
+
+        if isinstance(self.git[sha], Tree):
+            walk(sha, "")
+        return out
+
+    def entry_id(self, commit_id: str, path: str) -> str | None:
+        """The id of the blob (or tree) at ``path`` in commit ``commit_id``, without reading
+        it; None when the commit's tree holds nothing there."""
+        tree = self.git[self.commit_info(commit_id).tree.encode()]
+        try:
+            return tree.lookup_path(self.git.__getitem__, path.encode())[1].decode()
+        except KeyError:
+            return None
+
+    def has_object(self, object_id: str) -> bool:
+        """Whether the git object ``object_id`` (40 hex digits) is stored here."""
+        return object_id.encode() in self.git.object_store
+
+    def object_type(self, object_id: str) -> str | None:
+        """``"commit"``, ``"tree"``, ``"blob"`` or ``"tag"``; None when it is not stored."""
+        try:
+            return self.git[object_id.encode()].type_name.decode()
+        except KeyError:
+            return None
+
+    def tag_target(self, tag_id: str) -> str:
+        """The id of the object an annotated tag names (which may not be stored);
+        :class:`RefNotFound` if ``tag_id`` is no stored tag object."""
+        try:
+            obj = self.git[tag_id.encode()]
+        except KeyError:
+            obj = None
+        if not isinstance(obj, Tag):
+            raise RefNotFound(f"{tag_id} is not a tag object", ref=tag_id)
+        return obj.object[1].decode()
+
+    def peel(self, object_id: str) -> str:
+        """The commit an object id names, annotated tags followed; :class:`RefNotFound` if
+        it is absent or ends at something other than a commit."""
+        try:
+            return self._peel(object_id.encode()).decode()
+        except KeyError:
+            raise RefNotFound(f"no object {object_id}", ref=object_id) from None
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of commits ``a`` and ``b`` (git's merge base); None
+        when their histories never meet."""
+        bases = find_merge_base(self.git, [a.encode(), b.encode()])
+        return bases[0].decode() if bases else None
 
     def write_tree(self, entries: dict[str, Artifact | bytes], lineage: dict[str, Any] | None) -> str:
         """Store manifests as git blobs in nested trees; return the root tree id."""
@@ -425,6 +475,20 @@ class Repository:
         self.add_objects([c])
         return c.id.decode()
 
+    def make_tag(self, name: str, commit: str, message: str, *, tagger: str | None = None,
+                 when: int | None = None) -> str:
+        """Write an annotated tag object ``name`` on ``commit`` (no ref is moved); returns
+        the tag object's id."""
+        t = Tag()
+        t.name = name.encode()
+        t.object = (self.git[commit.encode()].__class__, commit.encode())
+        t.tagger = (tagger or default_identity()).encode()
+        t.tag_time = int(when if when is not None else time.time())
+        t.tag_timezone = 0
+        t.message = (message if message.endswith("\n") else message + "\n").encode()
+        self.add_objects([t])
+        return t.id.decode()
+
     @contextlib.contextmanager
     def commit_lock(self, timeout: float = 60.0) -> Iterator[None]:
         """The lock that serializes every ref update, commit, merge and checkout of this
@@ -456,26 +520,61 @@ class Repository:
         return FileLock(self.control / "locks" / "gc.lock", timeout, shared=True)
 
     def gc_lock(self, timeout: float = 600.0) -> FileLock:
+        """The lock gc holds exclusively (writers hold it shared: :meth:`write_guard`)."""
         return FileLock(self.control / "locks" / "gc.lock", timeout)
+
+    # --- remotes (kept in the git config, like git's own) ----------------------------
+    def remotes(self) -> dict[str, str]:
+        """Remote name -> URL."""
+        cfg = self.git.get_config()
+        out = {}
+        for section in cfg.sections():
+            if len(section) == 2 and section[0] == b"remote":
+                try:
+                    out[section[1].decode()] = cfg.get(section, b"url").decode()
+                except KeyError:
+                    continue
+        return out
+
+    def set_remote(self, name: str, url: str) -> None:
+        """Record remote ``name`` at ``url``, with git's default fetch refspec."""
+        cfg = self.git.get_config()
+        cfg.set((b"remote", name.encode()), b"url", url.encode())
+        cfg.set((b"remote", name.encode()), b"fetch", f"+refs/heads/*:refs/remotes/{name}/*".encode())
+        cfg.write_to_path()
+
+    def remove_remote(self, name: str) -> None:
+        """Forget remote ``name`` in the config (its remote-tracking refs stay);
+        :class:`RemoteNotFound` if there is none."""
+        cfg = self.git.get_config()
+        try:
+            del cfg[(b"remote", name.encode())]
+        except KeyError:
+            raise RemoteNotFound(f"no remote {name!r}", remote=name) from None
+        cfg.write_to_path()
 
     # --- merge state --------------------------------------------------------------
     @property
     def merge_state_path(self) -> Path:
+        """Where an unfinished merge is recorded."""
         return self.control / "MERGE_STATE.json"
 
     def merge_state(self) -> dict[str, Any] | None:
+        """The unfinished merge (``merge_head``, ``orig_head``, ``conflicts``...), or None."""
         try:
             return json.loads(self.merge_state_path.read_bytes())
         except FileNotFoundError:
             return None
 
     def set_merge_state(self, state: dict[str, Any] | None) -> None:
+        """Record an unfinished merge (atomically), or drop the record with None."""
         if state is None:
             self.merge_state_path.unlink(missing_ok=True)
         else:
             atomic_write(self.merge_state_path, json.dumps(state, indent=1).encode())
 
     def workpath(self, path: str) -> Path:
+        """``path`` in the working tree (unchecked: see ``worktree.worktree_path``)."""
         return self.root / path
 
 
@@ -510,34 +609,3 @@ def nested_tree(files: dict[str, bytes]) -> tuple[bytes, dict[str, bytes], list[
         return t.id
 
     return build(root), ids, objects
-
-
-def normalize_path(path: str) -> str:
-    """A repository-relative artifact path in canonical form (no ./, no trailing /); a path
-    no tree may hold (``..``, a backslash, ``.demoai``...) raises :class:`UnsafePath`."""
-    parts = [x for x in path.strip("/").split("/") if x not in ("", ".")]
-    return check_path("/".join(parts) if parts else path)
-
-
-def check_entry(name: bytes, mode: int, prefix: str = "") -> str:
-    """A git tree entry's name, decoded, once it is one a working tree may hold: a safe
-    path component (see :func:`check_name`), and a mode DemoAI writes (a file or a folder).
-    Raises :class:`UnsafePath` for anything else, so a hostile tree never reaches the disk."""
-    try:
-        text = name.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UnsafePath(f"{prefix}{name!r}: a tree entry name that is not UTF-8", path=prefix) from None
-    if mode not in (0o040000, 0o100644, 0o100755):
-        raise UnsafePath(f"{prefix}{text}: unsupported tree entry mode {mode:o} "
-                         "(only files and folders)", path=prefix + text)
-    check_name(text)
-    return text
-
-
-def default_identity() -> str:
-    """Author identity: $DEMOAI_AUTHOR, else git's user.name/email env, else a local default."""
-    if os.environ.get("DEMOAI_AUTHOR"):
-        return os.environ["DEMOAI_AUTHOR"]
-    name = os.environ.get("GIT_AUTHOR_NAME") or os.environ.get("USER") or "demoai"
-    email = os.environ.get("GIT_AUTHOR_EMAIL") or f"{name}@localhost"
-    return f"{name} <{email}>"

@@ -70,6 +70,7 @@ class SyncPlan:
     delete: list[str] = field(default_factory=list)
 
     def journal(self) -> bytes:
+        """The journal record of this plan (what recovery needs to finish it)."""
         return json.dumps({"target": self.target, "staging": self.staging.name,
                            "staged": self.staged, "delete": self.delete,
                            "entries": {p: b.decode() for p, b in self.entries.items()}}).encode()

@@ -17,123 +17,41 @@ Storage, per session ``NAME``:
   make appending, reading step k and forking O(1). A fork's cache starts at its fork point
   and reads earlier events from its parent's cache. The cache is checked against the ref on
   open and rebuilt from git when it disagrees (after a crash, a clone or a fetch).
+
+The event line format and chain check live in :mod:`.events`, the git objects of a step in
+:mod:`.steps`, and reading a session another process is appending to in :mod:`.follow`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import re
+import secrets
 import struct
 import time
 from pathlib import Path
 from typing import Any
 
-import blake3
-from dulwich.objects import Blob, Commit, Tree
-
-from demoai.errors import (IntegrityError, InvalidArtifact, InvalidRefName, RefConflict,
-                           SessionNotFound)
-from demoai.objects import Session, decode_manifest, encode_manifest
+from demoai.errors import IntegrityError, InvalidRefName, RefConflict, SessionNotFound
+from demoai.objects import Session
 from demoai.store.fsutil import FileLock, atomic_write
-from demoai.store.git.repo import Repository, check_ref_name, default_identity, nested_tree
+from demoai.store.git.repo import Repository, check_ref_name
+from demoai.store.sessions.events import (ROOT_PARENT, Event, new_event, parse_bodies,
+                                          parse_session_step, verify_lines)
+from demoai.store.sessions.steps import (blob_ids, chain_lines, commit_time, manifest_at,
+                                         read_workspace, walk_steps, workspace_tree,
+                                         workspace_tree_at, write_step)
 
-__all__ = ["SESSION_REF", "Event", "SessionLog", "SessionInfo", "open_session", "create_session",
-           "fork_session", "list_sessions", "blob_ids", "workspace_tree", "read_workspace", "parse_session_step", "session_exists", "verify_lines",
-           "parse_bodies"]
-
-try:                                     # 3-4x faster parsing on long replays
-    from orjson import loads as _loads
-except ImportError:                      # pragma: no cover
-    _loads = json.loads
+__all__ = ["SESSION_REF", "SessionLog", "SessionInfo", "open_session", "create_session",
+           "fork_session", "list_sessions", "session_info", "session_exists", "session_tip",
+           "live_status", "free_name", "new_session_name",
+           # re-exported from .events and .steps: what readers of one session log use
+           "Event", "verify_lines", "parse_bodies", "parse_session_step", "blob_ids",
+           "workspace_tree", "read_workspace", "manifest_at"]
 
 SESSION_REF = "refs/sessions/"
 _REC = struct.Struct(">20sQ")            # step commit id, journal end offset
-_ROOT = b"-"                             # parent of the first event
-_EVENTS = ".demoai/events"
-_WORKSPACE = ".demoai/workspace"
-MAX_FILE = 8 << 20                       # workspace files above this are recorded by digest only
-
-
-def _canon(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _event_id(parent: bytes, body: bytes) -> bytes:
-    return blake3.blake3(parent + b" " + body).hexdigest().encode()
-
-
-def _event_line(parent: bytes, type: str, step: int, data: dict[str, Any]) -> tuple[bytes, bytes]:
-    """(id, journal line) of a new event after ``parent``."""
-    # The fields every event has come last, so no data key can replace them.
-    body = _canon({**data, "type": type, "step": step, "t": round(time.time(), 6)})
-    eid = _event_id(parent, body)
-    return eid, eid + b" " + parent + b" " + body + b"\n"
-
-
-@dataclasses.dataclass(frozen=True)
-class Event:
-    """One event: ``id`` and ``parent`` are BLAKE3 hex ids (``-`` for the first)."""
-
-    id: str
-    parent: str
-    body: dict[str, Any]
-
-    @property
-    def type(self) -> str:
-        return self.body.get("type", "?")
-
-    @property
-    def step(self) -> int:
-        return int(self.body.get("step", 0))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": "blake3:" + self.id, "parent": None if self.parent == "-" else "blake3:" + self.parent,
-                **self.body}
-
-    @classmethod
-    def parse(cls, line: bytes) -> "Event":
-        i, p, body = line.rstrip(b"\n").split(b" ", 2)
-        return cls(i.decode(), p.decode(), _loads(body))
-
-
-def verify_lines(lines: list[bytes], start_parent: bytes = _ROOT,
-                 bodies: list[bytes] | None = None) -> tuple[int, bytes]:
-    """Check the hash chain of event lines; returns (count, head id) and, when given
-    ``bodies``, fills it with each event's JSON. Raises :class:`IntegrityError` naming the
-    first broken event."""
-    prev = start_parent
-    h = blake3.blake3
-    keep = bodies.append if bodies is not None else None
-    for n, line in enumerate(lines):
-        try:
-            i, p, body = line.rstrip(b"\n").split(b" ", 2)
-        except ValueError:
-            raise IntegrityError(f"event {n}: malformed line", index=n) from None
-        if p != prev:
-            raise IntegrityError(f"event {n}: parent {p[:12].decode()} does not chain to "
-                                 f"{prev[:12].decode()}", index=n)
-        if h(p + b" " + body).hexdigest().encode() != i:
-            raise IntegrityError(f"event {n} ({i[:12].decode()}): content does not match its id",
-                                 index=n)
-        if keep:
-            keep(body)
-        prev = i
-    return len(lines), prev
-
-
-def parse_bodies(bodies: list[bytes]) -> list[dict[str, Any]]:
-    """Parse many event bodies in one call (one JSON array: far fewer parser round trips)."""
-    try:
-        return _loads(b"[" + b",".join(bodies) + b"]")
-    except ValueError as e:
-        raise IntegrityError(f"an event is not valid JSON ({e})") from None
-
-
-def parse_session_step(spec: str) -> tuple[str, int | None]:
-    """``NAME@STEP`` -> (NAME, STEP); ``NAME`` -> (NAME, None)."""
-    m = re.fullmatch(r"(.+)@(\d+)", spec)
-    return (m.group(1), int(m.group(2))) if m else (spec, None)
+_ROOT = ROOT_PARENT
 
 
 class _Records:
@@ -166,6 +84,9 @@ class _Records:
 
 @dataclasses.dataclass
 class SessionInfo:
+    """A session's state as its tip commit records it (``status`` corrected for a run
+    that died: ``interrupted``)."""
+
     name: str
     commit: str
     steps: int
@@ -177,11 +98,36 @@ class SessionInfo:
     updated: int
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
         return dataclasses.asdict(self)
 
 
 def session_exists(repo: Repository, name: str) -> bool:
+    """Whether ``refs/sessions/NAME`` exists."""
     return repo.ref_value(SESSION_REF + name) is not None
+
+
+def session_tip(repo: Repository, name: str) -> str | None:
+    """The commit ``refs/sessions/NAME`` points at; None when there is none (a name git
+    would refuse names no session)."""
+    try:
+        check_ref_name(name, "session")
+        return repo.ref_value(SESSION_REF + name)
+    except (InvalidRefName, ValueError):
+        return None
+
+
+def free_name(repo: Repository, base: str) -> str:
+    """``BASE-1``, ``BASE-2``, ...: the first session name not taken."""
+    n = 1
+    while session_exists(repo, f"{base}-{n}"):
+        n += 1
+    return f"{base}-{n}"
+
+
+def new_session_name(stem: str) -> str:
+    """A fresh session name for a run of ``stem``: ``STEM-YYYYmmdd-HHMMSS-xxxx``."""
+    return f"{stem or 'agent'}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def list_sessions(repo: Repository) -> list[SessionInfo]:
@@ -193,27 +139,28 @@ def list_sessions(repo: Repository) -> list[SessionInfo]:
     return sorted(out, key=lambda s: (-s.updated, s.name))
 
 
-def _manifest_of(repo: Repository, commit: str) -> Session:
-    c = repo.git[commit.encode()]
-    tree = repo.git[c.tree]
-    try:
-        _, sha = tree.lookup_path(repo.git.__getitem__, b"session")
-    except KeyError:
-        raise InvalidArtifact(f"commit {commit[:12]} is not a session step") from None
-    art = decode_manifest(repo.git[sha].as_raw_string(), "session")
-    if not isinstance(art, Session):
-        raise InvalidArtifact(f"commit {commit[:12]} is not a session step")
-    return art
+def session_info(repo: Repository, name: str, commit: str | None = None) -> SessionInfo:
+    """The state of session ``name`` as its tip (or ``commit``) records it, read from git
+    only (safe while a run appends to it). SessionNotFound when there is no such session."""
+    sha = commit or session_tip(repo, name)
+    if sha is None:
+        raise SessionNotFound(f"no session named {name!r} (see `demoai agent sessions`)", session=name)
+    return _info(repo, name, sha)
+
+
+def live_status(repo: Repository, name: str, status: str) -> str:
+    """The status a session really has, given the one its manifest records: a session the
+    manifest says is running but that nobody holds open for writing was interrupted."""
+    if status == "running" and _is_unlocked(repo, name):
+        return "interrupted"            # nobody appends to it: the run died mid-way
+    return status
 
 
 def _info(repo: Repository, name: str, sha: str) -> SessionInfo:
-    s = _manifest_of(repo, sha)
-    status = s.status
-    if status == "running" and _is_unlocked(repo, name):
-        status = "interrupted"          # nobody appends to it: the run died mid-way
-    return SessionInfo(name=name, commit=sha, steps=s.steps, status=status, agent=s.agent,
-                       head=s.head, parent=s.parent, meta=dict(s.meta),
-                       updated=repo.git[sha.encode()].commit_time)
+    s = manifest_at(repo, sha)
+    return SessionInfo(name=name, commit=sha, steps=s.steps, status=live_status(repo, name, s.status),
+                       agent=s.agent, head=s.head, parent=s.parent, meta=dict(s.meta),
+                       updated=commit_time(repo, sha))
 
 
 def _cache_dir(repo: Repository, name: str) -> Path:
@@ -259,7 +206,7 @@ class SessionLog:
                 raise RefConflict(f"session {name!r} is being appended to by another process",
                                   ref=self.ref) from None
         self.tip = tip
-        self.manifest = _manifest_of(repo, tip)
+        self.manifest = manifest_at(repo, tip)
         self._base: dict | None = None
         self._records: _Records = _Records(b"")
         self._mem_journal: bytes | None = None
@@ -312,21 +259,13 @@ class SessionLog:
 
     def _rebuild(self) -> None:
         """Re-create the cache from git: walk the step commits back to the first."""
-        chain = []
-        sha: bytes | None = self.tip.encode()
-        while sha is not None:
-            c = self.repo.git[sha]
-            chain.append(c)
-            sha = c.parents[0] if c.parents else None
+        chain = list(walk_steps(self.repo, self.tip, steps=True))
         chain.reverse()
         journal, recs, steps = bytearray(), [], []
         for c in chain:
-            tree = self.repo.git[c.tree]
-            _, ev = tree.lookup_path(self.repo.git.__getitem__, _EVENTS.encode())
-            journal += self.repo.git[ev].as_raw_string()
-            _, ms = tree.lookup_path(self.repo.git.__getitem__, b"session")
-            steps.append(json.loads(self.repo.git[ms].as_raw_string())["steps"])
-            recs.append((c.id.decode(), len(journal)))
+            journal += c.events
+            steps.append(c.steps)
+            recs.append((c.id, len(journal)))
         # One record per step number: a fork commit replaces the step it forked from.
         by_step: dict[int, tuple[bytes, int]] = {}
         for st, (cid, off) in zip(steps, recs):
@@ -344,10 +283,12 @@ class SessionLog:
     # --- reading -------------------------------------------------------------------
     @property
     def steps(self) -> int:
+        """The number of the last committed step."""
         return self.manifest.steps
 
     @property
     def head(self) -> str:
+        """The id of the last event appended (``""`` before the first)."""
         return "blake3:" + self._head.decode() if self._head != _ROOT else ""
 
     def step_commit(self, step: int) -> str:
@@ -380,20 +321,12 @@ class SessionLog:
         return prefix + data.splitlines(keepends=True)
 
     def events(self, upto_step: int | None = None) -> list[Event]:
+        """The events from the first through the end of ``upto_step`` (default: all)."""
         return [Event.parse(line) for line in self.lines(upto_step)]
 
     def git_lines(self) -> list[bytes]:
         """Every event line read from the step commits themselves (not the cache)."""
-        chunks, sha = [], self.tip.encode()
-        while True:
-            c = self.repo.git[sha]
-            tree = self.repo.git[c.tree]
-            _, ev = tree.lookup_path(self.repo.git.__getitem__, _EVENTS.encode())
-            chunks.append(self.repo.git[ev].as_raw_string())
-            if not c.parents:
-                break
-            sha = c.parents[0]
-        return b"".join(reversed(chunks)).splitlines(keepends=True)
+        return chain_lines(self.repo, self.tip)
 
     def verify(self, *, from_git: bool = False) -> dict[str, Any]:
         """Verify the chain of every event against the head the ref pins (reading the
@@ -413,6 +346,7 @@ class SessionLog:
         return read_workspace(self.repo, commit)
 
     def info(self) -> SessionInfo:
+        """The session's state as its tip records it."""
         return _info(self.repo, self.name, self.tip)
 
     # --- writing -------------------------------------------------------------------
@@ -424,7 +358,7 @@ class SessionLog:
     def append(self, type: str, *, same_step: bool = False, **data: Any) -> str:
         """Append an event to the step in flight (``same_step``: to the last committed
         step, e.g. its end); returns its id. Durable at :meth:`commit_step`."""
-        eid, line = _event_line(self._head, type, self.manifest.steps + (0 if same_step else 1), data)
+        eid, line = new_event(self._head, type, self.manifest.steps + (0 if same_step else 1), data)
         if self._jfd is None:
             self._jfd = os.open(self.dir / "journal", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(self._jfd, line)
@@ -440,8 +374,8 @@ class SessionLog:
         man = dataclasses.replace(self.manifest, digest="blake3:" + self._head.decode(),
                                   head="blake3:" + self._head.decode(), steps=steps,
                                   status=status or self.manifest.status)
-        ws = workspace if workspace is not None else _workspace_tree(self.repo, self.tip)
-        commit = _write_step(self.repo, man, b"".join(self._pending), ws, [self.tip],
+        ws = workspace if workspace is not None else workspace_tree_at(self.repo, self.tip)
+        commit = write_step(self.repo, man, b"".join(self._pending), ws, [self.tip],
                              message or f"step {steps}")
         self.repo.set_ref(self.ref, commit, self.tip, f"session: step {steps}")
         off = os.path.getsize(self.dir / "journal")
@@ -458,6 +392,7 @@ class SessionLog:
         return commit
 
     def close(self) -> None:
+        """Close the journal and release the writer's lock."""
         if self._jfd is not None:
             os.close(self._jfd)
             self._jfd = None
@@ -470,73 +405,6 @@ class SessionLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --- git objects ------------------------------------------------------------------
-def _workspace_tree(repo: Repository, commit: str | None) -> str | None:
-    if not commit:
-        return None
-    tree = repo.git[repo.git[commit.encode()].tree]
-    try:
-        _, sha = tree.lookup_path(repo.git.__getitem__, _WORKSPACE.encode())
-    except KeyError:
-        return None
-    return sha.decode()
-
-
-def workspace_tree(repo: Repository, files: dict[str, bytes]) -> tuple[str | None, dict[str, str]]:
-    """Store workspace files as git blobs in nested trees; returns (tree id or None when
-    empty, path -> blob id). Files above MAX_FILE are left out (the caller records them)."""
-    kept = {p: d for p, d in files.items() if len(d) <= MAX_FILE}
-    if not kept:
-        return None, {}
-    tid, ids, objects = nested_tree(kept)
-    repo.add_objects(objects)
-    return tid.decode(), {p: b.decode() for p, b in ids.items()}
-
-
-def blob_ids(files: dict[str, bytes]) -> dict[str, str]:
-    """path -> the git blob id :func:`workspace_tree` would give, without writing anything."""
-    return {p: Blob.from_string(d).id.decode() for p, d in files.items() if len(d) <= MAX_FILE}
-
-
-def read_workspace(repo: Repository, commit: str) -> dict[str, bytes]:
-    tid = _workspace_tree(repo, commit)
-    out: dict[str, bytes] = {}
-
-    def walk(sha: bytes, prefix: str) -> None:
-        for e in repo.git[sha].iteritems():
-            p = prefix + e.path.decode()
-            if e.mode & 0o040000:
-                walk(e.sha, p + "/")
-            else:
-                out[p] = repo.git[e.sha].as_raw_string()
-
-    if tid:
-        walk(tid.encode(), "")
-    return out
-
-
-def _write_step(repo: Repository, man: Session, events: bytes, workspace: str | None,
-                parents: list[str | None], message: str) -> str:
-    eb, mb = Blob.from_string(events), Blob.from_string(encode_manifest(man))
-    inner = Tree()
-    inner.add(b"events", 0o100644, eb.id)
-    if workspace:
-        inner.add(b"workspace", 0o040000, workspace.encode())
-    root = Tree()
-    root.add(b".demoai", 0o040000, inner.id)
-    root.add(b"session", 0o100644, mb.id)
-    c = Commit()
-    c.tree = root.id
-    c.parents = [p.encode() for p in parents if p]
-    c.author = c.committer = default_identity().encode()
-    c.author_time = c.commit_time = int(time.time())
-    c.author_timezone = c.commit_timezone = 0
-    c.encoding = b"UTF-8"
-    c.message = (message.rstrip("\n") + "\n").encode()
-    repo.add_objects([eb, mb, inner, root, c])
-    return c.id.decode()
 
 
 def _init_cache(repo: Repository, name: str, line: bytes, commit: str, base: dict | None) -> None:
@@ -559,11 +427,11 @@ def create_session(repo: Repository, name: str, *, agent: str, meta: dict[str, A
     check_ref_name(name, "session")
     if session_exists(repo, name):
         raise RefConflict(f"a session named {name!r} already exists", ref=SESSION_REF + name)
-    eid, line = _event_line(_ROOT, "run_start", 0, start)
+    eid, line = new_event(_ROOT, "run_start", 0, start)
     man = Session(digest="blake3:" + eid.decode(), agent=agent, head="blake3:" + eid.decode(),
                   steps=0, status="running", parent=None, meta=meta)
     man.check()
-    commit = _write_step(repo, man, line, workspace, [], f"session {name}: start")
+    commit = write_step(repo, man, line, workspace, [], f"session {name}: start")
     _init_cache(repo, name, line, commit, None)
     repo.set_ref(SESSION_REF + name, commit, None, f"session: start {name}")
     return SessionLog(repo, name, writable=True)
@@ -579,16 +447,16 @@ def fork_session(repo: Repository, spec: str, new_name: str, *, overrides: dict[
     src = SessionLog(repo, name)
     step = src.steps if step is None else step
     base_commit = src.step_commit(step)
-    base = _manifest_of(repo, base_commit)
+    base = manifest_at(repo, base_commit)
     head = base.head.removeprefix("blake3:").encode()
-    eid, line = _event_line(head, "fork", step, {
+    eid, line = new_event(head, "fork", step, {
         "from": {"session": name, "step": step, "commit": base_commit, "head": base.head},
         "overrides": overrides or {}})
     meta = {**base.meta, "name": new_name}
     man = dataclasses.replace(base, digest="blake3:" + eid.decode(), head="blake3:" + eid.decode(),
                               status="forked", meta=meta,
                               parent={"session": name, "step": step, "commit": base_commit})
-    commit = _write_step(repo, man, line, _workspace_tree(repo, base_commit), [base_commit],
+    commit = write_step(repo, man, line, workspace_tree_at(repo, base_commit), [base_commit],
                          f"session {new_name}: fork of {name}@{step}")
     _init_cache(repo, new_name, line, commit, {"session": name, "step": step, "commit": base_commit})
     repo.set_ref(SESSION_REF + new_name, commit, None, f"session: fork {name}@{step}")
@@ -596,6 +464,7 @@ def fork_session(repo: Repository, spec: str, new_name: str, *, overrides: dict[
 
 
 def open_session(repo: Repository, name: str, *, writable: bool = False) -> SessionLog:
+    """Open session ``name`` (``writable``: as its one writer); SessionNotFound if none."""
     try:
         return SessionLog(repo, name, writable=writable)
     except InvalidRefName:

@@ -114,18 +114,22 @@ class Changes:
 
     @property
     def removed(self) -> pa.Table:
+        """Rows only in the old version."""
         return self._rows(self.ta, self.only_a)
 
     @property
     def added(self) -> pa.Table:
+        """Rows only in the new version."""
         return self._rows(self.tb, self.only_b)
 
     @property
     def before(self) -> pa.Table:
+        """Modified rows as they were."""
         return self._rows(self.ta, self.mod_a)
 
     @property
     def after(self) -> pa.Table:
+        """Modified rows as they are now, in the order of :attr:`before`."""
         return self._rows(self.tb, self.mod_b)
 
 
@@ -213,6 +217,7 @@ def plan_keyed(base_keys: pa.ChunkedArray, base_h: np.ndarray, new_keys: pa.Chun
 
 
 def key_order(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The positions of ``keys`` in sorted key order."""
     if len(keys) == 0:
         return np.zeros(0, dtype=np.int64)
     return pc.sort_indices(keys, memory_pool=_POOL).to_numpy()

@@ -164,6 +164,7 @@ class DigestIndex:
         return self._shape(schema, key, rows).exists()
 
     def record(self, ref: TableRef) -> None:
+        """Remember ``ref`` under its content digest (and its shape), for reuse."""
         atomic_write(self._path(ref.digest), json.dumps(ref.to_dict()).encode(), durable=False)
         shape = self._shape(ref.arrow_schema(), ref.key, ref.rows)
         if not shape.exists():

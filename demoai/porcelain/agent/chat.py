@@ -1,0 +1,75 @@
+"""Chat with a repository's model (``POST /v1/chat/completions``), through the same
+bounded :class:`ModelPool` agent runs use.
+
+A model id is what the registry resolves at HEAD (``smollm2``, ``models/x.gguf``),
+optionally ``MODEL+ADAPTER_PATH``. :func:`open_chat_model` holds the model (loading it if
+needed; call it off the event loop) until its ``release()``; :func:`complete_chat` makes one
+call under the model's lock. A prompt longer than the context is refused (ContextOverflow),
+never cut; output that breaks a requested JSON schema (cut off at ``max_tokens``) is an
+answer, as OpenAI gives it, not an error.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from demoai.engines.llm import ChatResult, ModelPool, PooledModel
+from demoai.errors import ModelError, ProtocolError
+from demoai.registry.resolve import resolve_model_id
+from demoai.store.git.repo import Repository
+
+__all__ = ["open_chat_model", "complete_chat", "ChatCompletion", "ChatResult", "ChatModel"]
+
+ChatModel = PooledModel
+"""A model held from the pool: ``model_digest``, ``n_ctx`` ...; ``release()`` when done."""
+
+
+@dataclass
+class ChatCompletion:
+    """One chat call: the backend's result and the server-side timings (seconds waited for
+    the model, seconds of the call)."""
+
+    result: ChatResult
+    queue_s: float
+    call_s: float
+
+
+def open_chat_model(repo: Repository, pool: ModelPool, model_id: str) -> ChatModel:
+    """Hold the model ``model_id`` names at HEAD from ``pool`` (blocking while it loads).
+    InvalidArtifact for a malformed id or a remote one, PathNotFound for none."""
+    return pool.use(resolve_model_id(repo, model_id))
+
+
+def complete_chat(model: ChatModel, messages: list[dict[str, str]], *, params: dict[str, Any],
+                  json_schema: dict[str, Any] | None = None,
+                  on_token: Callable[[str], None] | None = None) -> ChatCompletion:
+    """One chat call under the model's lock (``params`` must set ``max_tokens``)."""
+    with model.call() as backend:
+        t1 = time.perf_counter()
+        try:
+            res = backend.chat(messages, params=params, json_schema=json_schema, on_token=on_token)
+        except ModelError as e:
+            res = _as_result(backend, messages, params, e)
+        call = time.perf_counter() - t1
+    return ChatCompletion(res, model.waited, call)
+
+
+def _as_result(backend: Any, messages: list[dict], params: dict, e: ModelError) -> ChatResult:
+    """Bad input the backend reports as a ModelError becomes a ProtocolError; output that
+    breaks the requested JSON schema (cut at max_tokens) is an answer."""
+    if getattr(e, "text", None) is not None:
+        n = backend.count_tokens(messages)
+        finish = getattr(e, "finish_reason", None) or "stop"
+        if finish == "length":
+            used = min(params["max_tokens"], backend.n_ctx - n)
+        else:                         # the backend's count is lost with the result: re-count
+            with_text = backend.count_tokens([*messages, {"role": "assistant", "content": e.text}])
+            empty = backend.count_tokens([*messages, {"role": "assistant", "content": ""}])
+            used = max(0, with_text - empty)
+        return ChatResult(text=e.text, finish_reason=finish, prompt_tokens=n, completion_tokens=used)
+    if "schema" in e.fields:
+        raise ProtocolError(f"response_format: {e.message}", where="response_format") from e
+    if e.message.startswith("the chat template rejected"):
+        raise ProtocolError(e.message, where="messages") from e
+    raise e

@@ -1,0 +1,230 @@
+"""Writing table versions: a new lineage, or a delta onto any version of one.
+
+A table is checked first (column names Lance would misread, Arrow data it could not read
+back, a usable key). A new lineage is written by Lance while the rows are hashed in
+parallel; content a store already holds is not written again. A version with a ``base`` is
+a delta: rows are matched (by key, else by content hash) and only changes are written
+(deletion vectors, ``merge_insert`` for edits, which keeps their stable ``_rowid``, appends
+for new rows), unless most rows changed, when a full new version is cheaper.
+
+:class:`WriteMixin` is part of :class:`~demoai.store.tables.store.TableStore`.
+"""
+from __future__ import annotations
+
+import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import lance
+import numpy as np
+import pyarrow as pa
+
+from demoai.errors import IntegrityError, InvalidArtifact
+from demoai.store.tables.diff import (cells_changed, check_keys, keys_usable, multiset_minus,
+                                      plan_keyed)
+from demoai.store.tables.io import canonical_schema, check_arrow_data, digest_from_hashes, row_hashes
+from demoai.store.tables.ref import TableRef, schema_meta
+
+__all__ = ["WriteMixin", "Progress", "report", "RESERVED_COLUMNS"]
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``; stages: ``hash``, ``write``, ``verify``."""
+
+RESERVED_COLUMNS = frozenset({"_rowid", "_rowaddr", "_rowoffset", "_row_offset", "_distance",
+                              "_score", "_row_created_at_version",
+                              "_row_last_updated_at_version", "_fragid"})
+_OVERWRITE_FRACTION = 0.5   # above this share of changed rows a full rewrite is cheaper
+
+
+def report(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    """Call ``progress`` (when there is one) with a stage's position."""
+    if progress is not None:
+        progress(stage, done, total)
+
+
+def _hashed(table: pa.Table, progress: Progress | None) -> np.ndarray:
+    """:func:`row_hashes` of ``table``, reported as the ``hash`` stage."""
+    report(progress, "hash", 0, table.num_rows)
+    hashes = row_hashes(table)
+    report(progress, "hash", table.num_rows, table.num_rows)
+    return hashes
+
+
+class WriteMixin:
+    """Writing versions (part of ``TableStore``: uses its folders, locks, file lists and
+    verified reads)."""
+
+    def write(self, table: pa.Table, *, key: str | None = None, base: TableRef | None = None,
+              progress: Progress | None = None) -> TableRef:
+        """Store ``table`` and return its ref.
+
+        Without ``base`` a new lineage (random table id) is created, unless a live table
+        with the same content digest exists, whose ref is returned. With ``base`` the new
+        version is a delta on base's lineage (base may be any version, not just the
+        latest); if the content equals base's, base itself is returned. ``key`` names a
+        unique, non-null column used to match rows (edits become in-place updates).
+        """
+        table = _check_table(table, key)
+        if base is None:
+            return self._write_new(table, key, progress)
+        hashes = _hashed(table, progress)
+        digest = digest_from_hashes(table.schema, key, hashes)
+        if digest == base.digest:
+            return base
+        ref = self._write_delta(table, hashes, key, base, digest, progress)
+        report(progress, "write", table.num_rows, table.num_rows)
+        self.digests.record(ref)
+        return ref
+
+    def _write_new(self, table: pa.Table, key: str | None,
+                   progress: Progress | None) -> TableRef:
+        """A new lineage. Lance encodes the rows in one thread while DuckDB hashes them in
+        another (both native, both release the GIL), so the two costs overlap instead of
+        adding up. When the digest then names a stored table, that one is returned and
+        the folder just written is removed; so is a folder whose write failed. Content
+        that may be stored already (a stored table has its schema, key and row count) is
+        hashed first instead, and not written at all when it is."""
+        n = table.num_rows
+        hashes = None
+        if self.digests.may_hold(table.schema, key, n):
+            hashes = _hashed(table, progress)
+            found = self.digests.lookup(digest_from_hashes(table.schema, key, hashes))
+            if found is not None:
+                return found
+        table_id = uuid.uuid4().hex
+        uri = self._uri(table_id)
+        with self._lock(table_id):
+            report(progress, "write", 0, n)
+            try:
+                with ThreadPoolExecutor(1, thread_name_prefix="demoai-table-write") as pool:
+                    written = pool.submit(lance.write_dataset, table, str(uri), mode="create",
+                                          enable_stable_row_ids=True)
+                    try:
+                        if hashes is None:
+                            hashes = _hashed(table, progress)
+                    finally:
+                        ds = written.result()
+                digest = digest_from_hashes(table.schema, key, hashes)
+                found = self.digests.lookup(digest)
+                ref = found or self._make_ref(ds, uri, table_id, table, digest, key, {})
+            except BaseException:
+                self._discard_new(table_id)
+                raise
+            if found is not None:
+                self._discard_new(table_id)
+                return found
+        report(progress, "write", n, n)
+        self.digests.record(ref)
+        return ref
+
+    def _discard_new(self, table_id: str) -> None:
+        """Remove a lineage this process just created and nobody else knows the id of."""
+        shutil.rmtree(self._uri(table_id), ignore_errors=True)
+        (self.root / f"{table_id}.lock").unlink(missing_ok=True)
+
+    def _make_ref(self, ds: lance.LanceDataset, uri: Path, table_id: str, table: pa.Table,
+                  digest: str, key: str | None, known: dict[str, str],
+                  delta: dict | None = None) -> TableRef:
+        rows = ds.count_rows()
+        if rows != table.num_rows:
+            raise IntegrityError(f"table {table_id} v{ds.version}: wrote {rows} rows, "
+                                 f"expected {table.num_rows}", table_id=table_id)
+        files = self._hash_files(uri, self._version_files(ds, uri), known)
+        return TableRef(table_id, ds.version, rows, digest, key, schema_meta(table.schema), files,
+                        delta)
+
+    def _write_delta(self, table: pa.Table, hashes: np.ndarray, key: str | None,
+                     base: TableRef, digest: str, progress: Progress | None) -> TableRef:
+        uri = self._dir_for(base)
+        with self._lock(base.table_id):
+            ds_base = self._checked(base)  # never build on corrupt files
+            stored = ds_base.schema
+            data = None
+            if canonical_schema(stored) == canonical_schema(table.schema):
+                try:
+                    data = table.cast(stored)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+                    data = None
+            if data is None:  # schema changed: a full new version of the lineage
+                return self._overwrite(uri, base, table, digest, key, progress)
+            scan = ds_base.to_table(with_row_id=True)
+            rowids = scan["_rowid"].to_numpy()
+            base_tbl = scan.drop_columns(["_rowid"])
+            del scan
+            base_h = row_hashes(base_tbl)
+            keyed = key is not None and keys_usable(base_tbl, key)
+            delta = None
+            if keyed:
+                dele, upsert, edit_a, edit_b = plan_keyed(base_tbl[key], base_h, table[key],
+                                                           hashes)
+                cells = cells_changed(base_tbl, data.select(base_tbl.column_names),
+                                      edit_a, edit_b)
+                delta = {"base": base.digest, "key": key, "added": len(upsert) - len(edit_b),
+                         "removed": len(dele), "modified": int(cells.any(axis=1).sum()),
+                         "columns": {c: int(n) for c, n in zip(base_tbl.column_names,
+                                                               cells.sum(axis=0)) if n}}
+            else:  # rows as a multiset: delete what is gone, append what is new
+                dele, upsert = multiset_minus(base_h, hashes)
+            del base_tbl
+            n_change = len(dele) + len(upsert)
+            if n_change == 0:  # same rows; only key or exact types differ
+                return replace(base, digest=digest, key=key, rows=table.num_rows,
+                               schema=schema_meta(table.schema), delta=None)
+            if n_change > _OVERWRITE_FRACTION * max(base.rows, table.num_rows, 1):
+                return self._overwrite(uri, base, table, digest, key, progress)
+            report(progress, "write", 0, n_change)
+            if lance.dataset(str(uri)).version != base.version:
+                ds_base.restore()  # branch from an older version: it becomes the latest
+            if len(dele):
+                ids = ",".join(map(str, rowids[dele].tolist()))
+                lance.dataset(str(uri)).delete(f"_rowid IN ({ids})")
+            if len(upsert):
+                rows = data.take(pa.array(np.sort(upsert), type=pa.int64()))
+                ds = lance.dataset(str(uri))
+                if keyed:
+                    # merge_insert keeps the stable _rowid of edited rows
+                    ds.merge_insert(key).when_matched_update_all() \
+                      .when_not_matched_insert_all().execute(rows)
+                else:
+                    ds.insert(rows)
+            final = lance.dataset(str(uri))
+            return self._make_ref(final, uri, base.table_id, table, digest, key, base.files,
+                                  delta)
+
+    def _overwrite(self, uri: Path, base: TableRef, table: pa.Table, digest: str,
+                   key: str | None, progress: Progress | None) -> TableRef:
+        report(progress, "write", 0, table.num_rows)
+        ds = lance.write_dataset(table, str(uri), mode="overwrite", enable_stable_row_ids=True)
+        return self._make_ref(ds, uri, base.table_id, table, digest, key, base.files)
+
+
+def _check_table(table: Any, key: str | None) -> pa.Table:
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise InvalidArtifact(f"expected a pyarrow Table, got {type(table).__name__}")
+    names = table.column_names
+    if not names:
+        raise InvalidArtifact("a table needs at least one column")
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise InvalidArtifact(f"duplicate column name(s): {dups}")
+    bad = [n for n in names if n in RESERVED_COLUMNS or not n]
+    if bad:
+        raise InvalidArtifact(f"reserved or empty column name(s): {bad}")
+    dotted = [n for n in names if "." in n]
+    if dotted:  # Lance reads "a.b" as a path into a struct
+        raise InvalidArtifact(f"column names cannot contain '.': {dotted}")
+    # Lance stores what it is given and only fails when reading it back: whatever is
+    # accepted must be readable, so the Arrow data is checked in full (UTF-8 included).
+    check_arrow_data(table)
+    if key is not None:
+        if key not in names:
+            raise InvalidArtifact(f"key column {key!r} not in table columns {names}", key=key)
+        if pa.types.is_nested(table.schema.field(key).type):
+            raise InvalidArtifact(f"key column {key!r} must be a scalar type", key=key)
+        check_keys(table[key], key, "the table")
+    return table
