@@ -16,7 +16,7 @@ from demoai import errors as E
 if TYPE_CHECKING:
     from demoai.porcelain import Repository
 
-__all__ = ["out", "err", "esc", "ERROR_HINTS", "handle_errors", "open_repo", "print_json",
+__all__ = ["print_rows", "short", "print_stat", "out", "err", "esc", "ERROR_HINTS", "handle_errors", "open_repo", "print_json",
            "Bars", "json_option"]
 
 
@@ -139,3 +139,27 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 # The names the command modules used before these were public.
 _repo, _json, _Bars = open_repo, print_json, Bars
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """Rows as a table (cells cut to 60 characters)."""
+    if not rows:
+        return
+    from rich.table import Table
+
+    t = Table(*rows[0].keys(), show_lines=False)
+    for r in rows:
+        t.add_row(*(esc(short(v)) for v in r.values()))
+    out.print(t)
+
+def short(v: Any, n: int = 60) -> str:
+    """``v`` as text, cut to ``n`` characters with an ellipsis."""
+    s = str(v)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+def print_stat(changes: list[dict[str, Any]]) -> None:
+    """One line per changed artifact: status, kind, path, +added -removed ~modified."""
+    for d in changes:
+        unit = "bytes" if d["kind"] in ("model", "adapter") else "lines" if d["kind"] in ("prompt", "agent") else "rows"
+        mod = f" ~{d['modified']}" if d.get("modified") else ""
+        out.print(f" {d['status']:>8} {d['kind']:<8} {esc(d['path'])}  [green]+{d['added']}[/green] "
+                  f"[red]-{d['removed']}[/red]{mod} {unit}")
