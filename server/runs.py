@@ -32,7 +32,7 @@ class Run:
 
     session: str
     kind: str                                  # run | continue | live
-    status: str = "queued"                     # queued | running | finished | failed | ...
+    status: str = "queued"                     # queued | running | finished | max_steps | failed | ...
     created: float = field(default_factory=time.time)
     started: float | None = None
     ended: float | None = None

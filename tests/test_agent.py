@@ -226,7 +226,7 @@ def test_output_cut_off_by_max_tokens_is_recorded_and_the_run_goes_on(repo, tmp_
     add(repo, [tmp_path / "short.agent.yaml"])
     commit(repo, "short")
     res = run_agent(repo, "short.agent.yaml", task=TASK, name="short")
-    assert res["status"] == "finished" and res["steps"] == 2
+    assert res["status"] == "max_steps" and res["steps"] == 2       # no finish call: not "finished"
     ev = S.open_session(repo, "short").events()
     bad = [e for e in ev if e.type == "model_response"]
     assert len(bad) == 2 and all(e.body["invalid"] and e.body["finish_reason"] == "length" for e in bad)

@@ -19,9 +19,9 @@ def test_cli_round_trip(tmp_dir, cli) -> None:
     assert "[main " in cli("commit", "-m", "first").output
     tmp_dir.gen({"data/train.jsonl": rows(20)[1:] + rows(1, start=50)})
     cli("add", "data/train.jsonl")
-    d = json.loads(cli("diff", "--json").output)
+    d = json.loads(cli("diff", "--staged", "--json").output)
     assert [(x["path"], x["added"], x["removed"], x["modified"]) for x in d] == [("data/train.jsonl", 1, 1, 0)]
-    assert "data/train.jsonl" in cli("diff", "--stat").output
+    assert "data/train.jsonl" in cli("diff", "--cached", "--stat").output
     cli("commit", "-m", "second")
     log = json.loads(cli("log", "--json").output)
     assert [e["message"].strip() for e in log] == ["second", "first"]

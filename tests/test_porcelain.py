@@ -81,7 +81,8 @@ def test_typed_diff_dataset_prompt_model(repo: Repository, tmp_dir) -> None:
         blob[i] = rnd.randrange(256)
     (tmp_dir / "m.gguf").write_bytes(bytes(blob))
     P.add(repo, ["d.jsonl", "qa.prompt.yaml", "m.gguf"])
-    changes = {d["path"]: d for d in P.diff(repo)}
+    assert P.diff(repo) == []      # the working tree holds what was added
+    changes = {d["path"]: d for d in P.diff(repo, staged=True)}
     d = changes["d.jsonl"]
     assert (d["added"], d["removed"], d["modified"]) == (1, 1, 2)
     mods = {m["key"]: m["changed"] for m in d["samples"]["modified"]}
@@ -91,7 +92,7 @@ def test_typed_diff_dataset_prompt_model(repo: Repository, tmp_dir) -> None:
     assert (p["added"], p["removed"]) == (1, 1) and "+  Short answer:" in p["text"]
     m = changes["m.gguf"]
     assert m["kind"] == "model" and 0 < m["changed_share"] < 0.3
-    stat = P.diff(repo, stat=True)
+    stat = P.diff(repo, staged=True, stat=True)
     assert [(s["path"], s["added"], s["removed"], s["modified"]) for s in stat][0] == ("d.jsonl", 1, 1, 2)
     P.commit(repo, "v2")
     assert {x["path"] for x in P.diff(repo, "HEAD~1", "HEAD")} == {"d.jsonl", "qa.prompt.yaml", "m.gguf"}

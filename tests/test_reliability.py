@@ -752,7 +752,7 @@ def test_add_racing_gc_keeps_every_staged_and_committed_version(server: CliServe
     assert_ok(r_gc, "gc runner")
     assert r_add.step_codes.count(0) == 24 + 8
     gcs = r_gc.step_codes.count(0)
-    removed = sum(int(n) for n in re.findall(r"'removed_chunks': (\d+)", r_gc.stdout))
+    removed = sum(int(n) for n in re.findall(r"chunks removed:\s+(\d+)", r_gc.stdout))
     print(f"\nadd racing gc: {gcs} gc runs during {r_add.seconds:.2f} s of adding, {removed} chunks removed")
     assert gcs >= 5 and r_gc.rounds == [gcs], f"gc ran only {gcs} times alongside the adder"
     assert removed > 0, f"no gc removed anything: the race did not exercise deletion\n{r_gc.stdout[:2000]}"
@@ -832,8 +832,8 @@ def test_flipped_byte_detected_on_read_and_by_fsck(server: CliServer, tmp_path: 
             finally:
                 path.write_bytes(original)
         assert_ok(server.run(root, [["cli", "fsck"]]), f"fsck after restoring (round {round_})")
-        assert_ok(server.run(root, [["cli", "export", "m.gguf@HEAD", str(tmp_path / "ok.gguf")],
-                                    ["cli", "export", "d.jsonl@HEAD", str(tmp_path / "ok.jsonl")]]))
+        assert_ok(server.run(root, [["cli", "export", "m.gguf@HEAD", str(tmp_path / "ok.gguf"), "--force"],
+                                    ["cli", "export", "d.jsonl@HEAD", str(tmp_path / "ok.jsonl"), "--force"]]))
 
 
 def _chunk_ids_in(path: Path, off: int) -> list[str]:

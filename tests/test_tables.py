@@ -193,8 +193,12 @@ def test_write_read_roundtrip_exact_types(store):
 def test_identical_content_returns_same_ref(store):
     t = make_table(300)
     r1 = store.write(t, key="id")
-    assert store.write(shuffled(t), key="id") == r1          # digest index
-    assert store.write(shuffled(t), key="id", base=r1) is r1  # same content as base
+    # digest index: the same version, nothing written but the shuffled file's row order
+    r1s = store.write(shuffled(t), key="id")
+    assert (r1s.table_id, r1s.version, r1s.digest) == (r1.table_id, r1.version, r1.digest)
+    assert r1s.order != r1.order and store.read(r1s).equals(shuffled(t))
+    assert store.write(t, key="id", base=r1) is r1           # same content as base, same order
+    assert store.write(shuffled(t), key="id", base=r1) == r1s  # same content, the new order
     # stored content is found before anything is written; new content of the same shape,
     # written while the rows are hashed, still gets its own lineage; no folder or lock of
     # a discarded write is left behind

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 import click
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from demoai.porcelain import Repository
 
 __all__ = ["print_rows", "short", "print_stat", "out", "err", "esc", "ERROR_HINTS", "handle_errors", "open_repo", "print_json",
-           "Bars", "json_option"]
+           "Bars", "json_option", "human_bytes", "cell", "print_fields", "error_json", "JSON_FLAG"]
 
 
 class _LazyConsole:
@@ -70,8 +71,27 @@ def _hint(e: E.DemoAIError) -> str:
     return ""
 
 
+JSON_FLAG = "as_json"   # the parameter ``json_option`` adds; handle_errors reads it
+
+
+def error_json(code: str, message: str, fields: dict[str, Any] | None = None) -> str:
+    """The one JSON line an error becomes under ``--json``:
+    ``{"error": {"code", "message", "fields"}}``."""
+    return json.dumps({"error": {"code": code, "message": message, "fields": fields or {}}},
+                      default=str, ensure_ascii=False)
+
+
+def _wants_json(kw: dict[str, Any]) -> bool:
+    if kw.get(JSON_FLAG):
+        return True
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.params.get(JSON_FLAG))
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a DemoAIError into one red line and exit status 1."""
+    """Turn a DemoAIError into one red line on stderr and exit status 1; with ``--json``
+    (whichever side of ``json_option`` this decorator sits), into one JSON line on stderr
+    (:func:`error_json`), same status."""
     @functools.wraps(fn)
     def wrapper(*a: Any, **kw: Any) -> Any:
         try:
@@ -79,6 +99,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except E.DemoAIError as e:
             if os.environ.get("DEMOAI_DEBUG"):
                 raise
+            if _wants_json(kw):
+                d = e.to_dict()
+                click.echo(error_json(d["code"], d["message"], d["fields"]), err=True)
+                sys.exit(1)
             hint = _hint(e)
             err.print(f"[red]error:[/red] {esc(e.message)}" + (f" [dim]({esc(hint)})[/dim]" if hint else ""),
                       markup=True, highlight=False)
@@ -135,21 +159,74 @@ class Bars:
         self.progress.update(self.tasks[label], completed=done, total=total)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+json_option = click.option("--json", JSON_FLAG, is_flag=True,
+                           help="Print JSON for tools (an error: one JSON line on stderr).")
 
 # The names the command modules used before these were public.
 _repo, _json, _Bars = open_repo, print_json, Bars
 
+def human_bytes(n: int | float | None) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KB``, ``12.3 MB``, ``2.04 GB`` (powers of 1000)."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            if unit == "B":
+                return f"{int(n)} B"
+            return f"{n:.3g} {unit}" if abs(n) < 100 else f"{n:.0f} {unit}"
+        n /= 1000
+    return f"{n:.0f} TB"  # pragma: no cover (the loop returns)
+
+
+def cell(v: Any) -> str:
+    """A value as a table cell: JSON for lists and maps, ``null`` for a missing value, dates
+    in ISO form; never a Python repr."""
+    if v is None:
+        return "null"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, bytes):
+        return f"<{human_bytes(len(v))} binary>"
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v, default=_json_default, ensure_ascii=False, separators=(", ", ": "))
+    if isinstance(v, datetime):
+        return v.isoformat(sep=" ")
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return f"<{human_bytes(len(v))} binary>"
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return str(v)
+
+
 def print_rows(rows: list[dict[str, Any]]) -> None:
-    """Rows as a table (cells cut to 60 characters)."""
+    """Rows as a table (cells cut to 60 characters; see :func:`cell`)."""
     if not rows:
         return
     from rich.table import Table
 
-    t = Table(*rows[0].keys(), show_lines=False)
+    t = Table(*(esc(str(k)) for k in rows[0].keys()), show_lines=False)
     for r in rows:
-        t.add_row(*(esc(short(v)) for v in r.values()))
+        t.add_row(*(esc(short(cell(v))) for v in r.values()))
     out.print(t)
+
+
+def print_fields(pairs: list[tuple[str, Any]], indent: str = "") -> None:
+    """``key: value`` lines, keys padded to one column (values through :func:`cell`)."""
+    if not pairs:
+        return
+    width = max(len(k) for k, _ in pairs) + 1
+    for k, v in pairs:
+        out.print(f"{indent}{k + ':':<{width}} {cell(v)}", markup=False, highlight=False)
+
 
 def short(v: Any, n: int = 60) -> str:
     """``v`` as text, cut to ``n`` characters with an ellipsis."""

@@ -3,7 +3,6 @@ clone it elsewhere and replay the cloned agent session."""
 from __future__ import annotations
 
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -48,9 +47,10 @@ class LocalHub:
         self.thread.join(timeout=10)
 
 
-def hub_tour(repo: Any, root: Path, console: Console, step: Any) -> bool:
-    """Push ``repo`` (with its sessions) to a fresh hub, clone and verify; True if all is well."""
-    data = Path(tempfile.mkdtemp(prefix="demoai-hub-"))
+def hub_tour(repo: Any, root: Path, target: Path, data: Path, console: Console, step: Any) -> bool:
+    """Push ``repo`` (with its sessions) to a fresh hub keeping its data in ``data``, clone
+    it into ``target`` and verify; True if all is well."""
+    data.mkdir(parents=True, exist_ok=True)
     step(f"hub: serve on 127.0.0.1 (data {data}), add user demo with a write token")
     with LocalHub(data) as hub:
         hub.hub.meta.add_user("demo")
@@ -69,13 +69,13 @@ def hub_tour(repo: Any, root: Path, console: Console, step: Any) -> bool:
                       f"{again['stats']['bytes_sent']} bytes sent", markup=False)
 
         step("clone into a fresh folder, fsck it, replay the cloned session")
-        target = root.parent / f"{root.name}-clone"
         cloned = P.clone(url, target, token=token)
         console.print(f"  cloned into {cloned['path']} (branch {cloned['branch']} at {cloned['commit'][:12]})",
                       markup=False)
         with P.open_repository(target, search=False) as clone:
             fs = P.fsck(clone)
-            console.print(f"  clone fsck: {'ok' if fs['ok'] else 'BROKEN'} {fs['counts']}", markup=False)
+            console.print(f"  clone fsck: {'ok' if fs['ok'] else 'BROKEN'} "
+                          + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in fs["counts"].items()), markup=False)
             for prob in fs["problems"]:
                 console.print(f"  [red]{prob}[/red]")
             same = A.artifact_digests(clone) == A.artifact_digests(repo)

@@ -5,26 +5,29 @@ from typing import Any
 
 import click
 
-from demoai.cli.common import Bars, err, esc, handle_errors, json_option, open_repo, out, print_json
+from demoai.cli.common import (Bars, err, esc, handle_errors, human_bytes, json_option, open_repo,
+                               out, print_json)
 
 __all__ = ["remote", "push", "fetch", "pull", "clone", "login"]
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.2f} MB"
 
 
 def _stats_line(stats: dict[str, Any]) -> str:
     if not stats:
         return "nothing to transfer"
     return (f"{stats.get('git_sent', 0)} objects, {stats.get('chunks_sent', 0)} chunks, "
-            f"{stats.get('files_sent', 0)} table files; {_mb(stats.get('bytes_sent', 0))} sent, "
-            f"{_mb(stats.get('bytes_received', 0))} received")
+            f"{stats.get('files_sent', 0)} table files; {human_bytes(stats.get('bytes_sent', 0))} sent, "
+            f"{human_bytes(stats.get('bytes_received', 0))} received")
 
 
 @click.group()
 def remote() -> None:
-    """Named hub repository URLs."""
+    """Add, remove and list named hub repository URLs (remotes).
+
+    \b
+    Example:
+      demoai remote add origin http://127.0.0.1:8765/alice/qa
+      demoai remote list
+    """
 
 
 @remote.command("add")
@@ -35,6 +38,7 @@ def remote_add(name: str, url: str) -> None:
     """Remember URL (http://HOST:PORT/OWNER/NAME) as remote NAME."""
     from demoai.porcelain import remote_add as add
     add(open_repo(), name, url)
+    out.print(f"Added remote {name}: {url}", markup=False)
 
 
 @remote.command("remove")
@@ -44,13 +48,14 @@ def remote_remove(name: str) -> None:
     """Forget remote NAME and its remote-tracking branches."""
     from demoai.porcelain import remote_remove as rm
     rm(open_repo(), name)
+    out.print(f"Removed remote {name}", markup=False)
 
 
 @remote.command("list")
 @json_option
 @handle_errors
 def remote_list(as_json: bool) -> None:
-    """The remotes and their URLs."""
+    """List the remotes and their URLs."""
     from demoai.porcelain import remotes
     r = remotes(open_repo())
     if as_json:
@@ -69,7 +74,17 @@ def remote_list(as_json: bool) -> None:
 @handle_errors
 def push(remote_name: str, refs: tuple[str, ...], all_refs: bool, force: bool, public: bool,
          as_json: bool) -> None:
-    """Send branches, tags or sessions (session:NAME) to a hub; only what it lacks travels."""
+    """Send REFS (branches, tags, session:NAME) to REMOTE; only what it lacks travels.
+
+    \b
+    REMOTE defaults to origin, REFS to the current branch. The hub repository is
+    created on first push (private unless --public). A push that would drop the hub's
+    commits is refused unless --force.
+    Example:
+      demoai push
+      demoai push origin main v1 session:demo-run
+      demoai push --all --public
+    """
     from demoai.porcelain import push as do_push
     with Bars(not as_json) as bars:
         res = do_push(open_repo(), remote_name, list(refs) or None, all_refs=all_refs, force=force,
@@ -99,7 +114,15 @@ def _print_fetch(res: dict[str, Any]) -> None:
 @json_option
 @handle_errors
 def fetch(remote_name: str, as_json: bool) -> None:
-    """Bring a hub's branches (as REMOTE/BRANCH), tags and sessions here."""
+    """Bring REMOTE's branches (as REMOTE/BRANCH), tags and sessions here.
+
+    \b
+    REMOTE defaults to origin. Your branches do not move; a tag or session that
+    diverged from the hub's is kept as yours (and listed).
+    Example:
+      demoai fetch
+      demoai merge origin/main
+    """
     from demoai.porcelain import fetch as do_fetch
     with Bars(not as_json) as bars:
         res = do_fetch(open_repo(), remote_name, progress=bars)
@@ -113,7 +136,14 @@ def fetch(remote_name: str, as_json: bool) -> None:
 @json_option
 @handle_errors
 def pull(remote_name: str, as_json: bool) -> None:
-    """Fetch, then merge the remote's counterpart of the current branch."""
+    """Fetch from REMOTE, then merge its counterpart of the current branch.
+
+    \b
+    REMOTE defaults to origin.
+    Example:
+      demoai pull
+      demoai pull upstream
+    """
     from demoai.porcelain import pull as do_pull
     with Bars(not as_json) as bars:
         res = do_pull(open_repo(), remote_name, progress=bars)
@@ -121,7 +151,11 @@ def pull(remote_name: str, as_json: bool) -> None:
         return print_json(res)
     _print_fetch(res["fetch"])
     m = res["merge"]
-    out.print("fast-forward" if m.get("fast_forward") else f"merged: {esc(str(m.get('commit', ''))[:12])}")
+    status = "fast-forward" if m.get("fast_forward") else m.get("status")
+    commit = (m.get("commit") or "")[:12]
+    out.print({"up-to-date": "Already up to date.",
+               "fast-forward": f"Fast-forward{' to ' + commit if commit else ''}",
+               "merged": f"Merged: {commit}"}.get(status or "", f"merge: {status}"), markup=False)
 
 
 @click.command()
@@ -131,7 +165,15 @@ def pull(remote_name: str, as_json: bool) -> None:
 @json_option
 @handle_errors
 def clone(url: str, directory: str | None, no_checkout: bool, as_json: bool) -> None:
-    """Copy a hub repository (http://HOST:PORT/OWNER/NAME) into a new folder."""
+    """Copy the hub repository at URL into DIRECTORY (default: its name).
+
+    \b
+    URL is http://HOST:PORT/OWNER/NAME; DIRECTORY must be new or empty. The clone has
+    the hub as remote origin and its default branch checked out.
+    Example:
+      demoai clone http://127.0.0.1:8765/alice/qa
+      demoai clone http://127.0.0.1:8765/alice/qa qa-copy --no-checkout
+    """
     from demoai.porcelain import clone as do_clone
     with Bars(not as_json) as bars:
         res = do_clone(url, directory, checkout=not no_checkout, progress=bars)
@@ -147,7 +189,15 @@ def clone(url: str, directory: str | None, no_checkout: bool, as_json: bool) -> 
 @click.option("--token", prompt=True, hide_input=True, help="A token from `demoai hub token create`.")
 @handle_errors
 def login(url: str, token: str) -> None:
-    """Check TOKEN against the hub at URL and save it for that hub."""
+    """Check a token against the hub at URL and save it for that hub.
+
+    \b
+    The token (`demoai hub token create` on the hub) is asked for when --token is not
+    given; it is saved in ~/.config/demoai/credentials.json.
+    Example:
+      demoai login http://127.0.0.1:8765
+      demoai login http://127.0.0.1:8765 --token dmai_...
+    """
     from demoai.http.hub import HubClient, save_token
     from urllib.parse import urlsplit
     p = urlsplit(url)

@@ -12,7 +12,7 @@ from demoai.objects.base import Artifact, register
 
 __all__ = ["EvalResult", "Session", "SESSION_STATUSES"]
 
-SESSION_STATUSES = ("running", "finished", "failed", "interrupted", "forked")
+SESSION_STATUSES = ("running", "finished", "max_steps", "failed", "interrupted", "forked")
 
 
 def _is_digest(v: Any) -> bool:

@@ -26,7 +26,7 @@ from demoai.porcelain.fsck import fsck
 from demoai.porcelain.gc import gc
 from demoai.porcelain.init import init
 from demoai.porcelain.log import graph_lines, log, topo_order
-from demoai.porcelain.merge import abort_merge, merge
+from demoai.porcelain.merge import abort_merge, merge, merge_conflicts
 from demoai.porcelain.query import commits_table, query
 from demoai.porcelain.show import show
 from demoai.porcelain.status import status
@@ -35,13 +35,15 @@ from demoai.porcelain.push import push
 from demoai.porcelain.fetch import fetch, pull
 from demoai.porcelain.clone import clone
 from demoai.porcelain.repair import repair
+from demoai.porcelain.restore import RestoreResult, restore
 from demoai.porcelain.repository import Repository, open_repository
 
 __all__ = ["init", "add", "rm", "status", "commit", "log", "graph_lines", "topo_order", "show",
            "diff", "branch", "delete_branch", "list_branches", "checkout", "tag", "delete_tag",
            "list_tags", "fork", "merge", "abort_merge", "query", "commits_table", "export",
            "fsck", "gc", "remote_add", "remote_remove", "remotes", "push", "fetch", "pull",
-           "clone", "repair", "Repository", "open_repository", "agent", "browse", "hosting"]
+           "clone", "repair", "restore", "RestoreResult", "merge_conflicts", "Repository",
+           "open_repository", "agent", "browse", "hosting"]
 
 _LAZY_MODULES = ("agent", "browse", "hosting")
 

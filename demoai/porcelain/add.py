@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Callable
 
 from demoai.errors import InvalidArtifact, PathNotFound, UnknownKind, UnsafePath
-from demoai.objects import Artifact, decode_manifest, detect_kind
+from demoai.objects import Artifact, decode_manifest, detect_kind, encode_manifest
 from demoai.objects.paths import check_path
 from demoai.porcelain._util import repo_path
 from demoai.store import CONTROL_DIR, IndexState, Repository, fingerprint, recover_sync, stat_record
 from demoai.store.kinds import import_path
 
 __all__ = ["add", "rm", "AddResult", "Imported", "find_artifacts", "expand_path", "artifact_path",
-           "import_targets"]
+           "import_targets", "clear_resolved_conflicts"]
 
 Progress = Callable[[str, int, int], None] | None
 
@@ -125,7 +125,7 @@ def add(repo: Repository, paths: list[str | os.PathLike], *, kind: str | None = 
         imported = import_targets(repo, targets, key=key, progress=progress)
         with repo.index.update() as st:
             imported.stage(repo, st)
-    _clear_resolved_conflicts(repo, [r.path for r in imported.results])
+    clear_resolved_conflicts(repo, [r.path for r in imported.results])
     return imported.results
 
 
@@ -164,7 +164,9 @@ def _import_one(repo: Repository, out: Imported, state: IndexState, t: Path, rel
     fp = fingerprint(t)
     art = import_path(repo, t, kind=k, key=key, base=old if old is not None and old.kind == k else None,
                       progress=cb)
-    status = "added" if old is None else ("unchanged" if old.digest == art.digest else "modified")
+    # the manifest, not just the digest: the same rows in another order are a new version
+    status = "added" if old is None else (
+        "unchanged" if encode_manifest(old) == encode_manifest(art) else "modified")
     out.results.append(AddResult(rel, k, status, art))
     raw = _file_digest(t, art)
     out.records[rel] = stat_record(fp, raw) if raw else None
@@ -180,7 +182,8 @@ def _file_digest(path: Path, art: Artifact) -> str | None:
     return digest[len("blake3:"):] if digest.startswith("blake3:") else None
 
 
-def _clear_resolved_conflicts(repo: Repository, paths: list[str]) -> None:
+def clear_resolved_conflicts(repo: Repository, paths: list[str]) -> None:
+    """Mark the merge conflicts of ``paths`` resolved (their entries were just staged)."""
     state = repo.merge_state()
     if state and state.get("conflicts"):
         remaining = [c for c in state["conflicts"] if c["path"] not in paths]
@@ -207,5 +210,5 @@ def rm(repo: Repository, paths: list[str | os.PathLike], *, cached: bool = False
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
-    _clear_resolved_conflicts(repo, rels)
+    clear_resolved_conflicts(repo, rels)
     return rels

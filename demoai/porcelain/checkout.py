@@ -1,11 +1,15 @@
-"""``demoai checkout``: switch HEAD to a branch or commit and update the working tree."""
+"""``demoai checkout``: switch HEAD to a branch or commit and update the working tree; or,
+with paths (``checkout [REF] -- PATHS``), put those paths back from REF or the index
+(:func:`~demoai.porcelain.restore.restore`)."""
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
-from demoai.errors import DirtyWorkingTree, MergeInProgress, RefNotFound
+from demoai.errors import DemoAIError, DirtyWorkingTree, MergeInProgress, RefNotFound
 from demoai.porcelain.status import status
 from demoai.porcelain.branch import branch
+from demoai.porcelain.restore import match_paths, restore
 from demoai.store import Repository, drop_sync, recover_sync, switch_worktree
 
 __all__ = ["checkout", "require_clean"]
@@ -23,9 +27,44 @@ def require_clean(repo: Repository, what: str) -> None:
                                paths=dirty)
 
 
-def checkout(repo: Repository, target: str, *, create: bool = False, force: bool = False,
+def _restore_paths(repo: Repository, source: str | None, paths: list[str | os.PathLike],
+                   progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
+    # git: `checkout -- PATHS` restores the working files from the index;
+    # `checkout REF -- PATHS` sets index and working files to REF's version.
+    res = restore(repo, paths, staged=source is not None, worktree=True, source=source,
+                  progress=progress)
+    return {"branch": None, "commit": None, "detached": None, "paths": res.paths,
+            "source": res.source, "restored": res.to_dict()}
+
+
+def _names_tracked_path(repo: Repository, name: str) -> bool:
+    try:
+        return bool(match_paths(repo, [name], repo.index.read().entries))
+    except DemoAIError:
+        return False
+
+
+def checkout(repo: Repository, target: str | None = None, *, paths: list[str | os.PathLike] | None = None,
+             create: bool = False, force: bool = False,
              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Switch to branch ``target`` (``create``: make it at HEAD first) or detach at a commit."""
+    """Switch to branch ``target`` (``create``: make it at HEAD first) or detach at a commit.
+
+    With ``paths`` (``checkout [REF] -- PATHS``) nothing switches: the paths are restored
+    from ``target`` (index and working files) or, without one, from the index (working
+    files); the result then holds ``paths`` and ``restored``. A ``target`` that is no
+    revision but names tracked paths is taken as ``checkout -- target``, as git does."""
+    if paths is not None:
+        return _restore_paths(repo, target, paths, progress)
+    if not target:
+        raise RefNotFound("checkout needs a branch or a commit (or -- PATHS)")
+    if not create and f"refs/heads/{target}" not in repo.branches():
+        try:
+            repo.resolve(target)
+        except RefNotFound:
+            if _names_tracked_path(repo, target):
+                return _restore_paths(repo, None, [target], progress)
+            raise RefNotFound(f"{target!r} is neither a revision nor a tracked path",
+                              ref=target) from None
     with repo.commit_lock():
         if force:
             drop_sync(repo)       # an interrupted switch that cannot finish is replaced by this one
@@ -51,4 +90,5 @@ def checkout(repo: Repository, target: str, *, create: bool = False, force: bool
         # files are written and verified before HEAD moves: a damaged object changes nothing
         switch_worktree(repo, old_entries, repo.tree_entries(new_commit), target=new_commit,
                         move=move, progress=progress)
-        return {"branch": None if detached else target, "commit": new_commit, "detached": detached}
+        return {"branch": None if detached else target, "commit": new_commit, "detached": detached,
+                "paths": None}

@@ -59,8 +59,9 @@ def commit(repo: Repository, message: str, *, paths: list[str | os.PathLike] | N
         merge = repo.merge_state()
         if merge and merge.get("conflicts"):
             paths_ = ", ".join(c["path"] for c in merge["conflicts"])
-            raise MergeConflict(f"unresolved merge conflicts in: {paths_}; edit and `demoai add` them, "
-                                "or `demoai merge --abort`", conflicts=merge["conflicts"])
+            # how to get out is the faces' hint for MergeConflict: said once, there
+            raise MergeConflict(f"cannot commit: unresolved merge conflicts in {paths_}",
+                                conflicts=merge["conflicts"])
         entries = repo.index.read().entries
         changes = tree_changes(repo.tree_entries(head), entries)
         if not changes and not allow_empty and not merge:

@@ -1,18 +1,32 @@
-"""``demoai diff``: typed differences between two snapshots.
+"""``demoai diff``: typed differences between two snapshots, with git's semantics.
 
-``diff`` compares HEAD with the index (what the next commit records), ``diff A`` compares
-commit A with the index, ``diff A B`` compares two commits. Datasets report rows added,
-removed and modified (by key) with samples and per-column counts; prompts and agents a
-unified text diff; models and adapters sizes and the share of changed chunks.
+* ``diff``: the working tree against the index (what ``add`` would still stage);
+* ``diff --staged`` (``--cached``): the index against HEAD (what the next commit records);
+* ``diff A``: the working tree against commit A; ``diff --staged A``: the index against A;
+* ``diff A B``: two commits.
+
+Datasets report rows added, removed and modified (by key) with samples and per-column
+counts; prompts and agents a unified text diff; models and adapters sizes and the share of
+changed chunks. The working tree side covers tracked paths: a file whose bytes still match
+its index entry stands for that entry; a changed one is read as ``add`` would read it,
+without staging it (a dataset's rows are compared in memory and never stored; a model's
+new chunks are stored unreferenced, for gc to collect).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from demoai.objects import Artifact, Dataset, decode_manifest
-from demoai.store import Repository
+from demoai.errors import InvalidRefName, PathNotFound
+from demoai.objects import Artifact, Dataset, decode_manifest, encode_manifest
+from demoai.porcelain._util import repo_path
+from demoai.store import Repository, normalize_path
+from demoai.store.kinds import import_path
+from demoai.store.kinds.dataset import working_diff
 
 __all__ = ["diff", "diff_artifacts", "snapshot"]
+
+_WORKING = object()   # a working file that no longer holds its index entry
 
 
 def snapshot(repo: Repository, rev: str | None) -> dict[str, bytes]:
@@ -42,11 +56,7 @@ def diff_artifacts(repo: Repository, path: str, old: Artifact | None, new: Artif
             key = new.key if new.key == old.key else None
             td = repo.tables.diff(TableRef.from_dict(old.table), TableRef.from_dict(new.table),
                                   key=key, sample=0 if stat else sample)
-            d = td.to_dict()
-            out.update(added=d["added"], removed=d["removed"], modified=d["modified"])
-            if not stat:
-                out.update(samples=d.get("samples", {}), column_changes=d.get("column_changes", {}),
-                           schema_changes=d.get("schema_changes", []), key=key)
+            _dataset_fields(out, td.to_dict(), key, stat)
         return out
     if old is None or new is None:
         if hasattr(art, "text"):
@@ -71,20 +81,110 @@ def diff_artifacts(repo: Repository, path: str, old: Artifact | None, new: Artif
     return out
 
 
-def diff(repo: Repository, a: str | None = None, b: str | None = None, *, stat: bool = False,
-         paths: list[str] | None = None, sample: int = 5) -> list[dict[str, Any]]:
-    """Typed diffs of every path that differs between two snapshots (see module doc)."""
-    if a is None and b is None:
-        old_map, new_map = snapshot(repo, "HEAD") if repo.head_commit() else {}, snapshot(repo, None)
-    else:
-        old_map, new_map = snapshot(repo, a), snapshot(repo, b)
+def _dataset_fields(out: dict[str, Any], d: dict[str, Any], key: str | None, stat: bool) -> None:
+    out.update(added=d["added"], removed=d["removed"], modified=d["modified"], key=key)
+    if d.get("reordered"):
+        out["reordered"] = True
+    if not stat:
+        out.update(samples=d.get("samples", {}), column_changes=d.get("column_changes", {}),
+                   schema_changes=d.get("schema_changes", []))
+
+
+def _diff_working(repo: Repository, path: str, old_bytes: bytes | None, index_bytes: bytes,
+                  *, stat: bool, sample: int) -> dict[str, Any] | None:
+    """``path``'s working file (changed since it was staged) against ``old_bytes``; None
+    when it holds the same artifact after all."""
+    staged = decode_manifest(index_bytes, path)
+    old = decode_manifest(old_bytes, path) if old_bytes is not None else None
+    file = repo.root / path
+    if isinstance(staged, Dataset) and (old is None or isinstance(old, Dataset)):
+        key = staged.key if old is None or old.key == staged.key else None
+        d = working_diff(repo, old, file, key=key, sample=0 if stat else sample)
+        out: dict[str, Any] = {"path": path, "kind": "dataset",
+                               "status": "added" if old is None else "modified",
+                               "added": 0, "removed": 0, "modified": 0}
+        _dataset_fields(out, d, key, stat)
+        same = not (d["added"] or d["removed"] or d["modified"] or d.get("schema_changes"))
+        if old is not None and same and not d.get("reordered"):
+            out["note"] = "same rows in the same order; only the file's formatting differs"
+        return out
+    with repo.write_guard():
+        new = import_path(repo, Path(file), kind=staged.kind, base=staged)
+    if old_bytes is not None and encode_manifest(new) == old_bytes:
+        return None
+    return diff_artifacts(repo, path, old, new, stat=stat, sample=sample)
+
+
+def _working_snapshot(repo: Repository) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The working tree as manifests: each tracked path whose file still holds its index
+    entry maps to that entry, a changed one to ``_WORKING``; a missing one is left out.
+    Also returns the index entries."""
+    state = repo.index.read()
+    out: dict[str, Any] = {}
+    for path, data in state.entries.items():
+        f = repo.root / path
+        if f.exists() or f.is_symlink():
+            out[path] = data if state.is_clean(path, f) else _WORKING
+    return out, state.entries
+
+
+def _rel(repo: Repository, path: str) -> str:
+    """A user-given path (relative to the cwd) as an artifact path; "" for the whole tree.
+    A path that is not in the work tree from here is taken as an artifact path."""
+    if Path(path).resolve() == repo.root:
+        return ""
+    try:
+        return repo_path(repo, path)
+    except PathNotFound:
+        return normalize_path(path)
+
+
+def diff(repo: Repository, a: str | None = None, b: str | None = None, *, staged: bool = False,
+         stat: bool = False, paths: list[str] | None = None, sample: int = 5) -> list[dict[str, Any]]:
+    """Typed diffs of every path that differs between two snapshots (see the module doc):
+    the working tree against the index (no revision), or against ``a``; with ``staged``,
+    the index against HEAD, or against ``a``; ``a`` against ``b``. ``paths`` (relative to
+    the current directory, folders included) limit it."""
+    if b is not None and a is None:
+        raise InvalidRefName("diff A B needs both revisions")
+    if b is not None and staged:
+        raise InvalidRefName("diff --staged compares the index with one revision, not two")
+
+    limit = [_rel(repo, q) for q in paths] if paths else None
+
+    def wanted(p: str) -> bool:
+        return not limit or any(not q or p == q or p.startswith(q + "/") for q in limit)
+
     out = []
-    for p in sorted(set(old_map) | set(new_map)):
-        if paths and not any(p == q or p.startswith(q.rstrip("/") + "/") for q in paths):
+    if b is not None or staged:
+        if b is not None:
+            old_map, new_map = snapshot(repo, a), snapshot(repo, b)
+        else:
+            base = a or "HEAD"
+            old_map = snapshot(repo, base) if a or repo.head_commit() else {}
+            new_map = snapshot(repo, None)
+        for p in sorted(set(old_map) | set(new_map)):
+            if not wanted(p) or old_map.get(p) == new_map.get(p):
+                continue
+            old = decode_manifest(old_map[p], p) if p in old_map else None
+            new = decode_manifest(new_map[p], p) if p in new_map else None
+            out.append(diff_artifacts(repo, p, old, new, stat=stat, sample=sample))
+        return out
+    old_map = snapshot(repo, a) if a is not None else None
+    work, index = _working_snapshot(repo)
+    old_map = index if old_map is None else old_map
+    for p in sorted(set(old_map) | set(work)):
+        if not wanted(p):
             continue
-        if old_map.get(p) == new_map.get(p):
+        ob, nb = old_map.get(p), work.get(p)
+        if nb is _WORKING:
+            d = _diff_working(repo, p, ob, index[p], stat=stat, sample=sample)
+            if d is not None:
+                out.append(d)
             continue
-        old = decode_manifest(old_map[p], p) if p in old_map else None
-        new = decode_manifest(new_map[p], p) if p in new_map else None
+        if ob == nb:
+            continue
+        old = decode_manifest(ob, p) if ob is not None else None
+        new = decode_manifest(nb, p) if nb is not None else None
         out.append(diff_artifacts(repo, p, old, new, stat=stat, sample=sample))
     return out

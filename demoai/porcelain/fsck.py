@@ -3,18 +3,54 @@ is broken. The git checks and the reachability walk (which ``gc`` and ``repair``
 the store's (:func:`demoai.store.check_git_objects`, :func:`demoai.store.reachable`)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from demoai.errors import DemoAIError
 from demoai.objects import Artifact, decode_manifest
 from demoai.store import Repository, check_git_objects, reachable
 from demoai.store.kinds import live_objects
 
-__all__ = ["fsck"]
+__all__ = ["fsck", "FsckReport"]
+
+_COUNT_NAMES = (("git_objects", "git object", "git objects"), ("commits", "commit", "commits"),
+                ("manifests", "manifest", "manifests"), ("chunks", "chunk", "chunks"),
+                ("table_versions", "table version", "table versions"),
+                ("sessions", "session", "sessions"))
 
 
-def fsck(repo: Repository, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Verify everything; returns {"ok", "problems", "counts"} and never raises for damage."""
+class FsckReport(dict):
+    """What :func:`fsck` found: a dict ``{"ok", "problems", "counts"}`` (as ``--json``
+    prints it and callers index it) with a human summary for faces."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing is broken."""
+        return bool(self["ok"])
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per broken thing."""
+        return list(self["problems"])
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many of each thing were checked."""
+        return dict(self["counts"])
+
+    def counts_text(self) -> str:
+        """``39 git objects, 5 commits, 7 manifests, 3 chunks, 2 table versions, 0 sessions``."""
+        c = self["counts"]
+        return ", ".join(f"{c[k]} {one if c[k] == 1 else many}" for k, one, many in _COUNT_NAMES if k in c)
+
+    def summary(self) -> str:
+        """One line: ``ok: checked 39 git objects, ...`` or ``BROKEN, 2 problem(s): checked ...``."""
+        head = "ok" if self.ok else f"BROKEN, {len(self['problems'])} problem(s)"
+        return f"{head}: checked {self.counts_text()}"
+
+
+def fsck(repo: Repository, progress: Callable[[str, int, int], None] | None = None) -> FsckReport:
+    """Verify everything; returns a :class:`FsckReport` (``{"ok", "problems", "counts"}``)
+    and never raises for damage."""
     problems: list[str] = []
     n_git = check_git_objects(repo, problems)
     commits, manifests = reachable(repo, problems)
@@ -37,9 +73,10 @@ def fsck(repo: Repository, progress: Callable[[str, int, int], None] | None = No
         base = by_digest.get((t.table_id, t.delta["base"])) if t.delta else None
         problems.extend(repo.tables.verify(t, base=base))
     n_sessions = _check_sessions(repo, problems)
-    return {"ok": not problems, "problems": problems,
-            "counts": {"git_objects": n_git, "commits": len(commits), "manifests": len(manifests),
-                       "chunks": len(set(repo.blobs.iter_chunk_ids())), "table_versions": len(unique), "sessions": n_sessions}}
+    return FsckReport(ok=not problems, problems=problems,
+                      counts={"git_objects": n_git, "commits": len(commits), "manifests": len(manifests),
+                              "chunks": len(set(repo.blobs.iter_chunk_ids())),
+                              "table_versions": len(unique), "sessions": n_sessions})
 
 
 def _check_sessions(repo: Repository, problems: list[str]) -> int:

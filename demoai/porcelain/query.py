@@ -3,6 +3,11 @@
 In the SQL, ``table('data/train.jsonl')`` is the dataset at HEAD, ``table('PATH', 'REV')``
 at any revision (``'INDEX'`` for the staged version), and ``commits`` is one row per
 commit reachable from any branch or tag, with its lineage fields.
+
+A query over ``commits`` without an ORDER BY (anywhere in it) returns its rows in history
+order, newest first, as ``log --all`` lists them, whenever the result has an ``id`` or
+``short_id`` column of commit ids: SQL itself promises no order, and DuckDB's grouping
+or DISTINCT would otherwise hand them back in hash order.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from demoai.store.kinds import load_table
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["query", "commits_table"]
+__all__ = ["query", "commits_table", "in_history_order"]
 
 _TABLE_CALL = re.compile(r"""\btable\(\s*'((?:[^']|'')*)'\s*(?:,\s*'((?:[^']|'')*)'\s*)?\)""", re.IGNORECASE)
 
@@ -84,15 +89,60 @@ def query(repo: Repository, sql: str) -> "pa.Table":
             return registered[(path, rev)]
 
         rewritten = _TABLE_CALL.sub(substitute, sql)
+        commits = None
         if re.search(r"\bcommits\b", rewritten, re.IGNORECASE):
-            con.register("commits", commits_table(repo))
+            commits = commits_table(repo)
+            con.register("commits", commits)
         try:
             rel = con.sql(rewritten)
-            return rel.to_arrow_table() if rel is not None else pa.table({})
+            result = rel.to_arrow_table() if rel is not None else pa.table({})
         except duckdb.Error as e:
             raise QueryError(f"query failed: {str(e).splitlines()[0]}", sql=sql) from None
+        if commits is not None and result.num_rows > 1 and not _has_order_by(con, rewritten):
+            result = in_history_order(result, commits)
+        return result
     finally:
         con.close()
+
+
+def _has_order_by(con: Any, sql: str) -> bool:
+    """Whether ``sql`` orders its rows anywhere (DuckDB's own parse; unparsable: say yes,
+    so nothing is reordered behind the writer's back)."""
+    import duckdb
+    try:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    except (duckdb.Error, TypeError, ValueError):
+        return True
+    if tree.get("error"):
+        return True
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            if node.get("type") == "ORDER_MODIFIER" and node.get("orders"):
+                return True      # (an aggregate carries an empty one)
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+    return walk(tree)
+
+
+def in_history_order(result: "pa.Table", commits: "pa.Table") -> "pa.Table":
+    """``result``'s rows sorted as ``commits`` lists them (newest first), by its ``id`` or
+    ``short_id`` column; unchanged when neither holds only commit ids. Stable: rows of one
+    commit keep their order, rows without a commit id go last."""
+    ids = commits.column("id").to_pylist()
+    for col, key in (("id", lambda c: c), ("short_id", lambda c: c[:12])):
+        if col not in result.column_names:
+            continue
+        rank = {key(c): i for i, c in enumerate(ids)}
+        values = result.column(col).to_pylist()
+        if not all(v is None or (isinstance(v, str) and v in rank) for v in values):
+            continue
+        last = len(ids)
+        order = sorted(range(len(values)), key=lambda i: last if values[i] is None else rank[values[i]])
+        return result.take(order)
+    return result
 
 
 def to_rows(table: "pa.Table") -> list[dict[str, Any]]:

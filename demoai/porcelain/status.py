@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from demoai.errors import DemoAIError
+from demoai.errors import DemoAIError, LockTimeout
 from demoai.porcelain.add import find_artifacts
-from demoai.store import Repository, recover_sync, sync_pending
+from demoai.store import IndexState, Repository, recover_sync, sync_pending
 
 __all__ = ["status", "tree_changes"]
 
@@ -23,6 +23,19 @@ def tree_changes(old: dict[str, bytes], new: dict[str, bytes]) -> list[dict[str,
     return out
 
 
+def _refresh(repo: Repository, seen: IndexState, records: dict[str, dict[str, Any]]) -> None:
+    """Keep the stat records of files found clean by hashing, so the next status trusts
+    their stat; skipped when the index is busy or changed meanwhile (only a cache)."""
+    try:
+        with repo.index.update(timeout=0.2) as st:
+            for path, rec in records.items():
+                if (st.entries.get(path) == seen.entries.get(path)
+                        and st.stat.get(path) == seen.stat.get(path)):
+                    st.stat[path] = rec
+    except LockTimeout:
+        pass
+
+
 def status(repo: Repository, *, untracked: bool = True) -> dict[str, Any]:
     """The branch, what is staged against HEAD, and how the working tree differs from the index.
 
@@ -38,12 +51,19 @@ def status(repo: Repository, *, untracked: bool = True) -> dict[str, Any]:
     state = repo.index.read()
     staged = tree_changes(repo.tree_entries(head), state.entries)
     unstaged = []
+    refreshed: dict[str, dict[str, Any]] = {}
     for path in sorted(state.entries):
         p = repo.root / path
         if not p.exists():
             unstaged.append({"path": path, "change": "deleted"})
-        elif not state.is_clean(path, p):
+            continue
+        clean, record = state.check(path, p)      # by stat, else by the file's bytes
+        if not clean:
             unstaged.append({"path": path, "change": "modified"})
+        elif record is not None:
+            refreshed[path] = record
+    if refreshed:
+        _refresh(repo, state, refreshed)
     tracked = set(state.entries)
     # walking the whole tree for untracked artifacts is skipped when a caller only
     # needs to know whether tracked work would be overwritten
@@ -51,6 +71,7 @@ def status(repo: Repository, *, untracked: bool = True) -> dict[str, Any]:
     merge = repo.merge_state()
     return {"branch": repo.current_branch(), "head": head, "staged": staged, "unstaged": unstaged,
             "untracked": [u for u in found if u not in tracked],
-            "merging": ({"merge_head": merge["merge_head"], "conflicts": merge.get("conflicts", [])}
+            "merging": ({"merge_head": merge["merge_head"], "merge_ref": merge.get("merge_ref"),
+                         "conflicts": merge.get("conflicts", [])}
                         if merge else None),
             "interrupted": interrupted}

@@ -19,10 +19,27 @@ __all__ = ["load_agent", "load_text_artifact", "system_prompt", "resolve_model",
 BUILTIN_MODELS = ("smollm2", "builtin:smollm2")
 
 
-def load_text_artifact(repo: Repository, path: str, rev: str = "HEAD", cls: type = Agent) -> tuple[Any, dict]:
-    """An Agent or Prompt from the tree at ``rev``; if the path is not committed there,
-    from the working tree (its digest still pins it). Returns (artifact, source)."""
+def load_text_artifact(repo: Repository, path: str, rev: str | None = "HEAD",
+                       cls: type = Agent) -> tuple[Any, dict]:
+    """An Agent or Prompt and where it came from: (artifact, source).
+
+    ``rev`` None reads the file in the working tree, committed or not, as ``git`` and
+    ``dvc repro`` run what is on disk (the source names the commit too when the file is the
+    one committed at HEAD); without such a file, the one committed at HEAD. A ``rev`` reads
+    the file committed there, else the working-tree file. The digest pins it either way."""
     norm = normalize_path(path)
+    if rev is None:
+        f = repo.workpath(norm)
+        if f.is_file():
+            art = cls.from_text(f.read_text(encoding="utf-8"), norm)
+            try:
+                head = repo.artifact_at("HEAD", norm)
+                if head.digest == art.digest:
+                    return head, {"path": norm, "rev": "HEAD", "commit": repo.resolve("HEAD")}
+            except (PathNotFound, RefNotFound):
+                pass
+            return art, {"path": norm, "rev": None, "commit": None, "worktree": True}
+        rev = "HEAD"
     try:
         art = repo.artifact_at(rev, norm)
         if not isinstance(art, cls):
@@ -38,12 +55,12 @@ def load_text_artifact(repo: Repository, path: str, rev: str = "HEAD", cls: type
         return art, {"path": norm, "rev": None, "commit": None, "worktree": True}
 
 
-def load_agent(repo: Repository, path: str, rev: str = "HEAD") -> tuple[Agent, dict]:
-    """The Agent at ``path`` (committed at ``rev``, or in the working tree) and its source."""
+def load_agent(repo: Repository, path: str, rev: str | None = "HEAD") -> tuple[Agent, dict]:
+    """The Agent at ``path`` and its source (see :func:`load_text_artifact` for ``rev``)."""
     return load_text_artifact(repo, path, rev, Agent)
 
 
-def system_prompt(repo: Repository, agent: Agent, rev: str = "HEAD",
+def system_prompt(repo: Repository, agent: Agent, rev: str | None = "HEAD",
                   prompt_ref: str | None = None) -> tuple[str, dict | None]:
     """The system text: a Prompt reference (its ``system`` plus template text) or the
     agent's inline ``system``. Returns (text, pin of the prompt or None)."""
@@ -100,11 +117,33 @@ def _local_copy(repo: Repository, art: Model | Adapter) -> Path:
     return target
 
 
-def resolve_model(repo: Repository, ref: str, rev: str = "HEAD", backend: dict | None = None,
+def _model_at(repo: Repository, ref: str, rev: str) -> Model:
+    """The Model committed at ``ref`` in ``rev``; a PathNotFound that says what to do when
+    there is none (commit the file, use the embedded model, or override the model)."""
+    norm = normalize_path(ref)
+    try:
+        art = repo.artifact_at(rev, norm)
+    except (PathNotFound, RefNotFound):
+        if repo.workpath(norm).exists():
+            where = f"model {norm} is in the working tree but not committed"
+        elif repo.head_commit() is None:
+            where = f"model {norm} is not committed (the repository has no commits yet)"
+        else:
+            where = f"model {norm} is not committed at {rev}"
+        raise PathNotFound(f"{where}: commit a GGUF file there with `demoai add {norm} && demoai commit "
+                           "-m model`, or use the embedded SmolLM2 (`model: smollm2` in the agent, or "
+                           "`--model smollm2`)", path=norm) from None
+    if not isinstance(art, Model):
+        raise InvalidArtifact(f"{norm} is a {art.kind}, not a model", path=norm)
+    return art
+
+
+def resolve_model(repo: Repository, ref: str, rev: str | None = "HEAD", backend: dict | None = None,
                   adapter: str | None = None) -> dict[str, Any]:
     """A backend spec for ``open_backend``: ``ref`` is ``smollm2`` (the embedded default),
-    a Model path in the tree at ``rev``, or ``openai:NAME`` for an OpenAI-compatible
-    endpoint (``backend.base_url``)."""
+    a Model path committed at ``rev`` (None: HEAD), or ``openai:NAME`` for an
+    OpenAI-compatible endpoint (``backend.base_url``)."""
+    rev = rev or "HEAD"
     settings = dict(backend or {})
     name = settings.pop("name", None)
     if ref.startswith("openai:"):
@@ -114,10 +153,8 @@ def resolve_model(repo: Repository, ref: str, rev: str = "HEAD", backend: dict |
         spec = {"backend": name or "llamacpp", "path": str(path), "digest": digest,
                 "source": {"builtin": "smollm2"}}
     else:
+        art = _model_at(repo, ref, rev)
         norm = normalize_path(ref)
-        art = repo.artifact_at(rev, norm)
-        if not isinstance(art, Model):
-            raise InvalidArtifact(f"{norm} is a {art.kind}, not a model", path=norm)
         path = _local_copy(repo, art)
         default = "llamacpp" if art.format == "gguf" else "transformers"
         spec = {"backend": name or default, "path": str(path), "digest": art.digest,
@@ -137,14 +174,12 @@ def resolve_model(repo: Repository, ref: str, rev: str = "HEAD", backend: dict |
     return spec
 
 
-def check_model_ref(repo: Repository, ref: str | None, rev: str = "HEAD") -> None:
+def check_model_ref(repo: Repository, ref: str | None, rev: str | None = "HEAD") -> None:
     """Refuse a model reference that names no model at ``rev`` (cheap: nothing is read
     but the tree; the weights are materialized only when a run resolves it)."""
     if ref is None or ref in BUILTIN_MODELS or ref.startswith("openai:"):
         return
-    art = repo.artifact_at(rev, normalize_path(ref))
-    if not isinstance(art, Model):
-        raise InvalidArtifact(f"{ref} is a {art.kind}, not a model", path=ref)
+    _model_at(repo, ref, rev or "HEAD")
 
 
 def split_model_id(model_id: str) -> tuple[str, str | None]:

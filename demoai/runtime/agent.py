@@ -6,6 +6,11 @@ system prompt, model weights and chat template, sampling parameters, seed, tools
 schema, sandbox backend and limits). ``continue_session`` picks up a forked session where
 its fork left it: transcript rebuilt from the events, workspace restored from the step's
 tree, overrides applied.
+
+A run ends ``finished`` only when the model calls ``finish``; one whose step budget runs
+out first ends ``max_steps`` (the task was not declared done), one an error stops ends
+``failed``. A reply that is no valid tool call (cut at ``max_tokens``) is recorded with its
+usage, nothing is run, and the model is told why at the next step.
 """
 from __future__ import annotations
 
@@ -24,9 +29,14 @@ from demoai.store.sessions.log import (SessionLog, create_session, new_session_n
                                        open_session)
 from demoai.store.sessions.steps import blob_ids, workspace_tree
 
-__all__ = ["run_agent", "continue_session", "transcript", "session_name_for", "RunSettings"]
+__all__ = ["run_agent", "continue_session", "transcript", "session_name_for", "RunSettings",
+           "FINISHED", "STOPPED", "invalid_reply_message"]
 
 OnEvent = Callable[[str, dict[str, Any]], None] | None
+
+FINISHED = "finished"   # the model called finish
+STOPPED = "max_steps"   # the step budget ran out without a finish call
+# A run's status: FINISHED, STOPPED, "failed" (an error ended it), "interrupted".
 
 
 def _sandbox(settings: RunSettings) -> Any:
@@ -41,7 +51,7 @@ def session_name_for(agent_path: str) -> str:
     return new_session_name(agent_path.rsplit("/", 1)[-1].split(".")[0])
 
 
-def run_agent(repo: Repository, agent_path: str, *, task: str = "", rev: str = "HEAD",
+def run_agent(repo: Repository, agent_path: str, *, task: str = "", rev: str | None = "HEAD",
               name: str | None = None, sandbox: str | None = None, model: str | None = None,
               max_steps: int | None = None, seed: int | None = None,
               params: dict[str, Any] | None = None, on_event: OnEvent = None,
@@ -83,7 +93,7 @@ def transcript(events: list[Event]) -> tuple[list[dict], list[dict]]:
         elif e.type == "tool_result":
             pending = [{"role": "user", "content": observation_text(b.get("tool", "?"), b)}]
         elif e.type == "error" and b.get("where") == "tool_call":
-            pending = [{"role": "user", "content": f"Error: {b.get('message')}"}]
+            pending = [{"role": "user", "content": b.get("feedback") or f"Error: {b.get('message')}"}]
         elif e.type == "fork" and b.get("overrides", {}).get("instruction"):
             pending.append({"role": "user", "content": b["overrides"]["instruction"]})
     return sent, pending
@@ -125,7 +135,12 @@ def _loop(repo: Repository, log: SessionLog, backend: Any, sb: Any, s: RunSettin
     schema = s.schema()
     sdig = schema_digest(schema)
     messages = list(sent)
-    status, answer = "finished", None
+    status, answer = STOPPED, None
+
+    def emit(kind: str, **data: Any) -> None:
+        if on_event:
+            on_event(kind, data)
+
     try:
         while log.steps < s.max_steps:
             step = log.steps + 1
@@ -140,35 +155,42 @@ def _loop(repo: Repository, log: SessionLog, backend: Any, sb: Any, s: RunSettin
                     log.append("error", where="model", code=e.code, message=str(e))
                     status = "failed"
                     log.commit_step(status="failed", message=f"step {step}: model error")
+                    emit("error", step=step, where="model", message=str(e))
                     break
-                # Output that broke the schema (cut off at max_tokens): shown to the model.
+                # A reply that is no tool call (cut off at max_tokens): recorded with its
+                # usage, nothing run, and the model told why so that it can try again.
+                message, feedback = invalid_reply_message(e, params.get("max_tokens"))
                 log.append("model_response", text=e.text, finish_reason=getattr(e, "finish_reason", None),
-                           invalid=True)
-                log.append("error", where="tool_call", code=e.code, message=str(e))
+                           invalid=True, **_usage(e.fields))
+                log.append("error", where="tool_call", code=e.code, message=message, feedback=feedback)
                 messages.append({"role": "assistant", "content": e.text})
-                pending = [{"role": "user", "content": f"Error: {e}"}]
+                pending = [{"role": "user", "content": feedback}]
                 log.commit_step(message=f"step {step}: invalid model output")
+                emit("model_response", step=step, text=e.text, timings=e.fields.get("timings") or {},
+                     invalid=True)
+                emit("error", step=step, where="tool_call", message=message)
                 continue
             log.append("model_response", text=res.text, finish_reason=res.finish_reason,
                        prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
                        timings=res.timings, record=res.record)
             messages.append({"role": "assistant", "content": res.text})
-            if on_event:
-                on_event("model_response", {"step": step, "text": res.text, "timings": res.timings})
+            emit("model_response", step=step, text=res.text, timings=res.timings, invalid=False)
             try:
                 tool, args = parse_call(res.text, s.tools)
             except ValueError as e:
-                log.append("error", where="tool_call", message=str(e))
-                pending = [{"role": "user", "content": f"Error: {e}"}]
+                message = f"{e}; nothing was run: reply with exactly one JSON tool call"
+                log.append("error", where="tool_call", message=message)
+                pending = [{"role": "user", "content": f"Error: {message}"}]
                 log.commit_step(message=f"step {step}: invalid tool call")
+                emit("error", step=step, where="tool_call", message=message)
                 continue
             log.append("tool_call", tool=tool, args=args)
             if tool == "finish":
                 answer = args["answer"]
-                log.append("run_end", status="finished", reason="finish", answer=answer)
-                log.commit_step(status="finished", message=f"step {step}: finish")
-                if on_event:
-                    on_event("finish", {"step": step, "answer": answer})
+                status = FINISHED
+                log.append("run_end", status=FINISHED, reason="finish", answer=answer)
+                log.commit_step(status=FINISHED, message=f"step {step}: finish")
+                emit("finish", step=step, answer=answer)
                 break
             try:
                 obs = execute(sb, tool, args, s.sandbox.get("timeout_s"))
@@ -184,11 +206,13 @@ def _loop(repo: Repository, log: SessionLog, backend: Any, sb: Any, s: RunSettin
             pending = [{"role": "user", "content": observation_text(tool, obs)}]
             log.commit_step(workspace=tree if files is not None else None,
                             message=f"step {step}: {tool} -> exit {obs.get('exit_code')}")
-            if on_event:
-                on_event("tool_result", {"step": step, "tool": tool, "args": args, "result": obs})
+            emit("tool_result", step=step, tool=tool, args=args, result=obs)
         else:
-            log.append("run_end", status="finished", reason="max_steps", steps=log.steps, same_step=True)
-            log.commit_step(status="finished", same_step=True, message="end: max steps")
+            # The step budget ran out before the model called finish: the task was not
+            # declared done, so the run did not finish (its own status, not "finished").
+            log.append("run_end", status=STOPPED, reason="max_steps", steps=log.steps, same_step=True)
+            log.commit_step(status=STOPPED, same_step=True, message="end: max steps, no finish")
+            emit("stopped", step=log.steps, max_steps=s.max_steps)
     except KeyboardInterrupt:
         same = not log.in_flight
         log.append("run_end", status="interrupted", reason="interrupted", same_step=same)
@@ -203,5 +227,25 @@ def _loop(repo: Repository, log: SessionLog, backend: Any, sb: Any, s: RunSettin
     finally:
         log.close()
     info = log.info()
-    return {"session": info.name, "steps": info.steps, "status": status if status == "failed" else info.status,
-            "answer": answer, "head": info.head, "commit": info.commit}
+    return {"session": info.name, "steps": info.steps, "status": status, "answer": answer,
+            "head": info.head, "commit": info.commit}
+
+
+def _usage(fields: dict[str, Any]) -> dict[str, Any]:
+    """The usage a failed call's ModelError carries (what a model_response records)."""
+    return {k: fields[k] for k in ("prompt_tokens", "completion_tokens", "timings", "record")
+            if fields.get(k) is not None}
+
+
+def invalid_reply_message(e: ModelError, max_tokens: int | None) -> tuple[str, str]:
+    """(what a reply that is no tool call is recorded as, what the model is told). The
+    model's words carry no numbers: a small model tends to copy them into its next call."""
+    if getattr(e, "cut", False) or getattr(e, "finish_reason", None) == "length":
+        n = e.fields.get("completion_tokens") or max_tokens
+        return (f"the reply stopped at the max_tokens limit ({n} tokens) before the JSON tool call "
+                "was complete, so nothing was run",
+                "Error: your reply was cut off before its JSON was complete, so nothing was run. "
+                "Reply with one short, complete tool call.")
+    return (f"{e}; nothing was run",
+            "Error: your reply was not a valid tool call, so nothing was run. Reply with exactly "
+            "one JSON tool call.")

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from demoai.engines.llm import ModelPool
 from demoai.errors import ReplayError
 from demoai.runtime.fork import fork
+from demoai.runtime.inspect import event_summary
 from demoai.runtime.tools import execute, files_changed, normalize_observation
 from demoai.store.git.repo import Repository
 from demoai.store.sessions.events import Event, parse_bodies, parse_session_step, verify_lines
@@ -137,9 +138,7 @@ def _content(e: Event) -> dict[str, Any]:
 def _brief(e: Event | None) -> dict[str, Any] | None:
     if e is None:
         return None
-    b = e.body
-    text = b.get("text") or b.get("stdout") or b.get("answer") or b.get("args") or b.get("overrides") or ""
-    return {"id": "blake3:" + e.id, "step": e.step, "type": e.type, "detail": str(text)[:300]}
+    return {"id": "blake3:" + e.id, "step": e.step, "type": e.type, "detail": event_summary(e)}
 
 
 def diff_sessions(repo: Repository, a: str, b: str) -> dict[str, Any]:

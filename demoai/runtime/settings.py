@@ -66,7 +66,7 @@ def _sampling(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k in SAMPLING_KEYS}
 
 
-def settings_for_agent(repo: Repository, agent_path: str, task: str, rev: str, *,
+def settings_for_agent(repo: Repository, agent_path: str, task: str, rev: str | None, *,
                        sandbox: str | None, model: str | None, max_steps: int | None) -> RunSettings:
     """The settings of a new run of the agent at ``agent_path`` (at ``rev``), its model
     resolved to local, verified weights."""

@@ -5,6 +5,10 @@ properties, enum/const, string, integer, number, boolean, null, arrays, anyOf an
 objects to a bounded depth). Properties come out in schema order with at most one space
 around separators, so the language is regular: an NFA compiled from the schema, turned into
 a DFA lazily, walked over a trie of token strings to get the tokens allowed in each state.
+
+:func:`schema_gbnf` writes the same language as a llama.cpp grammar (GBNF). In both, a JSON
+string admits no raw control character (U+0000..U+001F): a newline or tab inside a string
+comes out escaped (``\\n``), so what the model emits always parses with ``json.loads``.
 """
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from typing import Any, Sequence
 
 from demoai.errors import ModelError
 
-__all__ = ["parse_and_validate", "schema_errors", "SchemaAutomaton", "TokenConstraint",
-           "UnsupportedSchema"]
+__all__ = ["parse_and_validate", "schema_errors", "schema_gbnf", "strict_strings", "GBNF_KEYWORDS",
+           "SchemaAutomaton", "TokenConstraint", "UnsupportedSchema"]
 
 FREE_DEPTH = 2  # nesting allowed inside schema-less objects/arrays
 
@@ -23,18 +27,33 @@ class UnsupportedSchema(ModelError):
     """The schema uses a feature the token automaton does not cover."""
 
 
-def parse_and_validate(text: str, schema: dict, *, finish_reason: str = "") -> Any:
-    """Parse ``text`` as JSON valid under ``schema``, or raise ModelError saying why."""
+def parse_and_validate(text: str, schema: dict, *, finish_reason: str = "",
+                       result: Any = None) -> Any:
+    """Parse ``text`` as JSON valid under ``schema``, or raise ModelError saying why.
+
+    The error carries ``text`` and ``finish_reason`` (``cut`` when the reply stopped at
+    ``max_tokens`` before its JSON was complete) and, given the call's ``result`` (a
+    ChatResult), its usage too (``prompt_tokens``, ``completion_tokens``, ``timings``,
+    ``record``), so that a caller can record the failed reply like any other."""
+    usage: dict[str, Any] = {}
+    if result is not None:
+        usage = {k: getattr(result, k, None) for k in
+                 ("prompt_tokens", "completion_tokens", "timings", "record")}
     try:
         obj = json.loads(text)
     except ValueError as e:
-        why = " (cut at max_tokens)" if finish_reason == "length" else ""
-        raise ModelError(f"the model's output is not JSON{why}: {e}", text=text,
-                         finish_reason=finish_reason) from None
+        if finish_reason == "length":
+            n = usage.get("completion_tokens")
+            raise ModelError(
+                f"the reply stopped at the max_tokens limit{f' ({n} tokens)' if n else ''} "
+                "before its JSON was complete", text=text, finish_reason=finish_reason,
+                cut=True, **usage) from None
+        raise ModelError(f"the model's output is not JSON: {e}", text=text,
+                         finish_reason=finish_reason, cut=False, **usage) from None
     errors = schema_errors(obj, schema)
     if errors:
         raise ModelError(f"the model's output does not match the schema: {errors[0]}",
-                         text=text, errors=errors, finish_reason=finish_reason)
+                         text=text, errors=errors, finish_reason=finish_reason, cut=False, **usage)
     return obj
 
 
@@ -333,3 +352,141 @@ class TokenConstraint:
             out.extend(self.eos_ids)
         self._allowed[state] = out
         return out
+
+
+# --- GBNF: the same language as a llama.cpp grammar ----------------------------------------
+_GBNF_BASE = {
+    "ws": '" "?',
+    # Any char but '"', '\\' and the control characters U+0000..U+001F, or an escape.
+    "char": r'[^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] )',
+    "string": r'"\"" char* "\""',
+    "integer": '"-"? ( "0" | [1-9] [0-9]* )',
+    "number": 'integer ( "." [0-9]+ )? ( [eE] [-+]? [0-9]+ )?',
+    "boolean": '"true" | "false"',
+    "null": '"null"',
+}
+
+
+# Keywords schema_gbnf renders exactly (annotations change nothing); any other keyword
+# (maxLength, pattern, minimum, $ref, ...) is refused rather than silently dropped.
+GBNF_KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties", "enum",
+                           "const", "anyOf", "oneOf", "items", "title", "description",
+                           "$schema", "default", "examples"})
+_STRING_CLASS_RULE = "char ::= " + _GBNF_BASE["char"]
+
+
+def schema_gbnf(schema: dict) -> str:
+    """A llama.cpp grammar (GBNF, root rule ``root``) for compact JSON valid under
+    ``schema``: the language :class:`SchemaAutomaton` accepts (same shapes, properties in
+    schema order, at most one space around separators, no raw control characters in
+    strings). UnsupportedSchema for a keyword outside :data:`GBNF_KEYWORDS`."""
+    return _Gbnf().build(schema)
+
+
+def strict_strings(gbnf: str) -> str:
+    """A GBNF grammar written elsewhere (llama.cpp's own converter) with its JSON string
+    character rule ``char`` replaced by one that admits no raw control character."""
+    lines = gbnf.splitlines()
+    return "\n".join(_STRING_CLASS_RULE if ln.startswith("char ::=") else ln for ln in lines) + "\n"
+
+
+def _gbnf_literal(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\x{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+class _Gbnf:
+    def __init__(self) -> None:
+        self.rules: dict[str, str] = {}
+        self.by_body: dict[str, str] = {}
+
+    def build(self, schema: dict) -> str:
+        root = self._value(schema, FREE_DEPTH)
+        lines = [f"root ::= {root}"]
+        lines += [f"{k} ::= {v}" for k, v in _GBNF_BASE.items()]
+        lines += [f"{k} ::= {v}" for k, v in self.rules.items()]
+        return "\n".join(lines) + "\n"
+
+    def _rule(self, body: str) -> str:
+        """A named rule for ``body`` (identical bodies share one)."""
+        if body not in self.by_body:
+            name = f"r{len(self.rules)}"
+            self.rules[name] = body
+            self.by_body[body] = name
+        return self.by_body[body]
+
+    def _value(self, schema: Any, depth: int) -> str:
+        if schema is True or schema == {}:
+            return self._free(depth)
+        if not isinstance(schema, dict):
+            raise UnsupportedSchema(f"unsupported schema: {schema!r}")
+        extra = sorted(set(schema) - GBNF_KEYWORDS)
+        if extra:
+            raise UnsupportedSchema(f"schema keyword(s) {', '.join(extra)} not covered by the grammar")
+        if schema.get("additionalProperties") not in (None, True, False):
+            raise UnsupportedSchema("additionalProperties with a schema is not covered by the grammar")
+        if "enum" in schema:
+            return self._rule(" | ".join(_gbnf_literal(json.dumps(v, ensure_ascii=False))
+                                         for v in schema["enum"]))
+        if "const" in schema:
+            return _gbnf_literal(json.dumps(schema["const"], ensure_ascii=False))
+        if "anyOf" in schema or "oneOf" in schema:
+            branches = schema.get("anyOf") or schema["oneOf"]
+            return self._rule(" | ".join(self._value(b, depth) for b in branches))
+        types = schema.get("type")
+        if types is None:
+            if "properties" not in schema:
+                return self._free(depth)
+            types = "object"
+        if isinstance(types, list):
+            return self._rule(" | ".join(self._value({**schema, "type": t}, depth) for t in types))
+        if types == "object":
+            return self._object(schema) if "properties" in schema else self._free_object(depth)
+        if types == "array":
+            return self._sequence("[", "]", self._value(schema.get("items", {}), max(depth - 1, 0)))
+        if types not in ("string", "integer", "number", "boolean", "null"):
+            raise UnsupportedSchema(f"unsupported schema type: {types!r}")
+        return types
+
+    def _object(self, schema: dict) -> str:
+        """Known properties in schema order; optional ones may be left out."""
+        props = list(schema["properties"].items())
+        required = set(schema.get("required", []))
+        values = [self._value(sub, FREE_DEPTH) for _, sub in props]
+        memo: dict[tuple[int, bool], str] = {}
+
+        def rest(i: int, first: bool) -> str:
+            """The members from property ``i`` on (``first``: none came yet), then "}"."""
+            if (i, first) not in memo:
+                if i == len(props):
+                    memo[(i, first)] = self._rule('ws "}"')
+                else:
+                    name = props[i][0]
+                    key = _gbnf_literal(json.dumps(name, ensure_ascii=False))
+                    lead = f"ws {key}" if first else f'ws "," ws {key}'
+                    body = f'{lead} ws ":" ws {values[i]} {rest(i + 1, False)}'
+                    if name not in required:
+                        body = f"{body} | {rest(i + 1, first)}"
+                    memo[(i, first)] = self._rule(body)
+            return memo[(i, first)]
+        return self._rule(f'"{{" {rest(0, True)}')
+
+    def _free(self, depth: int) -> str:
+        kinds = ["string", "number", "boolean", "null"]
+        if depth > 0:
+            kinds += [self._free_object(depth), self._sequence("[", "]", self._free(depth - 1))]
+        return self._rule(" | ".join(kinds))
+
+    def _free_object(self, depth: int) -> str:
+        member = self._rule(f'string ws ":" ws {self._free(max(depth - 1, 0))}')
+        return self._sequence("{", "}", member)
+
+    def _sequence(self, open_: str, close: str, item: str) -> str:
+        return self._rule(f'"{open_}" ( ws {item} ( ws "," ws {item} )* )? ws "{close}"')

@@ -167,7 +167,7 @@ class TransformersBackend(ModelBackend):
             record=self._record(p, json_schema, library=self._versions(),
                                 constrained=constraint is not None if json_schema else None))
         if json_schema is not None:
-            result.json = parse_and_validate(text, json_schema, finish_reason=finish)
+            result.json = parse_and_validate(text, json_schema, finish_reason=finish, result=result)
         return result
 
     def _masked(self, logits: Any, constraint: TokenConstraint, state: Any) -> Any:

@@ -11,7 +11,8 @@ from demoai.engines.llm.base import (
     DEFAULT_N_CTX, ChatResult, ModelBackend, StopFilter, Stopwatch, TokenCallback,
     default_threads, digest_json, digest_path, digest_text, require, resolve_params,
 )
-from demoai.engines.llm.constrain import parse_and_validate
+from demoai.engines.llm.constrain import (UnsupportedSchema, parse_and_validate, schema_gbnf,
+                                         strict_strings)
 
 __all__ = ["LlamaCppBackend", "CHATML_TEMPLATE"]
 
@@ -27,7 +28,8 @@ class LlamaCppBackend(ModelBackend):
     """A GGUF file loaded with ``llama_cpp.Llama``; generation runs on its token loop.
 
     The chat template is the GGUF's ``tokenizer.chat_template``, rendered once per call;
-    JSON schemas become llama.cpp grammars (cached per schema) so the output always parses.
+    JSON schemas become llama.cpp grammars (:meth:`grammar`, cached per schema), so a reply that
+    is not cut at ``max_tokens`` always parses.
     Each call evaluates its whole prompt: reusing the previous call's KV prefix
     (``reuse_prefix=True``) is faster for growing conversations but evaluates tokens in
     other batches, which can change sampled text, so a recorded call may not replay.
@@ -82,13 +84,19 @@ class LlamaCppBackend(ModelBackend):
         """Prompt tokens of ``messages`` under this model's chat template."""
         return len(self._prompt(messages)[0])
 
-    def _grammar(self, schema: dict) -> Any:
+    def grammar(self, schema: dict) -> Any:
+        """The llama.cpp grammar (a ``LlamaGrammar``) that constrains a call to ``schema``:
+        :func:`~demoai.engines.llm.constrain.schema_gbnf`, cached per schema. Its strings
+        admit no raw control characters, so a constrained reply always parses once complete."""
         key = digest_json(schema)
         if key not in self._grammars:
-            from llama_cpp.llama_grammar import LlamaGrammar
+            from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
             try:
-                self._grammars[key] = LlamaGrammar.from_json_schema(json.dumps(schema),
-                                                                    verbose=False)
+                try:
+                    text = schema_gbnf(schema)
+                except UnsupportedSchema:     # keywords ours does not cover: llama.cpp's converter
+                    text = strict_strings(json_schema_to_gbnf(json.dumps(schema)))
+                self._grammars[key] = LlamaGrammar.from_string(text, verbose=False)
             except Exception as e:
                 raise ModelError(f"llama.cpp cannot turn this JSON schema into a grammar: {e}",
                                  schema=schema) from e
@@ -103,7 +111,7 @@ class LlamaCppBackend(ModelBackend):
         clock = Stopwatch()
         prompt, template_stops = self._prompt(messages)
         self._check_fits(len(prompt))
-        grammar = self._grammar(json_schema) if json_schema is not None else None
+        grammar = self.grammar(json_schema) if json_schema is not None else None
         budget = min(p["max_tokens"], self.n_ctx - len(prompt))
         llm, is_eog, vocab = self.llm, self._llama_cpp.llama_vocab_is_eog, self.llm._model.vocab
         if not self.reuse_prefix:
@@ -134,7 +142,7 @@ class LlamaCppBackend(ModelBackend):
             record=self._record(p, json_schema, library={
                 "llama_cpp_python": self._llama_cpp.__version__}))
         if json_schema is not None:
-            result.json = parse_and_validate(text, json_schema, finish_reason=finish)
+            result.json = parse_and_validate(text, json_schema, finish_reason=finish, result=result)
         return result
 
     def settings(self) -> dict:

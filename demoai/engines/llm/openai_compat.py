@@ -144,7 +144,7 @@ class OpenAIBackend(ModelBackend):
                 "system_fingerprint": fingerprint, "schema_mode": self.schema_mode,
                 "usage": "server" if usage else "chunks"}))
         if json_schema is not None:
-            result.json = parse_and_validate(text, json_schema, finish_reason=finish)
+            result.json = parse_and_validate(text, json_schema, finish_reason=finish, result=result)
         return result
 
     def count_tokens(self, messages: list[dict]) -> int:

@@ -84,7 +84,7 @@ class VLLMBackend(ModelBackend):
             record=self._record(p, json_schema, library={"vllm": self._vllm.__version__}))
         if json_schema is not None:
             result.json = parse_and_validate(gen.text, json_schema,
-                                             finish_reason=result.finish_reason)
+                                             finish_reason=result.finish_reason, result=result)
         return result
 
     def close(self) -> None:

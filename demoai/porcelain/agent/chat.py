@@ -59,8 +59,13 @@ def _as_result(backend: Any, messages: list[dict], params: dict, e: ModelError) 
     """Bad input the backend reports as a ModelError becomes a ProtocolError; output that
     breaks the requested JSON schema (cut at max_tokens) is an answer."""
     if getattr(e, "text", None) is not None:
-        n = backend.count_tokens(messages)
         finish = getattr(e, "finish_reason", None) or "stop"
+        f = e.fields
+        if isinstance(f.get("completion_tokens"), int) and isinstance(f.get("prompt_tokens"), int):
+            return ChatResult(text=e.text, finish_reason=finish, prompt_tokens=f["prompt_tokens"],
+                              completion_tokens=f["completion_tokens"], timings=f.get("timings") or {},
+                              record=f.get("record") or {})
+        n = backend.count_tokens(messages)
         if finish == "length":
             used = min(params["max_tokens"], backend.n_ctx - n)
         else:                         # the backend's count is lost with the result: re-count

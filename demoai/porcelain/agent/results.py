@@ -19,7 +19,7 @@ class RunResult:
 
     session: str
     steps: int
-    status: str                      # finished | failed | interrupted | ...
+    status: str                      # finished | max_steps | failed | interrupted (STATUS_TEXT)
     answer: str | None
     head: str                        # id of the last event
     commit: str                      # the session's tip

@@ -8,15 +8,17 @@ this process or another; the hash chain of what is read is verified.
 from __future__ import annotations
 
 from demoai.porcelain.agent.results import SessionStep, SessionTimeline
-from demoai.runtime.inspect import EventLine, event_summary, timeline_rows
+from demoai.runtime.inspect import (STATUS_TEXT, EventLine, event_fields, event_summary, one_line,
+                                    shorten, timeline_rows)
 from demoai.store.git.repo import Repository
 from demoai.store.sessions import (Event, Follower, SessionInfo, list_sessions, live_status,
                                    read_events, read_step_at, session_info, session_tip)
 from demoai.store.sessions.steps import manifest_at
 
-__all__ = ["list_sessions", "session_info", "session_log", "session_step", "session_events",
+__all__ = ["list_sessions", "session_info", "session_log", "session_step", "workspace_files",
+           "session_events",
            "follow_session", "session_exists", "session_running", "session_status", "event_summary",
-           "SessionInfo", "SessionFollower", "EventLine", "Event"]
+           "event_fields", "STATUS_TEXT", "one_line", "shorten", "SessionInfo", "SessionFollower", "EventLine", "Event"]
 
 SessionFollower = Follower
 """An incremental reader of one session (``poll()`` returns the events committed since the
@@ -38,6 +40,12 @@ def session_step(repo: Repository, spec: str, step: int | None = None) -> Sessio
     s = read_step_at(repo, spec, step)
     return SessionStep(s.session, s.step, s.commit, s.events,
                        {p: len(b) for p, b in sorted(s.workspace.items())})
+
+
+def workspace_files(repo: Repository, spec: str, step: int | None = None) -> dict[str, bytes]:
+    """The workspace files (path -> bytes) after one step of ``NAME@STEP`` (or ``NAME`` and
+    ``step``; default: the last step), read from git."""
+    return dict(sorted(read_step_at(repo, spec, step).workspace.items()))
 
 
 def session_events(repo: Repository, name: str, from_step: int = 0) -> list[Event]:

@@ -110,13 +110,21 @@ class IndexState:
     def is_clean(self, path: str, source: Path) -> bool:
         """Whether the working file still holds what was staged at ``path``: trusted from
         its stat when that is unchanged and old enough, otherwise by hashing its bytes."""
+        return self.check(path, source)[0]
+
+    def check(self, path: str, source: Path) -> tuple[bool, dict[str, Any] | None]:
+        """:meth:`is_clean`, and, when that took hashing the file (its stat changed, its
+        bytes did not: touched, or rewritten the same), the stat record to keep instead,
+        so the next look trusts the stat again (git's index refresh)."""
         rec = self.stat.get(path)
         if not rec or not source.exists():
-            return False
+            return False, None
         fp = fingerprint(source)
         if _stat_trusted(rec, fp):
-            return True
-        return fp[0] == rec["fp"][0] and content_hash(source) == rec["raw"]
+            return True, None
+        if fp[0] == rec["fp"][0] and content_hash(source) == rec["raw"]:
+            return True, {"fp": fp, "raw": rec["raw"], "at": time.time_ns()}
+        return False, None
 
     def unstage(self, path: str) -> None:
         """Drop ``path`` (the next commit leaves it out)."""

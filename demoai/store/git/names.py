@@ -69,10 +69,69 @@ def check_entry(name: bytes, mode: int, prefix: str = "") -> str:
     return text
 
 
-def default_identity() -> str:
-    """Author identity: $DEMOAI_AUTHOR, else git's user.name/email env, else a local default."""
+def default_identity(role: str = "author", repo_config: str | os.PathLike | None = None) -> str:
+    """``Name <email>`` of whoever makes a commit, found as git finds it:
+
+    1. ``$DEMOAI_AUTHOR`` (``Name <email>``, for author and committer alike);
+    2. ``$GIT_AUTHOR_NAME`` / ``$GIT_AUTHOR_EMAIL`` (``$GIT_COMMITTER_*`` for the committer);
+    3. ``user.name`` / ``user.email`` of the git config: the repository's own
+       (``repo_config``: ``.demoai/git/config``), then the global one (``$GIT_CONFIG_GLOBAL``,
+       else ``~/.gitconfig`` over ``$XDG_CONFIG_HOME/git/config``), then the system one
+       (``/etc/gitconfig``, unless ``$GIT_CONFIG_NOSYSTEM``);
+    4. ``$EMAIL`` for the address; else ``$USER`` (or ``demoai``) ``<$USER@localhost>``.
+    """
     if os.environ.get("DEMOAI_AUTHOR"):
         return os.environ["DEMOAI_AUTHOR"]
-    name = os.environ.get("GIT_AUTHOR_NAME") or os.environ.get("USER") or "demoai"
-    email = os.environ.get("GIT_AUTHOR_EMAIL") or f"{name}@localhost"
+    prefix = "GIT_COMMITTER_" if role == "committer" else "GIT_AUTHOR_"
+    name = os.environ.get(prefix + "NAME") or ""
+    email = os.environ.get(prefix + "EMAIL") or ""
+    if not (name and email):
+        cfg_name, cfg_email = _config_identity(repo_config)
+        name, email = name or cfg_name, email or cfg_email
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or "demoai"
+    name = _ident_part(name) or user
+    email = _ident_part(email or os.environ.get("EMAIL") or "") or f"{user}@localhost"
     return f"{name} <{email}>"
+
+
+def _ident_part(text: str) -> str:
+    # what git strips from an identity: the brackets that delimit it, and line breaks
+    return " ".join(text.replace("<", "").replace(">", "").split())
+
+
+def _config_files(repo_config: str | os.PathLike | None) -> list[str]:
+    """Git config files, lowest precedence first."""
+    files: list[str] = []
+    if not os.environ.get("GIT_CONFIG_NOSYSTEM"):
+        files.append(os.environ.get("GIT_CONFIG_SYSTEM") or "/etc/gitconfig")
+    if os.environ.get("GIT_CONFIG_GLOBAL"):
+        files.append(os.environ["GIT_CONFIG_GLOBAL"])
+    else:
+        home = os.path.expanduser("~")
+        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+        files += [os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")]
+    if repo_config is not None:
+        files.append(os.fspath(repo_config))
+    return files
+
+
+def _config_identity(repo_config: str | os.PathLike | None) -> tuple[str, str]:
+    """``user.name`` and ``user.email`` of the git config files (either may be "")."""
+    from dulwich.config import ConfigFile
+
+    found = {b"name": "", b"email": ""}
+    for path in _config_files(repo_config):
+        if not os.path.isfile(path):
+            continue
+        try:
+            cfg = ConfigFile.from_path(path)
+        except (OSError, ValueError):
+            continue       # an unreadable or malformed config is skipped, as git warns and goes on
+        for field in found:
+            try:
+                value = cfg.get((b"user",), field)
+            except KeyError:
+                continue
+            if value:
+                found[field] = value.decode("utf-8", errors="replace")
+    return found[b"name"], found[b"email"]

@@ -465,8 +465,8 @@ class Repository:
         c = Commit()
         c.tree = tree.encode()
         c.parents = [p.encode() for p in parents]
-        ident = (author or default_identity()).encode()
-        c.author = c.committer = ident
+        c.author = (author or self.identity("author")).encode()
+        c.committer = self.identity("committer").encode() if author is None else c.author
         c.author_time = c.commit_time = int(when if when is not None else time.time())
         tz = -time.altzone if time.localtime().tm_isdst > 0 else -time.timezone
         c.author_timezone = c.commit_timezone = tz
@@ -482,12 +482,18 @@ class Repository:
         t = Tag()
         t.name = name.encode()
         t.object = (self.git[commit.encode()].__class__, commit.encode())
-        t.tagger = (tagger or default_identity()).encode()
+        t.tagger = (tagger or self.identity("committer")).encode()
         t.tag_time = int(when if when is not None else time.time())
         t.tag_timezone = 0
         t.message = (message if message.endswith("\n") else message + "\n").encode()
         self.add_objects([t])
         return t.id.decode()
+
+    def identity(self, role: str = "author") -> str:
+        """Who commits here (``Name <email>``): the environment, then this repository's
+        git config (``.demoai/git/config``), then the global git config; see
+        :func:`~demoai.store.git.names.default_identity`."""
+        return default_identity(role, self.control / "git" / "config")
 
     @contextlib.contextmanager
     def commit_lock(self, timeout: float = 60.0) -> Iterator[None]:

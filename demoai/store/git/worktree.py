@@ -8,7 +8,14 @@ A switch (checkout, clone, merge, abort, restore) runs in two phases:
    staging folder is removed.
 2. **Apply**: a journal names the target commit, the staging folder and the entries the
    index must hold; then the ref moves, staged files are renamed into place, deleted
-   paths removed, the index written and the journal dropped.
+   paths removed, the index written and the journal dropped. A restore of some paths
+   (``restore``, ``checkout [REF] -- PATHS``) moves no ref and updates only its paths'
+   index entries, under the index lock (a *partial* plan).
+
+Index entries keep the stat record that tells the truth about their working file: fresh
+for a file just written, the one they had for an entry and file left alone (so a switch
+does not hash every file of the work tree again), none for a file left holding something
+other than its entry (``restore --staged``).
 
 A process killed during the apply phase leaves the journal; :func:`recover_sync` (called
 where a repository is opened for work) finishes it from the staged files when HEAD did
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
     from demoai.store.git.repo import Repository
 
 __all__ = ["switch_worktree", "sync_worktree", "recover_sync", "drop_sync", "sync_pending",
-           "worktree_path", "SyncPlan", "JOURNAL"]
+           "worktree_path", "SyncPlan", "JOURNAL", "prepare_sync", "run_plan", "apply_sync"]
 
 JOURNAL = "SYNC_PENDING.json"
 Progress = Callable[[str, int, int], None] | None
@@ -61,19 +68,38 @@ def worktree_path(root: Path, path: str) -> Path:
 
 @dataclass
 class SyncPlan:
-    """What a switch writes: staged files, paths to delete, and the index to end with."""
+    """What a switch writes: staged files, paths to delete, and the index to end with.
+
+    ``entries`` is the whole index to end with, or, when ``partial`` (a restore of some
+    paths), only the entries to set in the index as it is then (``unstage``: entries to
+    drop). ``unstat`` names paths whose working file is left not holding their index entry
+    (``restore --staged``, ``restore --source REF`` into the working tree only): their stat
+    records are dropped, so ``status`` looks at their bytes."""
 
     target: str | None
     entries: dict[str, bytes]
     staging: Path
     staged: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
+    partial: bool = False
+    unstage: list[str] = field(default_factory=list)
+    unstat: list[str] = field(default_factory=list)
 
     def journal(self) -> bytes:
         """The journal record of this plan (what recovery needs to finish it)."""
         return json.dumps({"target": self.target, "staging": self.staging.name,
                            "staged": self.staged, "delete": self.delete,
-                           "entries": {p: b.decode() for p, b in self.entries.items()}}).encode()
+                           "entries": {p: b.decode() for p, b in self.entries.items()},
+                           "partial": self.partial, "unstage": self.unstage,
+                           "unstat": self.unstat}).encode()
+
+    @classmethod
+    def from_journal(cls, repo: "Repository", j: dict) -> "SyncPlan":
+        """The plan a journal records."""
+        return cls(j.get("target"), {p: t.encode() for p, t in j["entries"].items()},
+                   repo.control / "tmp" / str(j["staging"]), list(j.get("staged", [])),
+                   list(j.get("delete", [])), bool(j.get("partial", False)),
+                   list(j.get("unstage", [])), list(j.get("unstat", [])))
 
 
 def _staging_dir(repo: "Repository") -> Path:
@@ -92,21 +118,30 @@ def _remove(p: Path) -> None:
 
 
 def prepare_sync(repo: "Repository", old: dict[str, bytes], new: dict[str, bytes],
-                 target: str | None, progress: Progress = None) -> SyncPlan:
+                 target: str | None, progress: Progress = None, *,
+                 index: dict[str, bytes] | None = None, partial: bool = False,
+                 unstage: list[str] | tuple[str, ...] = (),
+                 unstat: list[str] | tuple[str, ...] = ()) -> SyncPlan:
     """Phase 1: write and verify into a staging folder everything that must change.
 
-    Raises (leaving nothing behind) when a path is unsafe or an object is damaged/missing."""
-    for path in set(old) | set(new):
+    ``old`` and ``new`` are what the working files of the paths concerned hold before and
+    after (path -> manifest); a path in ``old`` only is deleted. The index ends as
+    ``index`` (default ``new``; see :class:`SyncPlan` for ``partial``, ``unstage`` and
+    ``unstat``). Raises (leaving nothing behind) when a path is unsafe or an object is
+    damaged/missing."""
+    for path in set(old) | set(new) | set(index or ()) | set(unstage):
         worktree_path(repo.root, path)
     staging = _staging_dir(repo)
-    plan = SyncPlan(target, dict(new), staging)
+    plan = SyncPlan(target, dict(new if index is None else index), staging, partial=partial,
+                    unstage=sorted(unstage), unstat=sorted(unstat))
     try:
         plan.delete = sorted(set(old) - set(new))
         current = repo.index.read()
         for path, data in sorted(new.items()):
             art = decode_manifest(data, path)
             p = repo.root / path
-            if old.get(path) == data and current.is_clean(path, p):
+            if old.get(path) == data and current.entries.get(path) == data \
+                    and current.is_clean(path, p):
                 continue
             cb = (lambda d, t, _p=path: progress(_p, d, t)) if progress else None
             materialize(repo, art, staging / path, progress=cb)
@@ -117,8 +152,7 @@ def prepare_sync(repo: "Repository", old: dict[str, bytes], new: dict[str, bytes
     return plan
 
 
-def apply_sync(repo: "Repository", plan: SyncPlan) -> IndexState:
-    """Phase 2: move staged files into place, delete the rest, write the index."""
+def _put_in_place(repo: "Repository", plan: SyncPlan) -> None:
     for path in plan.delete:
         _remove(worktree_path(repo.root, path))
     for path in plan.staged:
@@ -138,10 +172,41 @@ def apply_sync(repo: "Repository", plan: SyncPlan) -> IndexState:
         if dst.is_dir() and not dst.is_symlink():
             shutil.rmtree(dst)
         os.replace(src, dst)
-    state = IndexState()
-    for path, data in sorted(plan.entries.items()):
-        state.stage(path, decode_manifest(data, path), repo.root / path)
-    repo.index.write(state)
+
+
+def _index_entry(repo: "Repository", current: IndexState, state: IndexState, path: str,
+                 data: bytes, written: set[str], unstat: set[str]) -> None:
+    """Set ``path``'s entry in ``state`` with the stat record that tells the truth about
+    its working file: fresh for a file just written, the current one for an unchanged
+    entry whose file was left alone (no need to hash it again), none where the file is
+    left holding something else."""
+    art = decode_manifest(data, path)
+    if path in unstat:
+        state.stage(path, art, None)
+    elif path in written or current.entries.get(path) != data or path not in current.stat:
+        state.stage(path, art, repo.root / path)
+    else:
+        state.entries[path] = data
+        state.stat[path] = dict(current.stat[path])
+
+
+def apply_sync(repo: "Repository", plan: SyncPlan) -> IndexState:
+    """Phase 2: move staged files into place, delete the rest, write the index."""
+    _put_in_place(repo, plan)
+    written, unstat = set(plan.staged), set(plan.unstat)
+    if plan.partial:
+        with repo.index.update() as state:
+            current = IndexState(dict(state.entries), {p: dict(r) for p, r in state.stat.items()})
+            for path in plan.unstage:
+                state.unstage(path)
+            for path, data in sorted(plan.entries.items()):
+                _index_entry(repo, current, state, path, data, written, unstat)
+    else:
+        current = repo.index.read()
+        state = IndexState()
+        for path, data in sorted(plan.entries.items()):
+            _index_entry(repo, current, state, path, data, written, unstat)
+        repo.index.write(state)
     shutil.rmtree(plan.staging, ignore_errors=True)
     return state
 
@@ -153,6 +218,13 @@ def switch_worktree(repo: "Repository", old: dict[str, bytes], new: dict[str, by
     run ``move`` (which moves HEAD or a branch to ``target``). Nothing changes if
     preparing fails; a kill after the journal is written is finished by recovery."""
     plan = prepare_sync(repo, old, new, target, progress)
+    return run_plan(repo, plan, move)
+
+
+def run_plan(repo: "Repository", plan: SyncPlan,
+             move: Callable[[], None] | None = None) -> IndexState:
+    """Phase 2 of a prepared plan, journaled: a kill after the journal is written is
+    finished by :func:`recover_sync` (once ``move`` has run)."""
     try:
         atomic_write(repo.control / JOURNAL, plan.journal())
     except BaseException:
@@ -211,10 +283,7 @@ def recover_sync(repo: "Repository") -> bool:
             return True
         try:
             if "staging" in j:
-                staging = repo.control / "tmp" / str(j["staging"])
-                plan = SyncPlan(target, {p: t.encode() for p, t in j["entries"].items()},
-                                staging, list(j.get("staged", [])), list(j.get("delete", [])))
-                apply_sync(repo, plan)
+                apply_sync(repo, SyncPlan.from_journal(repo, j))
             else:     # a journal written before staging existed: sync again from the commit
                 plan = prepare_sync(repo, repo.index.read().entries, repo.tree_entries(target),
                                     target)

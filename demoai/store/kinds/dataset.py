@@ -15,9 +15,42 @@ if TYPE_CHECKING:
     from demoai.store.git.repo import Repository
     from demoai.store.tables import TableRef
 
-__all__ = ["DatasetHandler", "load_table", "table_ref"]
+__all__ = ["DatasetHandler", "load_table", "table_ref", "read_working", "working_diff"]
 
 _FILE_SUFFIXES = (".jsonl", ".csv", ".parquet")
+_TEXT_FORMATS = ("jsonl", "csv")
+
+
+def read_working(path: Path) -> "tuple[pa.Table, str]":
+    """The rows of a dataset file and its format (a text file holding unresolved merge
+    conflict blocks is refused, naming the line); nothing is stored."""
+    from demoai.store.tables import read_file
+    from demoai.store.tables.conflicts import conflict_marker_line
+    fmt = dataset_format(path)
+    if fmt in _TEXT_FORMATS:
+        line = conflict_marker_line(path)
+        if line is not None:
+            raise InvalidArtifact(
+                f"{path}: line {line}: unresolved merge conflict (<<<<<<< / ======= / >>>>>>> "
+                "lines); keep the row you want from each block, delete the marker lines, then "
+                "`demoai add` it", path=str(path), line=line)
+    return read_file(path, fmt), fmt
+
+
+def working_diff(repo: "Repository", old: Dataset | None, path: Path, *, key: str | None,
+                 sample: int = 5) -> dict[str, Any]:
+    """The rows of the working file ``path`` (read, checked, not stored) against the
+    stored dataset ``old`` (None: everything is added): the fields of a
+    :class:`~demoai.store.tables.diff.TableDiff` (``to_dict``)."""
+    from demoai.store.tables.io import jsonable
+    from demoai.store.tables.write import check_table
+    table = check_table(read_working(path)[0], key)
+    if old is None:
+        return {"added": table.num_rows, "removed": 0, "modified": 0, "unchanged": 0, "key": key,
+                "method": "full", "reordered": False, "column_changes": {}, "schema_changes": [],
+                "samples": {"added": jsonable(table.slice(0, sample).to_pylist()),
+                            "removed": [], "modified": []}}
+    return repo.tables.diff_table(table_ref(old), table, key=key, sample=sample).to_dict()
 
 
 def table_ref(ds: Dataset) -> "TableRef":
@@ -45,9 +78,7 @@ class DatasetHandler(KindHandler[Dataset]):
                     base: Artifact | None = None, progress: Progress = None) -> Dataset:
         """Write the file's rows as a table version; onto ``base``'s table (keeping its key
         column unless ``key`` is given) when the path held a dataset before."""
-        from demoai.store.tables import read_file
-        fmt = dataset_format(path)
-        table = read_file(path, fmt)
+        table, fmt = read_working(path)
         base_ref = None
         if isinstance(base, self.artifact):
             key = key if key is not None else base.key
@@ -80,7 +111,8 @@ class DatasetHandler(KindHandler[Dataset]):
 
     def preview_rows(self, repo: "Repository", art: Dataset, limit: int,
                      offset: int = 0) -> list[dict[str, Any]]:
-        """Rows scanned with a limit (the table's files are hash-verified first)."""
+        """Rows ``offset`` .. ``offset + limit`` in the order of the file the version was
+        made from, read with a limit (the table's files are hash-verified first)."""
         if limit <= 0 or art.rows == 0 or offset >= art.rows:
             return []
         ref = table_ref(art)
@@ -88,14 +120,19 @@ class DatasetHandler(KindHandler[Dataset]):
             names = ref.arrow_schema().names
         except (ValueError, TypeError, KeyError) as e:   # the manifest's schema is not Arrow IPC
             raise InvalidArtifact(f"dataset table {ref.table_id}: unreadable schema ({e})") from None
+        ds = repo.tables.scanner_dataset(ref)
+        perm = repo.tables.order_of(ref)
+        if perm is not None:   # scan positions of the file's rows offset .. offset + limit
+            return ds.take(perm[offset:offset + limit], columns=names).to_pylist()
         kw = {"offset": offset} if offset else {}
-        return repo.tables.scanner_dataset(ref).to_table(columns=names, limit=limit, **kw).to_pylist()
+        return ds.to_table(columns=names, limit=limit, **kw).to_pylist()
 
     def show(self, repo: "Repository", art: Dataset, rows: int) -> dict[str, Any]:
-        """The first ``rows`` rows, and the manifest without the table's file list."""
+        """The first ``rows`` rows (in file order), and the manifest without the table's
+        file list."""
         manifest = {k: v for k, v in art.to_manifest().items() if k != "table"}
         manifest["table"] = {k: v for k, v in art.table.items() if k != "files"}
-        return {"manifest": manifest, "preview": load_table(repo, art).slice(0, rows).to_pylist()}
+        return {"manifest": manifest, "preview": self.preview_rows(repo, art, rows)}
 
     def detail(self, repo: "Repository", art: Dataset, *, commit: str, path: str,
                rows: int) -> dict[str, Any]:

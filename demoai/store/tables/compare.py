@@ -16,6 +16,7 @@ import contextlib
 import threading
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,6 +26,7 @@ from demoai.store.tables.diff import (Changes, MergeResult, TableDiff, build_dif
                                       merge_multiset, multiset_minus, schema_changes)
 from demoai.store.tables.io import canonical_schema, canonical_type, row_hashes
 from demoai.store.tables.lancemeta import candidates, take_picked, take_rows
+from demoai.store.tables.order import sequence_digest
 from demoai.store.tables.ref import TableRef, sub_schema
 
 __all__ = ["CompareMixin"]
@@ -52,13 +54,42 @@ class CompareMixin:
             if verify:
                 self._checked(a)
                 self._checked(b)
+            seq_a, seq_b = ((r.order or {}).get("digest") for r in (a, b))
             return TableDiff(0, 0, 0, {"added": [], "removed": [], "modified": []}, {}, sch,
-                             unchanged=b.rows, key=key, method="identical")
+                             unchanged=b.rows, key=key, method="identical",
+                             reordered=bool(seq_a and seq_b and seq_a != seq_b))
         recorded = self._diff_recorded(a, b, key, sample, sch, verify)
         if recorded is not None:
             return recorded
         ch = self._changes(a, b, key, verify)
         return build_diff(ch, sample=sample, schema_changes=sch, rows_b=b.rows)
+
+    def diff_table(self, a: TableRef, table: pa.Table, *, key: str | None = None,
+                   sample: int = 5) -> TableDiff:
+        """Row-level changes from the stored version ``a`` to ``table``, rows that are not
+        stored (a working file read for ``demoai diff``): every row of both is hashed, and
+        nothing is written. ``reordered`` tells when the rows are the same but their order
+        is not the one ``a`` records."""
+        sa, sb = a.arrow_schema(), table.schema
+        sch = schema_changes(sa, sb, a.key, key)
+        tcan = {f.name: canonical_type(f.type) for f in sa}
+        common = [f.name for f in sb if tcan.get(f.name) == canonical_type(f.type)]
+        if key is not None and key not in common:
+            raise InvalidArtifact(f"key column {key!r} is not in both versions with one type",
+                                  key=key)
+        if not common:
+            raise InvalidArtifact("the two versions share no column to compare")
+        ta_ = self.read(a, columns=common, ordered=False)
+        tb_ = table.select(common)
+        ha, hb = row_hashes(ta_), row_hashes(tb_)
+        ia, ib = multiset_minus(ha, hb)
+        ch = classify(ta_.take(pa.array(ia, type=pa.int64())),
+                      tb_.take(pa.array(ib, type=pa.int64())), key, method="full", matched=True)
+        td = build_diff(ch, sample=sample, schema_changes=sch, rows_b=table.num_rows)
+        if td.is_empty and len(common) == len(sb.names) == len(sa.names):
+            seq = (a.order or {}).get("digest")
+            td.reordered = bool(seq) and sequence_digest(hb) != seq
+        return td
 
     def _diff_recorded(self, a: TableRef, b: TableRef, key: str | None, sample: int,
                        sch: list[str], verify: bool) -> TableDiff | None:
@@ -155,8 +186,8 @@ class CompareMixin:
             fast = self._changes_fast(a, b, key, common, verify)
             if fast is not None:
                 return fast
-        ta_ = self.read(a, columns=common, verify=verify)
-        tb_ = self.read(b, columns=common, verify=verify)
+        ta_ = self.read(a, columns=common, verify=verify, ordered=False)   # rows as a multiset
+        tb_ = self.read(b, columns=common, verify=verify, ordered=False)
         ia, ib = multiset_minus(row_hashes(ta_), row_hashes(tb_))
         return classify(ta_.take(pa.array(ia, type=pa.int64())),
                         tb_.take(pa.array(ib, type=pa.int64())), key, method="full",
@@ -203,10 +234,37 @@ class CompareMixin:
         co = self._changes(base, ours, key, True)
         ct = self._changes(base, theirs, key, True)
         base_tbl = self.read(base)
+        sides: dict[str, pa.Table] = {}
         if key is not None:
             table, conflicts, stats = merge_keyed(base_tbl, co, ct, key, prefer)
+            if conflicts and prefer is None:
+                # what each side's file would hold: for conflict markers in the working file
+                for side in ("ours", "theirs"):
+                    t_side = merge_keyed(base_tbl, co, ct, key, side)[0]
+                    sides[side] = self._in_order_of(ours, theirs, t_side.cast(ours.arrow_schema()), key)
         else:
             (table, stats), conflicts = merge_multiset(base_tbl, co, ct), []
         if table is not None:
             table = table.cast(ours.arrow_schema())
-        return MergeResult(table, conflicts, None, stats)
+            if key is not None:
+                table = self._in_order_of(ours, theirs, table, key)
+        return MergeResult(table, conflicts, None, stats, sides)
+
+    def _in_order_of(self, ours: TableRef, theirs: TableRef, table: pa.Table,
+                     key: str) -> pa.Table:
+        """``table`` (a keyed merge result) in the row order of our file; rows we do not
+        have (added by them) follow in the order of theirs."""
+        if table.num_rows == 0:
+            return table
+        keys = table[key].combine_chunks()
+        rank = np.full(table.num_rows, np.iinfo(np.int64).max, dtype=np.int64)
+        for offset, ref in ((0, ours), (ours.rows, theirs)):
+            side = self.read(ref, columns=[key])[key].combine_chunks()
+            where = pc.index_in(keys, value_set=side.cast(keys.type))
+            found = where.is_valid().to_numpy(zero_copy_only=False)
+            pos = where.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64) + offset
+            rank = np.where(found & (rank == np.iinfo(np.int64).max), pos, rank)
+        order = np.argsort(rank, kind="stable")
+        if np.array_equal(order, np.arange(len(order))):
+            return table
+        return table.take(pa.array(order, type=pa.int64()))

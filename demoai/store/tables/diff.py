@@ -56,6 +56,7 @@ class TableDiff:
     unchanged: int = 0
     key: str | None = None
     method: str = "metadata"  # "metadata" (Lance fragments + row ids), "full" or "identical"
+    reordered: bool = False   # the same rows, in another order (known when content is equal)
 
     @property
     def is_empty(self) -> bool:
@@ -66,6 +67,7 @@ class TableDiff:
         """A JSON-ready form (cell values made JSON-safe: bytes base64, dates ISO)."""
         return {"added": self.added, "removed": self.removed, "modified": self.modified,
                 "unchanged": self.unchanged, "key": self.key, "method": self.method,
+                "reordered": self.reordered,
                 "column_changes": dict(self.column_changes),
                 "schema_changes": list(self.schema_changes), "samples": jsonable(self.samples)}
 
@@ -78,12 +80,15 @@ class MergeResult:
     side resolved them). ``ref`` is set when the result is exactly one input version, so
     no write is needed. Each conflict is a dict: ``{"key", "column", "base", "ours",
     "theirs"}`` (``column`` None for a whole-row conflict such as delete vs modify).
+    With conflicts (keyed), ``sides`` holds the merge as each side would resolve them
+    (``"ours"``, ``"theirs"``), in our file's row order: what conflict markers show.
     """
 
     table: pa.Table | None
     conflicts: list[dict] = field(default_factory=list)
     ref: Any = None
     stats: dict = field(default_factory=dict)
+    sides: dict = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:

@@ -15,7 +15,8 @@ rests on BLAKE3 (see ``tables.py``).
 File formats: ``.jsonl``/``.ndjson``/``.json``, ``.csv``/``.tsv``, ``.parquet``,
 ``.arrow``/``.feather`` and saved Hugging Face ``datasets`` folders (read with pyarrow
 alone). Malformed input raises :class:`~demoai.errors.InvalidArtifact` naming the file
-and, where there is one, the line.
+and, for the text formats, the file's line (once: never a row number beside it), with the
+column where it helps (a JSON syntax error's column, a mixed-type column's name).
 """
 from __future__ import annotations
 
@@ -394,23 +395,30 @@ def _read_jsonl(p: Path) -> pa.Table:
         return pa.table({})
     try:
         return pajson.read_json(p)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        arrow_err = e
-    rows = []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass   # Arrow names rows, not lines: read again to say which line is wrong
+    rows, lines = [], []
     with open(p, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
             try:
                 obj = json.loads(raw)
-            except (UnicodeDecodeError, ValueError) as e:
+            except UnicodeDecodeError as e:
+                raise InvalidArtifact(f"{p}: line {lineno}, column {e.start + 1}: invalid UTF-8",
+                                      path=str(p), line=lineno, column=e.start + 1) from None
+            except json.JSONDecodeError as e:   # one record per line: its column is the line's
+                raise InvalidArtifact(f"{p}: line {lineno}, column {e.colno}: invalid JSON: {e.msg}",
+                                      path=str(p), line=lineno, column=e.colno) from None
+            except (ValueError, RecursionError) as e:
                 raise InvalidArtifact(f"{p}: line {lineno}: invalid JSON: {one_line(e)}",
                                       path=str(p), line=lineno) from None
             if not isinstance(obj, dict):
                 raise InvalidArtifact(f"{p}: line {lineno}: expected a JSON object, got "
-                                      f"{type(obj).__name__}", path=str(p), line=lineno)
+                                      f"{_json_kind(obj)}", path=str(p), line=lineno)
             rows.append(obj)
-    return _from_rows(p, rows, arrow_err)
+            lines.append(lineno)
+    return _from_rows(p, rows, lambda: lines)
 
 
 def _read_json(p: Path) -> pa.Table:
@@ -418,23 +426,118 @@ def _read_json(p: Path) -> pa.Table:
         head = fh.read(4096).lstrip()
     if not head.startswith(b"["):
         return _read_jsonl(p)
+    data = p.read_bytes()
     try:
-        rows = json.loads(p.read_bytes())
-    except (UnicodeDecodeError, ValueError) as e:
+        text = data.decode(json.detect_encoding(data))
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise InvalidArtifact(f"{p}: line {line}, column {column}: invalid UTF-8",
+                              path=str(p), line=line, column=column) from None
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidArtifact(f"{p}: line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}",
+                              path=str(p), line=e.lineno, column=e.colno) from None
+    except (ValueError, RecursionError) as e:
         raise InvalidArtifact(f"{p}: invalid JSON: {one_line(e)}", path=str(p)) from None
+    if not isinstance(rows, list):
+        raise InvalidArtifact(f"{p}: expected a JSON array of objects, got {_json_kind(rows)}",
+                              path=str(p))
     bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
     if bad is not None:
-        raise InvalidArtifact(f"{p}: item {bad} is not a JSON object", path=str(p))
-    return _from_rows(p, rows, None)
+        line = _array_item_lines(text)[bad]
+        raise InvalidArtifact(f"{p}: line {line}: item {bad + 1} of the array is "
+                              f"{_json_kind(rows[bad])}, not a JSON object",
+                              path=str(p), line=line, item=bad + 1)
+    return _from_rows(p, rows, lambda: _array_item_lines(text))
 
 
-def _from_rows(p: Path, rows: list[dict], arrow_err: Exception | None) -> pa.Table:
+def _array_item_lines(text: str) -> list[int]:
+    """The line each item of a (valid) top-level JSON array starts on."""
+    dec, ws = json.JSONDecoder(), " \t\n\r"
+    i, line, counted, out = text.index("[") + 1, 1, 0, []
+    while True:
+        while i < len(text) and text[i] in ws:
+            i += 1
+        if i >= len(text) or text[i] == "]":
+            return out
+        line += text.count("\n", counted, i)
+        counted = i
+        out.append(line)
+        _, i = dec.raw_decode(text, i)
+        while i < len(text) and text[i] in ws:
+            i += 1
+        if i < len(text) and text[i] == ",":
+            i += 1
+
+
+def _json_kind(v: Any) -> str:
+    """What a JSON value is, for messages: ``a number``, ``a string``, ``an array``..."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, (list, tuple)):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+_ROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError)
+
+
+def _from_rows(p: Path, rows: list[dict], lines: Any) -> pa.Table:
+    """``rows`` as a table; values of one column that do not agree name the file line
+    (``lines()``: the line of each row) and the column."""
     try:
         return pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
-        reason = one_line(e) + (f" (arrow: {one_line(arrow_err)})" if arrow_err else "")
-        raise InvalidArtifact(f"{p}: inconsistent values across rows: {reason}",
-                              path=str(p)) from None
+    except _ROW_ERRORS as e:
+        raise _mixed_values_error(p, rows, lines(), e) from None
+
+
+def _mixed_values_error(p: Path, rows: list[dict], lines: list[int],
+                        err: Exception) -> InvalidArtifact:
+    """The first row (by bisection on prefixes) and column whose value does not fit."""
+    def fails(part: list[Any], column: str | None = None) -> Exception | None:
+        try:
+            if column is None:
+                pa.Table.from_pylist(part)
+            else:
+                pa.array(part)
+        except _ROW_ERRORS as e:
+            return e
+        return None
+
+    lo, hi = 1, len(rows)            # rows[:hi] fails; find the shortest failing prefix
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fails(rows[:mid]) is not None:
+            hi = mid
+        else:
+            lo = mid + 1
+    bad = hi - 1
+    line = lines[bad]
+    for col, value in rows[bad].items():
+        col_err = fails([r.get(col) for r in rows[:bad + 1]], col)
+        if col_err is None:
+            continue
+        here = _json_kind(value)
+        earlier = [(i, r[col]) for i, r in enumerate(rows[:bad]) if r.get(col) is not None]
+        other = next(((i, v) for i, v in earlier if _json_kind(v) != here), None)
+        if other is not None:
+            reason = f"holds {here} where line {lines[other[0]]} holds {_json_kind(other[1])}"
+        else:
+            reason = f"holds a value that does not fit the column's type: {one_line(col_err)}"
+        return InvalidArtifact(f"{p}: line {line}: column {col!r} {reason}",
+                               path=str(p), line=line, column=col)
+    return InvalidArtifact(f"{p}: line {line}: inconsistent values across rows: {one_line(err)}",
+                           path=str(p), line=line)
 
 
 def _read_csv(p: Path, delimiter: str = ",") -> pa.Table:
@@ -450,6 +553,11 @@ def _read_csv(p: Path, delimiter: str = ",") -> pa.Table:
         where = f"line {line}: " if line else ""
         raise InvalidArtifact(f"{p}: {where}{one_line(reason or e)}", path=str(p),
                               line=line) from None
+    names = table.column_names
+    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if dup is not None:
+        raise InvalidArtifact(f"{p}: line 1: column {dup!r} appears more than once in the header",
+                              path=str(p), line=1, column=dup)
     binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
     if binary:   # Arrow reads a CSV column that is not UTF-8 as bytes: text files hold text
         line = _first_bad_line(p, "csv")
@@ -593,3 +701,4 @@ def _jsonl_lines(table: pa.Table) -> Iterable[str]:
     for batch in table.to_batches(max_chunksize=8192):
         for row in batch.to_pylist():
             yield json.dumps(jsonable(row), ensure_ascii=False) + "\n"
+

@@ -18,8 +18,8 @@ from demoai.errors import InvalidArtifact
 from demoai.store.fsutil import atomic_write
 from demoai.store.tables.io import canonical_type, one_line, schema_json
 
-__all__ = ["TABLE_ID", "DigestIndex", "TableRef", "check_delta", "file_blake3", "schema_meta",
-           "sub_schema"]
+__all__ = ["TABLE_ID", "DigestIndex", "TableRef", "check_delta", "check_order", "file_blake3",
+           "schema_meta", "sub_schema"]
 
 TABLE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -39,6 +39,11 @@ class TableRef:
     # {"base": base digest, "key", "added", "removed", "modified", "columns": {col: cells}}.
     # Lets a diff against that base skip reading every modified row (see diff).
     delta: dict | None = None
+    # The row order of the file this version was made from (see tables/order.py):
+    # {"digest": BLAKE3 of the row hashes in file order, "file": the permutation's file,
+    # absent when Lance's scan order is the file order}. None: written before orders were
+    # recorded (scan order is all there is).
+    order: dict | None = None
 
     def __hash__(self) -> int:
         return hash((self.table_id, self.version, self.digest, self.key))
@@ -48,7 +53,8 @@ class TableRef:
         return {"table_id": self.table_id, "version": self.version, "rows": self.rows,
                 "digest": self.digest, "key": self.key, "schema": self.schema,
                 "files": dict(sorted(self.files.items())),
-                **({"delta": self.delta} if self.delta else {})}
+                **({"delta": self.delta} if self.delta else {}),
+                **({"order": self.order} if self.order else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TableRef":
@@ -58,13 +64,16 @@ class TableRef:
                       rows=int(d["rows"]), digest=str(d["digest"]), key=d.get("key"),
                       schema=dict(d["schema"]), files={str(k): str(v)
                                                        for k, v in d["files"].items()},
-                      delta=check_delta(d.get("delta")))
+                      delta=check_delta(d.get("delta")), order=check_order(d.get("order")))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InvalidArtifact(f"malformed table ref: {one_line(repr(e))}") from None
         if not TABLE_ID.match(ref.table_id) or any(
                 ".." in Path(p).parts or p.startswith("/") for p in ref.files):
             raise InvalidArtifact(f"malformed table ref: bad table id or file path "
                                   f"in {ref.table_id!r}")
+        if ref.order and ref.order.get("file") and ref.order["file"] not in ref.files:
+            raise InvalidArtifact(f"malformed table ref: row order file of {ref.table_id!r} "
+                                  "is not among its files")
         return ref
 
     def arrow_schema(self) -> pa.Schema:
@@ -123,6 +132,20 @@ def sub_schema(ref: TableRef, columns: list[str]) -> pa.Schema:
     """The exact Arrow schema of ``columns`` of ``ref``."""
     s = ref.arrow_schema()
     return pa.schema([s.field(c) for c in columns])
+
+
+def check_order(d: Any) -> dict | None:
+    """A recorded row order as stored in a manifest, or None; malformed ones are refused."""
+    if d is None:
+        return None
+    ok = (isinstance(d, dict) and isinstance(d.get("digest"), str)
+          and d["digest"].startswith("blake3:") and set(d) <= {"digest", "file"}
+          and (d.get("file") is None or (isinstance(d["file"], str)
+                                          and re.fullmatch(r"data/demoai-order-[0-9a-f]{64}\.bin",
+                                                           d["file"]) is not None)))
+    if not ok:
+        raise ValueError("malformed row order record")
+    return d
 
 
 def check_delta(d: Any) -> dict | None:

@@ -2,7 +2,8 @@
 
 Layout under a store ``root``::
 
-    <root>/<table_id>.lance/   one Lance dataset per lineage (stable row ids on)
+    <root>/<table_id>.lance/   one Lance dataset per lineage (stable row ids on), and in
+                               its ``data/demoai-order-*.bin`` the row orders of its versions
     <root>/<table_id>~<h>.lance/  an alternate of it: only ``_versions/``, with the data,
                                deletion, transaction and index folders linked to the primary's
     <root>/<table_id>.lock     writers of that lineage take this lock
@@ -89,6 +90,7 @@ from demoai.store.fsutil import FileLock, fsync_dir  # noqa: E402
 from demoai.store.tables.compare import CompareMixin  # noqa: E402
 from demoai.store.tables.diff import MergeResult, TableDiff  # noqa: E402
 from demoai.store.tables.io import content_digest, one_line, read_file, write_file  # noqa: E402
+from demoai.store.tables.order import ORDER_PREFIX, OrderMixin, apply_order, is_order_file  # noqa: E402
 from demoai.store.tables.ref import TABLE_ID, DigestIndex, TableRef, file_blake3  # noqa: E402
 from demoai.store.tables.verify import VerifyMixin  # noqa: E402
 from demoai.store.tables.write import Progress, WriteMixin  # noqa: E402
@@ -99,11 +101,12 @@ __all__ = ["TableRef", "TableStore", "TableDiff", "MergeResult", "content_digest
 _U64 = (1 << 64) - 1
 
 
-class TableStore(WriteMixin, CompareMixin, VerifyMixin):
+class TableStore(WriteMixin, CompareMixin, VerifyMixin, OrderMixin):
     """Versioned tables under one folder; see the module docstring for the layout. Writing
     is :class:`~demoai.store.tables.write.WriteMixin`, diffs and merges
     :class:`~demoai.store.tables.compare.CompareMixin`, hash checks
-    :class:`~demoai.store.tables.verify.VerifyMixin`; folders, files, reads and gc are here."""
+    :class:`~demoai.store.tables.verify.VerifyMixin`, row orders
+    :class:`~demoai.store.tables.order.OrderMixin`; folders, files, reads and gc are here."""
 
     def __init__(self, root: str | os.PathLike, *, lock_timeout: float = 60.0) -> None:
         self.root = Path(root)
@@ -257,8 +260,10 @@ class TableStore(WriteMixin, CompareMixin, VerifyMixin):
 
 
     def read(self, ref: TableRef, columns: list[str] | None = None,
-             verify: bool = True) -> pa.Table:
-        """The rows of ``ref`` (user columns only, stored order), hashes checked first.
+             verify: bool = True, ordered: bool = True) -> pa.Table:
+        """The rows of ``ref`` (user columns only), hashes checked first: in the order of
+        the file the version was made from (``ordered``), else in Lance's scan order
+        (cheaper, for callers that treat rows as a multiset).
 
         Raises IntegrityError naming the file whose BLAKE3 does not match, MissingObject
         if the version or a file is gone.
@@ -273,6 +278,9 @@ class TableStore(WriteMixin, CompareMixin, VerifyMixin):
         if t.num_rows != ref.rows:
             raise IntegrityError(f"table {ref.table_id} v{ref.version}: read {t.num_rows} rows, "
                                  f"recorded {ref.rows}", table_id=ref.table_id)
+        perm = self.order_of(ref) if ordered else None
+        if perm is not None:
+            t = apply_order(t, perm)
         target = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
         try:
             return t.cast(target)
@@ -328,12 +336,29 @@ class TableStore(WriteMixin, CompareMixin, VerifyMixin):
             for d in self.root.glob(f"{tid}~*.lance"):
                 if not (self._uri(tid)).exists():
                     shutil.rmtree(d, ignore_errors=True)
+        self._gc_orders(live, now, grace_seconds, stats)
         for r in live:  # the promise: nothing a live ref lists is gone
             for rel in r.files:
                 if not (self._dir_for(r) / rel).exists():
                     stats["problems"].append(f"{r.table_id}.lance/{rel}: missing after gc")
         self.digests.gc()
         return stats
+
+    def _gc_orders(self, live: list[TableRef], now: float, grace: float, stats: dict) -> None:
+        """Remove row-order files no live ref lists (older than ``grace``)."""
+        keep = {(r.table_id, rel) for r in live for rel in r.files if is_order_file(rel)}
+        for d in sorted(self.root.glob("*.lance")):
+            tid = d.name[:-len(".lance")]
+            if not TABLE_ID.match(tid) or (d / "data").is_symlink():   # alternates share data/
+                continue
+            for f in (d / "data").glob(f"{ORDER_PREFIX[len('data/'):]}*.bin"):
+                try:
+                    st = f.stat()
+                except OSError:
+                    continue
+                if (tid, f"data/{f.name}") not in keep and now - st.st_mtime >= grace:
+                    f.unlink(missing_ok=True)
+                    stats["bytes_removed"] += st.st_size
 
     def _gc_table(self, d: Path, tid: str, keep: set[int] | None, now: float,
                   grace: float, stats: dict) -> None:

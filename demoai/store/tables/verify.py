@@ -12,7 +12,8 @@ from dataclasses import replace
 import lance
 
 from demoai.errors import IntegrityError, InvalidArtifact, MissingObject
-from demoai.store.tables.io import content_digest, one_line
+from demoai.store.tables.io import digest_from_hashes, one_line, row_hashes
+from demoai.store.tables.order import is_order_file, sequence_digest
 from demoai.store.tables.ref import TableRef, file_blake3
 from demoai.store.tables.write import Progress, report
 
@@ -74,6 +75,7 @@ class VerifyMixin:
         try:
             ds = lance.dataset(str(uri), version=ref.version)
             listed = set(self._version_files(ds, uri))
+            listed |= {r for r in ref.files if is_order_file(r)}
             problems += [f"{ref.table_id}.lance/{r}: part of v{ref.version} but not recorded"
                          for r in sorted(listed - set(ref.files))]
             problems += [f"{ref.table_id}.lance/{r}: recorded but not part of v{ref.version}"
@@ -82,10 +84,17 @@ class VerifyMixin:
             if rows != ref.rows:
                 problems.append(f"{ref.table_id} v{ref.version}: {rows} rows, recorded {ref.rows}")
             elif deep and not problems:
-                got = content_digest(self.read(ref, verify=False), ref.key)
+                rows = self.read(ref, verify=False, ordered=False)
+                hashes = row_hashes(rows)
+                got = digest_from_hashes(rows.schema, ref.key, hashes)
+                seq = ref.order.get("digest") if ref.order else None
+                perm = self.order_of(ref) if seq else None
                 if got != ref.digest:
                     problems.append(f"{ref.table_id} v{ref.version}: content digest {got} "
                                     f"!= recorded {ref.digest}")
+                elif seq and sequence_digest(hashes if perm is None else hashes[perm]) != seq:
+                    problems.append(f"{ref.table_id} v{ref.version}: the rows in the "
+                                    "recorded order do not hash to the recorded order digest")
                 elif ref.delta and base is not None and base.digest == ref.delta["base"]:
                     problems += self._check_delta_record(ref, base)
         except Exception as e:  # fsck reports, never raises

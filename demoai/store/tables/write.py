@@ -26,9 +26,10 @@ from demoai.errors import IntegrityError, InvalidArtifact
 from demoai.store.tables.diff import (cells_changed, check_keys, keys_usable, multiset_minus,
                                       plan_keyed)
 from demoai.store.tables.io import canonical_schema, check_arrow_data, digest_from_hashes, row_hashes
+from demoai.store.tables.order import perm_by_hashes, perm_by_keys, sequence_digest
 from demoai.store.tables.ref import TableRef, schema_meta
 
-__all__ = ["WriteMixin", "Progress", "report", "RESERVED_COLUMNS"]
+__all__ = ["WriteMixin", "Progress", "report", "RESERVED_COLUMNS", "check_table"]
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages: ``hash``, ``write``, ``verify``."""
@@ -64,16 +65,21 @@ class WriteMixin:
         Without ``base`` a new lineage (random table id) is created, unless a live table
         with the same content digest exists, whose ref is returned. With ``base`` the new
         version is a delta on base's lineage (base may be any version, not just the
-        latest); if the content equals base's, base itself is returned. ``key`` names a
-        unique, non-null column used to match rows (edits become in-place updates).
+        latest); if the content equals base's, base itself is returned (with ``table``'s
+        row order recorded, when it differs). ``key`` names a unique, non-null column used
+        to match rows (edits become in-place updates).
+
+        Every ref returned records ``table``'s row order (:mod:`~demoai.store.tables.order`),
+        which reads in file order give back; the content digest ignores it.
         """
-        table = _check_table(table, key)
+        table = check_table(table, key)
         if base is None:
             return self._write_new(table, key, progress)
         hashes = _hashed(table, progress)
         digest = digest_from_hashes(table.schema, key, hashes)
+        seq = sequence_digest(hashes)
         if digest == base.digest:
-            return base
+            return self._same_rows(base, table, hashes, seq, key)
         ref = self._write_delta(table, hashes, key, base, digest, progress)
         report(progress, "write", table.num_rows, table.num_rows)
         self.digests.record(ref)
@@ -93,7 +99,7 @@ class WriteMixin:
             hashes = _hashed(table, progress)
             found = self.digests.lookup(digest_from_hashes(table.schema, key, hashes))
             if found is not None:
-                return found
+                return self._same_rows(found, table, hashes, sequence_digest(hashes), key)
         table_id = uuid.uuid4().hex
         uri = self._uri(table_id)
         with self._lock(table_id):
@@ -109,13 +115,16 @@ class WriteMixin:
                         ds = written.result()
                 digest = digest_from_hashes(table.schema, key, hashes)
                 found = self.digests.lookup(digest)
-                ref = found or self._make_ref(ds, uri, table_id, table, digest, key, {})
+                # Lance keeps the order rows were written in: the scan order is the file's
+                ref = found or self.with_order(
+                    self._make_ref(ds, uri, table_id, table, digest, key, {}), None,
+                    sequence_digest(hashes))
             except BaseException:
                 self._discard_new(table_id)
                 raise
             if found is not None:
                 self._discard_new(table_id)
-                return found
+                return self._same_rows(found, table, hashes, sequence_digest(hashes), key)
         report(progress, "write", n, n)
         self.digests.record(ref)
         return ref
@@ -149,13 +158,15 @@ class WriteMixin:
                 except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
                     data = None
             if data is None:  # schema changed: a full new version of the lineage
-                return self._overwrite(uri, base, table, digest, key, progress)
+                return self._overwrite(uri, base, table, digest, key, progress, hashes)
             scan = ds_base.to_table(with_row_id=True)
             rowids = scan["_rowid"].to_numpy()
             base_tbl = scan.drop_columns(["_rowid"])
             del scan
             base_h = row_hashes(base_tbl)
+            seq = sequence_digest(hashes)
             keyed = key is not None and keys_usable(base_tbl, key)
+            base_keys = base_tbl[key] if keyed else None
             delta = None
             if keyed:
                 dele, upsert, edit_a, edit_b = plan_keyed(base_tbl[key], base_h, table[key],
@@ -171,10 +182,13 @@ class WriteMixin:
             del base_tbl
             n_change = len(dele) + len(upsert)
             if n_change == 0:  # same rows; only key or exact types differ
-                return replace(base, digest=digest, key=key, rows=table.num_rows,
+                same = replace(base, digest=digest, key=key, rows=table.num_rows,
                                schema=schema_meta(table.schema), delta=None)
+                perm = (perm_by_keys(base_keys, table[key]) if keyed
+                        else perm_by_hashes(base_h, hashes))
+                return self.with_order(same, perm, seq)
             if n_change > _OVERWRITE_FRACTION * max(base.rows, table.num_rows, 1):
-                return self._overwrite(uri, base, table, digest, key, progress)
+                return self._overwrite(uri, base, table, digest, key, progress, hashes)
             report(progress, "write", 0, n_change)
             if lance.dataset(str(uri)).version != base.version:
                 ds_base.restore()  # branch from an older version: it becomes the latest
@@ -191,17 +205,42 @@ class WriteMixin:
                 else:
                     ds.insert(rows)
             final = lance.dataset(str(uri))
-            return self._make_ref(final, uri, base.table_id, table, digest, key, base.files,
-                                  delta)
+            ref = self._make_ref(final, uri, base.table_id, table, digest, key, base.files,
+                                 delta)
+            perm = (perm_by_keys(final.to_table(columns=[key])[key], table[key]) if keyed
+                    else self._delta_perm(final, rowids, base_h, hashes, data.schema))
+            return self.with_order(ref, perm, seq)
+
+    def _delta_perm(self, final: lance.LanceDataset, base_rowids: np.ndarray,
+                    base_h: np.ndarray, hashes: np.ndarray, schema: pa.Schema) -> np.ndarray:
+        """The file order of an unkeyed delta version: rows kept from the base are known
+        by their stable row id (their hashes were computed already); only the rows the
+        delta appended are read and hashed."""
+        rid = final.to_table(columns=[], with_row_id=True)["_rowid"].to_numpy()
+        sort = np.argsort(base_rowids, kind="stable")
+        pos = np.searchsorted(base_rowids, rid, sorter=sort)
+        pos = np.minimum(pos, max(len(base_rowids) - 1, 0))
+        known = (base_rowids[sort[pos]] == rid) if len(base_rowids) else np.zeros(len(rid), bool)
+        scan_h = np.empty((len(rid), 2), dtype=np.uint64)
+        scan_h[known] = base_h[sort[pos[known]]]
+        fresh = np.flatnonzero(~known)
+        if len(fresh):
+            rows = final.take(fresh, columns=schema.names)
+            scan_h[fresh] = row_hashes(rows.cast(schema) if rows.schema != schema else rows)
+        return perm_by_hashes(scan_h, hashes)
 
     def _overwrite(self, uri: Path, base: TableRef, table: pa.Table, digest: str,
-                   key: str | None, progress: Progress | None) -> TableRef:
+                   key: str | None, progress: Progress | None, hashes: np.ndarray) -> TableRef:
         report(progress, "write", 0, table.num_rows)
         ds = lance.write_dataset(table, str(uri), mode="overwrite", enable_stable_row_ids=True)
-        return self._make_ref(ds, uri, base.table_id, table, digest, key, base.files)
+        ref = self._make_ref(ds, uri, base.table_id, table, digest, key, base.files)
+        return self.with_order(ref, None, sequence_digest(hashes))
 
 
-def _check_table(table: Any, key: str | None) -> pa.Table:
+def check_table(table: Any, key: str | None) -> pa.Table:
+    """``table`` as a pyarrow Table that can be stored with ``key``: InvalidArtifact for
+    reserved, empty, dotted or repeated column names, Arrow data that would not read back
+    (invalid UTF-8 included), or a key column that is missing, nested, null or repeated."""
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     if not isinstance(table, pa.Table):
