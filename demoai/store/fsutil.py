@@ -16,7 +16,7 @@ from typing import Iterator
 
 from demoai.errors import LockTimeout
 
-__all__ = ["atomic_write", "fsync_dir", "FileLock", "file_lock", "tmp_name"]
+__all__ = ["atomic_write", "replacing", "fsync_dir", "FileLock", "file_lock", "tmp_name"]
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -56,6 +56,28 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, durable: bool = True) 
     os.replace(tmp, path)
     if durable:
         fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[str]:
+    """A temp path beside ``path`` for a writer that cannot take bytes (a streaming or
+    foreign writer); when the block ends, the file written there is fsynced and renamed over
+    ``path`` (and the folder fsynced); on an error it is removed and ``path`` is untouched."""
+    path = Path(path)
+    tmp = tmp_name(path)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
 
 
 class FileLock:

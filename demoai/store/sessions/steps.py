@@ -139,20 +139,8 @@ def blob_ids(files: dict[str, bytes]) -> dict[str, str]:
 
 def read_workspace(repo: Repository, commit: str) -> dict[str, bytes]:
     """The workspace files (path -> bytes) a step commit records."""
-    tid = workspace_tree_at(repo, commit)
-    out: dict[str, bytes] = {}
-
-    def walk(sha: bytes, prefix: str) -> None:
-        for e in repo.git[sha].iteritems():
-            p = prefix + e.path.decode()
-            if e.mode & 0o040000:
-                walk(e.sha, p + "/")
-            else:
-                out[p] = repo.git[e.sha].as_raw_string()
-
-    if tid:
-        walk(tid.encode(), "")
-    return out
+    path = WORKSPACE_PATH.decode() if isinstance(WORKSPACE_PATH, bytes) else WORKSPACE_PATH
+    return repo.files_at(commit, path)
 
 
 def write_step(repo: Repository, man: Session, events: bytes, workspace: str | None,

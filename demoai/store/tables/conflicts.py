@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from demoai.errors import InvalidArtifact
-from demoai.store.fsutil import fsync_dir, tmp_name
+from demoai.store.fsutil import replacing
 from demoai.store.tables.io import jsonable
 
 __all__ = ["write_conflicted", "conflict_marker_line", "CONFLICT_START", "CONFLICT_MID",
@@ -92,8 +92,7 @@ def write_conflicted(ours: pa.Table, theirs: pa.Table, key: str, conflict_keys: 
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(p)
-    try:
+    with replacing(p) as tmp:
         with open(tmp, "wb") as fh:
             if fmt != "jsonl":
                 fh.write(_text_rows(ours.slice(0, 0), fmt, header=True))
@@ -108,13 +107,3 @@ def write_conflicted(ours: pa.Table, theirs: pa.Table, key: str, conflict_keys: 
             present = set(ours_keys)
             for k in sorted((k for k in wanted if k not in present), key=repr):
                 fh.write(block(None, k))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(p.parent)

@@ -37,7 +37,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from demoai.errors import InvalidArtifact
-from demoai.store.fsutil import fsync_dir, tmp_name
+from demoai.store.fsutil import replacing
 
 __all__ = [
     "content_digest", "row_hashes", "cell_hashes", "digest_from_hashes", "canonical_schema",
@@ -668,33 +668,16 @@ def write_file(table: pa.Table, path: str | os.PathLike, fmt: str | None = None)
         raise InvalidArtifact(f"{p}: cannot export to format {fmt!r} "
                               f"(use .jsonl, .csv, .tsv or .parquet)", path=str(p))
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_name(p)
-    try:
+    with replacing(p) as tmp:
         if fmt == "jsonl":
             with open(tmp, "w", encoding="utf-8") as fh:
                 for line in _jsonl_lines(table):
                     fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
+        elif fmt == "parquet":
+            pq.write_table(table, tmp, compression="zstd")
         else:
-            if fmt == "parquet":
-                pq.write_table(table, tmp, compression="zstd")
-            else:
-                pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(
-                    delimiter="\t" if fmt == "tsv" else ",", quoting_style="needed"))
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    fsync_dir(p.parent)
+            pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(
+                delimiter="\t" if fmt == "tsv" else ",", quoting_style="needed"))
 
 
 def _jsonl_lines(table: pa.Table) -> Iterable[str]:
