@@ -37,7 +37,7 @@ def _need_bwrap() -> None:
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """``native``: the mechanisms this host offers; ``fallback``: as if it had no cgroups."""
     if request.param == "fallback":
-        monkeypatch.setattr(ns_backend, "_cgroup_dirs", lambda: ns_backend._CgroupDirs())
+        monkeypatch.setattr(ns_backend, "cgroup_dirs", lambda: ns_backend.CgroupDirs())
     return str(request.param)
 
 
@@ -255,7 +255,7 @@ def test_seccomp_filter_is_only_built_for_x86_64() -> None:
 # -- fallback costs and bookkeeping ---------------------------------------------------------
 def test_common_tools_run_under_the_fallback_address_space_limit(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ns_backend, "_cgroup_dirs", lambda: ns_backend._CgroupDirs())
+    monkeypatch.setattr(ns_backend, "cgroup_dirs", lambda: ns_backend.CgroupDirs())
     with open_sandbox("namespace", SandboxLimits()) as box:  # the default 512 MiB
         assert isinstance(box, NamespaceSandbox)
         assert "RLIMIT_AS" in box.enforcement["memory"]
@@ -273,7 +273,7 @@ def test_enforcement_names_each_mechanism(sb: NamespaceSandbox, mode: str) -> No
 
 
 def test_command_cgroups_are_removed(sb: NamespaceSandbox, mode: str) -> None:
-    dirs = ns_backend._cgroup_dirs()
+    dirs = ns_backend.cgroup_dirs()
     roots = [d for d in (dirs.v2, dirs.v1_memory, dirs.v1_cpuacct) if d]
     if not roots:
         pytest.skip("no cgroups here")

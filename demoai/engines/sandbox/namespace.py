@@ -27,22 +27,17 @@ Limits (:attr:`NamespaceSandbox.enforcement` says which mechanism applied on thi
 """
 from __future__ import annotations
 
-import errno
-import itertools
 import math
 import os
 import platform
 import random
-import select
 import selectors
 import shutil
 import signal
-import struct
 import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -50,7 +45,9 @@ from demoai.errors import SandboxError, SandboxUnavailable
 
 from .base import (SANDBOX_ENV, SANDBOX_UID, WORKDIR, Capture, ExecResult, Sandbox,
                    SandboxLimits, classify)
+from .cgroups import CgroupDirs, RunCgroup, cgroup_dirs, tree_cpu_s  # noqa: F401 (CgroupDirs: tests)
 from .files import chown_tree, clear_dir, read_tree, tree_usage, write_file
+from .seccomp import SECCOMP_DENIED, seccomp_filter
 
 __all__ = ["NamespaceSandbox", "BWRAP", "PRLIMIT", "bwrap_available", "seccomp_filter",
            "SECCOMP_DENIED"]
@@ -69,7 +66,6 @@ _DISK_POLL_S = 0.25
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _probe_lock = threading.Lock()
 _probed: dict[str, str | None] = {}
-_seq = itertools.count()
 
 
 def bwrap_available(bwrap: str | None = None) -> str | None:
@@ -124,317 +120,6 @@ def _pick_host_uid() -> int:
     return SANDBOX_UID
 
 
-# -- seccomp ------------------------------------------------------------------------------
-SECCOMP_DENIED = {
-    "ptrace": 101, "syslog": 103, "uselib": 134, "ustat": 136, "sysfs": 139, "vhangup": 153,
-    "pivot_root": 155, "_sysctl": 156, "acct": 163, "settimeofday": 164, "mount": 165,
-    "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169, "iopl": 172, "ioperm": 173,
-    "create_module": 174, "init_module": 175, "delete_module": 176, "get_kernel_syms": 177,
-    "query_module": 178, "quotactl": 179, "nfsservctl": 180, "lookup_dcookie": 212,
-    "clock_settime": 227, "kexec_load": 246, "add_key": 248, "request_key": 249, "keyctl": 250,
-    "unshare": 272, "perf_event_open": 298, "fanotify_init": 300, "name_to_handle_at": 303,
-    "open_by_handle_at": 304, "clock_adjtime": 305, "setns": 308, "process_vm_readv": 310,
-    "process_vm_writev": 311, "kcmp": 312, "finit_module": 313, "kexec_file_load": 320,
-    "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
-    "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430,
-    "fsconfig": 431, "fsmount": 432, "fspick": 433, "pidfd_getfd": 438, "process_madvise": 440,
-    "mount_setattr": 442, "quotactl_fd": 443,
-}
-"""x86_64 syscalls the filter answers with EPERM (Docker's default profile denies the same
-kinds: kernel keyrings, tracing, io_uring, BPF, userfaultfd, perf, mounts, namespaces, modules).
-``personality`` is allowed only for the values Docker allows (no ASLR switch-off); x32 and
-32-bit syscalls get ENOSYS."""
-_AUDIT_ARCH_X86_64 = 0xC000003E
-_X32_SYSCALL_BIT = 0x40000000
-_PERSONALITY, _PERSONALITY_OK = 135, (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
-
-
-def seccomp_filter(machine: str | None = None) -> bytes | None:
-    """The classic-BPF program bwrap loads with ``--seccomp`` (an array of ``sock_filter``),
-    or None where the syscall table is not known (only x86_64 is)."""
-    if (machine or platform.machine()) not in ("x86_64", "amd64", "AMD64"):
-        return None
-    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JGE|K, BPF_RET|K
-    allow, err = 0x7FFF0000, 0x00050000  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
-    prog: list[tuple[int, int, str | None, str | None] | str] = [
-        (ld, 4, None, None), (jeq, _AUDIT_ARCH_X86_64, None, "enosys"),  # seccomp_data.arch
-        (ld, 0, None, None), (jge, _X32_SYSCALL_BIT, "enosys", None),    # seccomp_data.nr
-        *[(jeq, nr, "eperm", None) for nr in sorted(SECCOMP_DENIED.values())],
-        (jeq, _PERSONALITY, "personality", None), (ret, allow, None, None),
-        "personality", (ld, 16, None, None),                             # low half of args[0]
-        *[(jeq, v, "allow", None) for v in _PERSONALITY_OK],
-        "eperm", (ret, err | errno.EPERM, None, None),
-        "allow", (ret, allow, None, None),
-        "enosys", (ret, err | errno.ENOSYS, None, None)]
-    labels: dict[str, int] = {}
-    code: list[tuple[int, int, str | None, str | None]] = []
-    for item in prog:
-        if isinstance(item, str):
-            labels[item] = len(code)
-        else:
-            code.append(item)
-    out = bytearray()
-    for i, (op, k, jt, jf) in enumerate(code):  # classic BPF only jumps forward
-        out += struct.pack("=HBBI", op, labels[jt] - i - 1 if jt else 0,
-                           labels[jf] - i - 1 if jf else 0, k)
-    return bytes(out)
-
-
-# -- cgroups ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _CgroupDirs:
-    """The cgroups this process may nest a command's cgroup under (None: cannot)."""
-
-    v2: str | None = None
-    v2_memory: bool = False
-    v1_memory: str | None = None
-    v1_cpuacct: str | None = None
-
-    @property
-    def memory(self) -> str | None:
-        return "cgroup v2" if self.v2_memory else "cgroup v1" if self.v1_memory else None
-
-    @property
-    def cpu(self) -> str | None:
-        return "cgroup v2" if self.v2 else "cgroup v1 cpuacct" if self.v1_cpuacct else None
-
-
-_cgroups_found: list[_CgroupDirs] = []
-
-
-def _cgroup_dirs() -> _CgroupDirs:
-    """Where per-command cgroups can be made here (probed once per process)."""
-    with _probe_lock:
-        if not _cgroups_found:
-            _cgroups_found.append(_find_cgroups())
-        return _cgroups_found[0]
-
-
-def _find_cgroups() -> _CgroupDirs:
-    try:
-        with open("/proc/self/mountinfo") as f:
-            mountinfo = f.read().splitlines()
-        with open("/proc/self/cgroup") as f:
-            own_lines = f.read().splitlines()
-    except OSError:
-        return _CgroupDirs()
-    mounts: dict[str, tuple[str, str]] = {}  # "2" or a v1 controller -> (fs root, mount point)
-    for line in mountinfo:
-        left, _, right = line.partition(" - ")
-        fields, rfields = left.split(), right.split()
-        if len(fields) < 5 or len(rfields) < 3:
-            continue
-        if rfields[0] == "cgroup2":
-            mounts.setdefault("2", (fields[3], fields[4]))
-        elif rfields[0] == "cgroup":
-            for opt in rfields[2].split(","):
-                mounts.setdefault(opt, (fields[3], fields[4]))
-    own: dict[str, str] = {}
-    for line in own_lines:
-        hid, ctrls, path = (line.split(":", 2) + ["", ""])[:3]
-        for c in (["2"] if hid == "0" and not ctrls else ctrls.split(",")):
-            own[c] = path
-
-    def nest_under(key: str) -> str | None:
-        if key not in mounts or key not in own:
-            return None
-        root, point = mounts[key]
-        rel = os.path.relpath(own[key], root)
-        if rel.startswith(".."):
-            return None
-        d = os.path.normpath(os.path.join(point, rel))
-        probe = os.path.join(d, f"demoai-probe-{os.getpid()}-{random.getrandbits(32):08x}")
-        try:
-            os.mkdir(probe)
-            os.rmdir(probe)
-        except OSError:
-            return None
-        return d
-
-    v2 = nest_under("2")
-    v2_memory = v2 is not None and _v2_memory(v2)
-    return _CgroupDirs(v2=v2, v2_memory=v2_memory,
-                       v1_memory=None if v2_memory else nest_under("memory"),
-                       v1_cpuacct=None if v2 else nest_under("cpuacct"))
-
-
-def _v2_memory(d: str) -> bool:
-    """Whether children of the v2 cgroup ``d`` get the memory controller (enabling it where
-    the kernel allows: only a cgroup without processes of its own, e.g. the root)."""
-    try:
-        if "memory" in _read(f"{d}/cgroup.subtree_control").split():
-            return True
-        if "memory" not in _read(f"{d}/cgroup.controllers").split():
-            return False
-        _write(f"{d}/cgroup.subtree_control", "+memory")
-        return True
-    except OSError:
-        return False
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
-def _write(path: str, value: object) -> None:
-    with open(path, "w") as f:
-        f.write(str(value))
-
-
-class _RunCgroup:
-    """The cgroup(s) one command runs in: its memory cap, its CPU clock, and a way to kill it."""
-
-    def __init__(self, where: _CgroupDirs, memory_bytes: int) -> None:
-        name = f"demoai-{os.getpid()}-{next(_seq)}"
-        self.dirs: list[str] = []
-        self.procs: list[int] = []  # cgroup.procs of each hierarchy
-        self._cpu: str | None = None
-        self._oom: str | None = None
-        self._v2: str | None = None
-        try:
-            if where.v2:
-                d = self._v2 = self._make(where.v2, name)
-                self._cpu = f"{d}/cpu.stat"
-                if where.v2_memory:
-                    _write(f"{d}/memory.max", memory_bytes)
-                    self._try_write(f"{d}/memory.swap.max", 0)
-                    self._oom = f"{d}/memory.events"
-            if where.v1_memory:
-                d = self._make(where.v1_memory, name)
-                _write(f"{d}/memory.limit_in_bytes", memory_bytes)
-                self._try_write(f"{d}/memory.memsw.limit_in_bytes", memory_bytes)  # no swap
-                self._oom = f"{d}/memory.oom_control"
-            if where.v1_cpuacct:
-                self._cpu = f"{self._make(where.v1_cpuacct, name)}/cpuacct.usage"
-        except OSError as e:
-            self.remove()
-            raise SandboxError(f"cannot set up the command's cgroup: {e}") from e
-
-    def _make(self, parent: str, name: str) -> str:
-        d = os.path.join(parent, name)
-        os.mkdir(d)
-        self.dirs.append(d)
-        self.procs.append(os.open(f"{d}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
-        return d
-
-    def join(self, proc: subprocess.Popen[bytes], info_fd: int, block_fd: int,
-             deadline: float) -> bool:
-        """Move bwrap's namespace child into the cgroup, then let it go on.
-
-        bwrap was started with ``--info-fd`` (it reports its child's pid there) and
-        ``--block-fd`` (the child waits on it before it forks or execs anything), so every
-        sandboxed process starts inside. The outer bwrap, which only waits, stays out: each
-        move costs a kernel synchronisation. False when bwrap died first.
-        """
-        data = b""
-        while b"}" not in data:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([info_fd], [], [], left)[0]:
-                return False
-            chunk = os.read(info_fd, 4096)
-            if not chunk:
-                return False
-            data += chunk
-        try:
-            child = int(data.split(b'"child-pid":', 1)[1].split(b",")[0].split(b"}")[0])
-        except (IndexError, ValueError):
-            return False
-        for fd in self.procs:
-            os.write(fd, str(child).encode())
-        os.write(block_fd, b"1")
-        return True
-
-    @staticmethod
-    def _try_write(path: str, value: object) -> None:
-        try:
-            _write(path, value)
-        except OSError:  # no swap accounting: nothing to cap
-            pass
-
-    def cpu_s(self) -> float | None:
-        """CPU seconds used by every process that ever ran in the cgroup."""
-        if self._cpu is None:
-            return None
-        text = _read(self._cpu)
-        if self._cpu.endswith("cpu.stat"):
-            return int(text.split("usage_usec", 1)[1].split()[0]) / 1e6
-        return int(text) / 1e9
-
-    def oom_kills(self) -> int:
-        """How many processes the kernel killed for going over the memory cap."""
-        if self._oom is None:
-            return 0
-        for line in _read(self._oom).splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
-
-    def kill(self) -> None:
-        """SIGKILL every process left in the cgroup."""
-        if self._v2 and os.path.exists(f"{self._v2}/cgroup.kill"):
-            self._try_write(f"{self._v2}/cgroup.kill", 1)
-        for d in self.dirs:
-            try:
-                pids = _read(f"{d}/cgroup.procs").split()
-            except OSError:
-                continue
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-
-    def remove(self) -> None:
-        """Remove the cgroup(s), killing stragglers; gives up (leaks an empty name) after ~1 s.
-
-        Right after the last process is reaped the kernel may still call the cgroup busy for
-        well under a millisecond, hence the short first waits.
-        """
-        for fd in self.procs:
-            os.close(fd)
-        self.procs = []
-        for d in reversed(self.dirs):
-            wait = 0.0005
-            while True:
-                try:
-                    os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if wait > 0.5:
-                        break
-                    self.kill()
-                    time.sleep(wait)
-                    wait *= 2
-        self.dirs = []
-
-
-def _tree_cpu_s(root: int) -> float:
-    """CPU seconds of ``root`` and its live descendants, reaped children included (/proc)."""
-    kids: dict[int, list[int]] = {}
-    ticks: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        f_ = data[data.rindex(b")") + 2:].split()
-        kids.setdefault(int(f_[1]), []).append(int(name))
-        ticks[int(name)] = int(f_[11]) + int(f_[12]) + int(f_[13]) + int(f_[14])
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += ticks.get(pid, 0)
-        todo += kids.get(pid, [])
-    return total / _CLK_TCK
-
-
 class NamespaceSandbox(Sandbox):
     """A sandbox whose commands each run in a fresh set of Linux namespaces (bubblewrap).
 
@@ -469,7 +154,7 @@ class NamespaceSandbox(Sandbox):
         if self._host_uid is not None and not _reachable(self.workspace, self._host_uid):
             self._stage = tempfile.mkdtemp(prefix="demoai-stage-")
             os.chmod(self._stage, 0o755)
-        self._cgroups = _cgroup_dirs()
+        self._cgroups = cgroup_dirs()
         self._seccomp = seccomp_filter()
         self._ws_usage: int | None = 0 if self._own_ws else None  # after the last command
         self._static = self._static_args()
@@ -536,7 +221,7 @@ class NamespaceSandbox(Sandbox):
         self._check_argv(argv)
         timeout = float(timeout_s if timeout_s is not None else self.limits.timeout_s)
         fds: list[int] = []
-        cg: _RunCgroup | None = None
+        cg: RunCgroup | None = None
         try:
             args = list(self._static)
             for data, dest in ((_PASSWD, "/etc/passwd"), (_GROUP, "/etc/group"),
@@ -552,7 +237,7 @@ class NamespaceSandbox(Sandbox):
                      "--chdir", WORKDIR, "--"]
             args += self._limit_args() + list(argv)
             if self._cgroups.memory or self._cgroups.cpu:
-                cg = _RunCgroup(self._cgroups, self.limits.memory_mb << 20)
+                cg = RunCgroup(self._cgroups, self.limits.memory_mb << 20)
             return self._execute(args, stdin, timeout, fds + [self._ws_fd], cg)
         finally:
             for fd in fds:
@@ -561,13 +246,13 @@ class NamespaceSandbox(Sandbox):
                 cg.remove()
 
     def _execute(self, args: list[str], stdin: bytes | None, timeout: float,
-                 pass_fds: list[int], cg: _RunCgroup | None) -> ExecResult:
+                 pass_fds: list[int], cg: RunCgroup | None) -> ExecResult:
         uid = self._host_uid
         staged = _StagedBind(str(self.workspace), self._stage, uid) if self._stage else None
         if self._ws_usage is None:
             self._ws_usage = self._measure()
         pipes: list[int] = []
-        if cg is not None:  # see _RunCgroup.join
+        if cg is not None:  # see RunCgroup.join
             pipes = [*os.pipe(), *os.pipe()]  # info (read, write), block (read, write)
             args = [args[0], "--info-fd", str(pipes[1]), "--block-fd", str(pipes[2]), *args[1:]]
             pass_fds = pass_fds + [pipes[1], pipes[2]]
@@ -694,11 +379,11 @@ class _Watch:
     CPU time of its whole tree and the size of the workspace. ``poll`` names the one broken."""
 
     def __init__(self, sb: NamespaceSandbox, proc: subprocess.Popen[bytes],
-                 cg: _RunCgroup | None, start: float) -> None:
+                 cg: RunCgroup | None, start: float) -> None:
         self._sb, self._proc, self._cg = sb, proc, cg
         self._cpu_budget = sb.limits.cpu_seconds
         self._clock: Callable[[], float | None] = \
-            cg.cpu_s if cg is not None and sb._cgroups.cpu else lambda: _tree_cpu_s(proc.pid)
+            cg.cpu_s if cg is not None and sb._cgroups.cpu else lambda: tree_cpu_s(proc.pid)
         self._disk_cap = sb.limits.disk_mb << 20
         self._last_usage = sb._ws_usage
         self._cpu_at = start + _CPU_POLL_S
