@@ -442,3 +442,27 @@ def test_limits_from_the_environment() -> None:
     for var, bad in (("DEMOAI_HUB_MAX_STAGED", "lots"), ("DEMOAI_HUB_STAGED_TTL", "soon")):
         with pytest.raises(E.DemoAIError, match=var):
             Limits.from_env({var: bad})
+
+
+def test_clients_declare_the_file_size_so_parts_past_it_are_refused(caphub: HubServer, tmp_path: Path) -> None:
+    """The protocol client sends each file's size with its parts (the hub then caps that
+    digest), and the local endpoint applies the same bound."""
+    from demoai.http.hub import HttpEndpoint
+    from demoai.store.transfer import LocalEndpoint
+    hub = caphub
+    create(hub, "alice", "sized")
+    d = "7" * 64
+    ep = HttpEndpoint(hub.repo_url("alice", "sized"), hub.tokens["alice"]["write"])
+    try:
+        with pytest.raises(E.RequestTooLarge):
+            ep.upload_part(d, 0, b"x" * 20, size=10)
+        assert ep.upload_offset(d) == 0
+        assert ep.upload_part(d, 0, b"x" * 10, size=10) == 10
+    finally:
+        ep.close()
+    (hub.repo_path("alice", "sized") / ".demoai" / "uploads" / f"{d}.part").unlink()
+    from demoai.porcelain import init
+    local = LocalEndpoint(init(tmp_path / "r"))
+    with pytest.raises(E.RequestTooLarge):
+        local.upload_part(d, 0, b"x" * 20, size=10)
+    assert local.upload_offset(d) == 0

@@ -157,9 +157,10 @@ class HttpEndpoint(Endpoint):
     def upload_offset(self, digest: str) -> int:
         return int(self._json("GET", f"/uploads/{digest}")["offset"])
 
-    def upload_part(self, digest: str, offset: int, data: bytes) -> int:
+    def upload_part(self, digest: str, offset: int, data: bytes, size: int | None = None) -> int:
+        params = {"offset": offset} if size is None else {"offset": offset, "size": size}
         resp = self.client.request("PUT", self.prefix + f"/uploads/{digest}", content=data,
-                                   params={"offset": offset})
+                                   params=params)
         return int(resp.json()["offset"])
 
     def finish_upload(self, table_id: str, rel: str, digest: str) -> None:

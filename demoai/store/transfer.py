@@ -40,7 +40,7 @@ import zstandard
 from dulwich.objects import Commit, ShaFile, Tag, Tree
 
 from demoai.errors import (IntegrityError, InvalidRefName, MissingObject, NonFastForward,
-                           ProtocolError, RefConflict, UnsafePath)
+                           ProtocolError, RefConflict, RequestTooLarge, UnsafePath)
 from demoai.objects import decode_manifest
 from demoai.store.git.repo import CONTROL_DIR, check_entry, check_ref_name
 
@@ -384,9 +384,10 @@ class Endpoint(abc.ABC):
         """How many bytes of the file hashing to ``digest`` arrived so far."""
 
     @abc.abstractmethod
-    def upload_part(self, digest: str, offset: int, data: bytes) -> int:
+    def upload_part(self, digest: str, offset: int, data: bytes, size: int | None = None) -> int:
         """Append ``data`` at ``offset`` (which must be :meth:`upload_offset`) to the upload
-        of the file hashing to ``digest``; returns the new offset."""
+        of the file hashing to ``digest``; returns the new offset. ``size``, the whole
+        file's, lets a receiver refuse bytes past it."""
 
     @abc.abstractmethod
     def finish_upload(self, table_id: str, rel: str, digest: str) -> None:
@@ -491,7 +492,10 @@ class LocalEndpoint(Endpoint):
         except FileNotFoundError:
             return 0
 
-    def upload_part(self, digest: str, offset: int, data: bytes) -> int:
+    def upload_part(self, digest: str, offset: int, data: bytes, size: int | None = None) -> int:
+        if size is not None and offset + len(data) > size:
+            raise RequestTooLarge(f"upload {digest[:16]}: {offset + len(data)} bytes, past the "
+                                  f"declared {size}", size=size)
         p = self._part(digest)
         self.uploads.mkdir(parents=True, exist_ok=True)
         fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
@@ -626,7 +630,7 @@ def transfer(src: Endpoint, dst: Endpoint, wants: list[str], haves: list[str],
             if not data:
                 raise ProtocolError(f"table {tid}: {rel} ended at {off} of {size} bytes")
             try:
-                off = dst.upload_part(digest, off, data)
+                off = dst.upload_part(digest, off, data, size)
             except RefConflict:    # an earlier try landed but its answer was lost
                 off = dst.upload_offset(digest)
                 continue
