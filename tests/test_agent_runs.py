@@ -272,11 +272,13 @@ def test_show_renders_a_step_whole_and_readably(repo):
 
 # --- 5. the main job ------------------------------------------------------------------------
 def test_demo_runs_under_one_folder_says_where_and_what_the_model_did(tmp_path):
-    from demoai.cli.demo import demo_command
+    # a real process, as users run it: the demo serves a hub in a thread and loads a model
     where = tmp_path / "tour"
-    r = CliRunner().invoke(demo_command, [str(where)], catch_exceptions=False, env={"COLUMNS": "120"})
-    text = r.output
-    assert r.exit_code == 0, text[-4000:]
+    env = {**os.environ, "COLUMNS": "120", "DEMOAI_LLM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "demoai.cli", "demo", str(where)], env=env,
+                       capture_output=True, text=True, timeout=600)
+    text = r.stdout + r.stderr
+    assert r.returncode == 0, text[-4000:]
     assert f"demo repository  {where / 'repo'}  (kept" in text
     assert f"its clone        {where / 'clone'}  (removed" in text and f"hub data         {where / 'hub'}  (removed" in text
     assert (where / "repo" / ".demoai").is_dir() and not (where / "clone").exists() and not (where / "hub").exists()
@@ -289,5 +291,6 @@ def test_demo_runs_under_one_folder_says_where_and_what_the_model_did(tmp_path):
             verdict = "the model did the task" if did else "the model did not do the task"
             assert text.count(verdict) >= 1, (name, text[-4000:])
             assert f"session {name}: {info.status} after {info.steps} step(s)" in text
-    again = CliRunner().invoke(demo_command, ["--dir", str(where)])
-    assert again.exit_code == 2 and "already exist" in again.output
+    again = subprocess.run([sys.executable, "-m", "demoai.cli", "demo", "--dir", str(where)], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "already exist" in again.stdout + again.stderr

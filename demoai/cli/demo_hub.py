@@ -29,8 +29,11 @@ class LocalHub:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        # log_config=None: an embedded server must not reconfigure the process's logging
+        # (uvicorn's default binds handlers to whatever sys.stderr is at that moment)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="off"))
+                                                    log_level="warning", lifespan="off",
+                                                    log_config=None))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "LocalHub":
