@@ -72,13 +72,7 @@ class CompareMixin:
         is not the one ``a`` records."""
         sa, sb = a.arrow_schema(), table.schema
         sch = schema_changes(sa, sb, a.key, key)
-        tcan = {f.name: canonical_type(f.type) for f in sa}
-        common = [f.name for f in sb if tcan.get(f.name) == canonical_type(f.type)]
-        if key is not None and key not in common:
-            raise InvalidArtifact(f"key column {key!r} is not in both versions with one type",
-                                  key=key)
-        if not common:
-            raise InvalidArtifact("the two versions share no column to compare")
+        common = _common_columns(sa, sb, key)
         ta_ = self.read(a, columns=common, ordered=False)
         tb_ = table.select(common)
         ha, hb = row_hashes(ta_), row_hashes(tb_)
@@ -173,13 +167,7 @@ class CompareMixin:
 
     def _changes(self, a: TableRef, b: TableRef, key: str | None, verify: bool) -> Changes:
         sa, sb = a.arrow_schema(), b.arrow_schema()
-        ta = {f.name: canonical_type(f.type) for f in sa}
-        common = [f.name for f in sb if ta.get(f.name) == canonical_type(f.type)]
-        if key is not None and key not in common:
-            raise InvalidArtifact(f"key column {key!r} is not in both versions with one type",
-                                  key=key)
-        if not common:
-            raise InvalidArtifact("the two versions share no column to compare")
+        common = _common_columns(sa, sb, key)
         # Row ids pair rows only inside one folder: an alternate allocated its own.
         if (a.table_id == b.table_id and canonical_schema(sa) == canonical_schema(sb)
                 and self._dir_for(a) == self._dir_for(b)):
@@ -268,3 +256,16 @@ class CompareMixin:
         if np.array_equal(order, np.arange(len(order))):
             return table
         return table.take(pa.array(order, type=pa.int64()))
+
+
+def _common_columns(sa: pa.Schema, sb: pa.Schema, key: str | None) -> list[str]:
+    """The columns two versions share with one type (in ``sb``'s order): what rows are
+    compared on. The key must be among them, and there must be some."""
+    types_a = {f.name: canonical_type(f.type) for f in sa}
+    common = [f.name for f in sb if types_a.get(f.name) == canonical_type(f.type)]
+    if key is not None and key not in common:
+        raise InvalidArtifact(f"key column {key!r} is not in both versions with one type",
+                              key=key)
+    if not common:
+        raise InvalidArtifact("the two versions share no column to compare")
+    return common
