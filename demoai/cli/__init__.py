@@ -1,17 +1,18 @@
 """The ``demoai`` command: one module per noun over ``common`` (error handling, JSON output,
 progress bars): ``repo`` (init, query, export, fsck, repair, gc, demo), ``worktree`` (add,
 rm, status, diff, commit, checkout, merge), ``history`` (log, show, branch, tag, fork),
-``agent``, ``remote`` (remote, push, fetch, pull, clone, login), ``hub``, ``serve``. Faces
+``agent``, ``eval`` (evaluation and arena), ``remote`` (remote, push, fetch, pull, clone, login), ``hub``, ``serve``. Faces
 parse, call porcelain and print; ``demo`` is the main job.
 """
 from demoai.cli import history, repo, worktree  # noqa: F401  (they attach their commands)
 from demoai.cli.agent import agent
+from demoai.cli.eval import eval_group
 from demoai.cli.hub import hub
 from demoai.cli.main import main
 from demoai.cli.remote import clone, fetch, login, pull, push, remote
 from demoai.cli.serve import serve
 
-for _cmd in (agent, remote, push, fetch, pull, clone, login, hub, serve):
+for _cmd in (agent, eval_group, remote, push, fetch, pull, clone, login, hub, serve):
     main.add_command(_cmd)
 
 __all__ = ["main"]

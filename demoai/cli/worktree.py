@@ -19,7 +19,7 @@ from demoai.porcelain.restore import restore as restore_paths
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--kind", type=click.Choice(["dataset", "prompt", "model", "adapter", "eval", "session", "agent"]),
+@click.option("--kind", type=click.Choice(list(P.KINDS)),
               help="Store PATHS as this kind (default: told by the file's name and contents).")
 @click.option("--key", help="Key column of a dataset (rows are matched by it in diffs and merges).")
 @json_option

@@ -32,7 +32,7 @@ __all__ = [
     "MetricResult", "MetricFn", "register_metric", "get_metric", "metric_names",
     "normalize_answer", "exact_match", "token_f1", "rouge_tokenize", "rouge_l", "bleu",
     "accuracy", "accuracy_norm", "perplexity", "word_perplexity", "bits_per_byte",
-    "regex_match", "contains", "json_valid", "json_schema_valid", "length",
+    "regex_match", "contains", "json_valid", "json_schema_valid", "length", "greedy_acc",
 ]
 
 References = Sequence[Union[str, Sequence[str]]]
@@ -445,3 +445,10 @@ def length(predictions: Sequence[str], *, unit: str = "chars") -> MetricResult:
         raise InvalidArtifact(f"length unit must be 'chars' or 'words', not {unit!r}")
     return _result("length", [float(len(p) if unit == "chars" else len(p.split())) for p in predictions],
                    unit=unit)
+
+
+@register_metric("greedy_acc")
+def greedy_acc(is_greedy: Sequence[bool]) -> MetricResult:
+    """1 where every token of the continuation is the model's greedy choice (lm-eval's
+    ``acc`` of a loglikelihood task such as LAMBADA)."""
+    return _result("greedy_acc", [float(bool(g)) for g in is_greedy])

@@ -7,7 +7,8 @@ from demoai.errors import PathNotFound, UnknownKind
 
 __all__ = ["detect_kind", "dataset_format", "KINDS"]
 
-KINDS = ("dataset", "prompt", "model", "adapter", "eval", "session", "agent")
+KINDS = ("dataset", "prompt", "model", "adapter", "eval", "session", "agent", "suite", "gate",
+         "arena")
 _DATASET_EXT = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -42,6 +43,11 @@ def detect_kind(path: str | Path) -> str:
         return "prompt"
     if name.endswith((".agent.yaml", ".agent.yml")):
         return "agent"
+    if name.endswith((".suite.yaml", ".suite.yml")):
+        return "suite"
+    for kind in ("eval", "gate", "arena"):
+        if name.endswith(f".{kind}.json"):
+            return kind
     if path.suffix.lower() in _DATASET_EXT:
         return "dataset"
     if name.endswith((".gguf", ".safetensors")):

@@ -18,7 +18,7 @@ from demoai.errors import InvalidArtifact
 from demoai.objects.base import Artifact, digest_bytes, register
 from demoai.objects.text import line_stats, unified_diff
 
-__all__ = ["Prompt", "Agent", "parse_yaml", "check_parameters", "check_keys", "PLACEHOLDER",
+__all__ = ["Prompt", "Agent", "TextArtifact", "parse_yaml", "check_parameters", "check_keys", "PLACEHOLDER",
            "SAMPLING_KEYS",
            "AGENT_TOOLS", "SANDBOX_BACKENDS", "MODEL_BACKENDS", "PROMPT_KEYS", "AGENT_KEYS",
            "SANDBOX_LIMITS", "BACKEND_OPTIONS"]
@@ -205,6 +205,10 @@ class _TextArtifact(Artifact):
         added, removed = line_stats(self.text, other.text)  # type: ignore[attr-defined]
         return {"changed": self.digest != other.digest, "added": added, "removed": removed,
                 "text": unified_diff(self.text, other.text)}  # type: ignore[attr-defined]
+
+
+TextArtifact = _TextArtifact
+"""The base of the text kinds (prompts, agents, suites): a YAML document kept verbatim."""
 
 
 @register

@@ -8,7 +8,8 @@ results and never print.
 - :mod:`.agent`: agents and sessions (run, continue, fork, list, timeline, step, replay, diff);
 - :mod:`.browse`: what the hub pages and the TUI show (tree, history, artifact detail,
   preview rows, commit detail, session timeline);
-- :mod:`.hosting`: what a hub needs to host repositories and answer the sync protocol.
+- :mod:`.hosting`: what a hub needs to host repositories and answer the sync protocol;
+- :mod:`.evaluate`: evaluations, sanity suites, regression gates and arenas.
 
 The agent, browse and hosting names load on first use, so a plain ``demoai status`` does
 not import the agent runtime or Lance.
@@ -37,19 +38,20 @@ from demoai.porcelain.clone import clone
 from demoai.porcelain.repair import repair
 from demoai.porcelain.restore import RestoreResult, restore
 from demoai.porcelain.repository import Repository, open_repository
+from demoai.objects import KINDS
 
 __all__ = ["init", "add", "rm", "status", "commit", "log", "graph_lines", "topo_order", "show",
            "diff", "branch", "delete_branch", "list_branches", "checkout", "tag", "delete_tag",
            "list_tags", "fork", "merge", "abort_merge", "query", "commits_table", "export",
            "fsck", "gc", "remote_add", "remote_remove", "remotes", "push", "fetch", "pull",
            "clone", "repair", "restore", "RestoreResult", "merge_conflicts", "Repository",
-           "open_repository", "agent", "browse", "hosting"]
+           "open_repository", "KINDS", "agent", "browse", "hosting", "evaluate"]
 
-_LAZY_MODULES = ("agent", "browse", "hosting")
+_LAZY_MODULES = ("agent", "browse", "hosting", "evaluate")
 
 
 def __getattr__(name: str) -> Any:
-    """``porcelain.agent``/``browse``/``hosting`` and the names they export, loaded lazily."""
+    """``porcelain.agent``/``browse``/``hosting``/``evaluate`` and the names they export, loaded lazily."""
     if name in _LAZY_MODULES:
         return importlib.import_module(f"demoai.porcelain.{name}")
     for mod in _LAZY_MODULES:

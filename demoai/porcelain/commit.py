@@ -29,7 +29,7 @@ __all__ = ["commit"]
 def commit(repo: Repository, message: str, *, paths: list[str | os.PathLike] | None = None,
            allow_empty: bool = False, command: str | None = None,
            parameters: dict[str, Any] | None = None, author: str | None = None,
-           lock_timeout: float = 60.0,
+           inputs: dict[str, str] | None = None, lock_timeout: float = 60.0,
            progress: Callable[[str, int, int], None] | None = None) -> str:
     """Commit the staged manifests with a lineage record; returns the new commit id.
 
@@ -51,7 +51,8 @@ def commit(repo: Repository, message: str, *, paths: list[str | os.PathLike] | N
         if not paths:
             raise NothingToCommit("no paths given to commit")
         return _commit_paths(repo, message, list(paths), allow_empty=allow_empty, command=command,
-                             parameters=parameters, author=author, lock_timeout=lock_timeout,
+                             parameters=parameters, author=author, inputs=inputs,
+                             lock_timeout=lock_timeout,
                              progress=progress)
     with repo.commit_lock(lock_timeout):
         recover_sync(repo)
@@ -67,7 +68,7 @@ def commit(repo: Repository, message: str, *, paths: list[str | os.PathLike] | N
         if not changes and not allow_empty and not merge:
             raise NothingToCommit("nothing to commit (stage artifacts with `demoai add`)")
         new = _write_commit(repo, head, entries, changes, message, merge_head=merge and merge["merge_head"],
-                            command=command, parameters=parameters, author=author)
+                            command=command, parameters=parameters, author=author, inputs=inputs)
         _move_branch(repo, head, new, message, merge=bool(merge))
         if merge:
             repo.set_merge_state(None)
@@ -76,6 +77,7 @@ def commit(repo: Repository, message: str, *, paths: list[str | os.PathLike] | N
 
 def _commit_paths(repo: Repository, message: str, paths: list[str | os.PathLike], *,
                   allow_empty: bool, command: str | None, parameters: dict[str, Any] | None,
+                  inputs: dict[str, str] | None = None,
                   author: str | None, lock_timeout: float,
                   progress: Callable[[str, int, int], None] | None) -> str:
     # Store the files first, outside the commit lock (the slow part), under gc's shared
@@ -102,7 +104,7 @@ def _commit_paths(repo: Repository, message: str, paths: list[str | os.PathLike]
             named = ", ".join(sorted([r.path for r in imported.results] + deleted))
             raise NothingToCommit(f"nothing to commit: {named} match HEAD")
         new = _write_commit(repo, head, entries, changes, message, merge_head=None,
-                            command=command, parameters=parameters, author=author)
+                            command=command, parameters=parameters, author=author, inputs=inputs)
         # The index learns the committed entries before the branch moves: a crash in
         # between leaves them staged (as after `add`), never an index that would undo them.
         with repo.index.update(lock_timeout) as st:
@@ -163,12 +165,15 @@ def _still_stored(repo: Repository, imported: Imported, targets: list[tuple[Path
 
 def _write_commit(repo: Repository, head: str | None, entries: dict[str, bytes],
                   changes: list[dict[str, str]], message: str, *, merge_head: str | None,
-                  command: str | None, parameters: dict[str, Any] | None, author: str | None) -> str:
-    """Write the tree of ``entries`` with its lineage record and a commit on ``head``."""
-    inputs = {}
+                  command: str | None, parameters: dict[str, Any] | None, author: str | None,
+                  inputs: dict[str, str] | None = None) -> str:
+    """Write the tree of ``entries`` with its lineage record and a commit on ``head``;
+    ``inputs`` adds what a workflow step consumed (name -> digest) to the changed paths."""
+    extra_inputs, inputs = inputs or {}, {}
     for ch in changes:
         if ch["change"] != "deleted":
             inputs[ch["path"]] = decode_manifest(entries[ch["path"]], ch["path"]).digest
+    inputs.update(extra_inputs)
     parents = [head] if head else []
     if merge_head:
         parents.append(merge_head)

@@ -1,0 +1,212 @@
+"""``demoai eval``: run suites, list and show results, compare, gate, sanity tests, bench;
+``demoai arena``: pairwise battles and ratings."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from demoai import porcelain as P
+from demoai.cli.common import err, esc, handle_errors, json_option, open_repo, out, print_json
+
+__all__ = ["eval_group", "EvalBar", "print_scores"]
+
+
+class EvalBar:
+    """A progress line for long evaluations: items done, examples/s and ETA (stderr, only
+    on a terminal)."""
+
+    def __init__(self, label: str, enabled: bool = True) -> None:
+        self.enabled = enabled and err.is_terminal
+        self.label, self.task, self.progress = label, None, None
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                                     TextColumn("ETA"), TimeRemainingColumn(),
+                                     console=err.get(), transient=True)
+        self.t0 = time.perf_counter()
+        self.first: int | None = None
+
+    def __enter__(self) -> "EvalBar":
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        if self.first is None:
+            self.first, self.t0 = done, time.perf_counter()
+        dt = time.perf_counter() - self.t0
+        rate = f"{(done - self.first) / dt:.2f} ex/s" if dt > 0 and done > self.first else ""
+        if self.task is None:
+            self.task = self.progress.add_task(self.label, total=total, rate=rate)
+        self.progress.update(self.task, completed=done, total=total, rate=rate)
+
+
+def _num(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def print_scores(scores: dict[str, dict[str, Any]], title: str | None = None) -> None:
+    """A table of metric, value, 95% interval, standard error and items."""
+    from rich.table import Table
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for c in ("metric", "value", "95% CI", "stderr", "n"):
+        t.add_column(c, justify="left" if c == "metric" else "right")
+    for name, s in scores.items():
+        ci = s.get("ci") or [None, None]
+        t.add_row(name, _num(s["value"]), f"[{_num(ci[0])}, {_num(ci[1])}]", _num(s.get("stderr")),
+                  str(s.get("n", "")))
+    out.print(t)
+
+
+def _perf_line(perf: dict[str, Any]) -> str:
+    lat = perf.get("latency_ms") or {}
+    parts = [f"{perf.get('examples_per_s') or 0:.2f} examples/s"]
+    if lat.get("p50") is not None:
+        parts.append(f"latency p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, p99 {lat['p99']:.0f} ms")
+    if perf.get("completion_tokens_per_s"):
+        parts.append(f"{perf['completion_tokens_per_s']:.1f} generated tokens/s")
+    if perf.get("prompt_tokens_per_s"):
+        parts.append(f"{perf['prompt_tokens_per_s']:.0f} prompt tokens/s")
+    if perf.get("peak_rss_bytes"):
+        parts.append(f"peak RSS {perf['peak_rss_bytes'] / 1e6:.0f} MB")
+    return "; ".join(parts)
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluate models on suites; every result is a commit.
+
+    \b
+    Examples:
+      demoai eval run evals/arith.suite.yaml --model smollm2
+      demoai eval list
+      demoai eval show evals/arithmetic/smollm2.eval.json --failed
+    """
+
+
+@eval_group.command("run")
+@click.argument("suite")
+@click.option("--model", "-m", help="Model: a model path in the tree, `smollm2` (embedded), or "
+              "openai:NAME (default: the suite's `model:`, else smollm2).")
+@click.option("--adapter", help="A LoRA adapter path in the tree, applied to the model.")
+@click.option("--rev", help="Evaluate the suite, data, prompt and model as committed at REV "
+              "(default: the working-tree suite, data and model at HEAD).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N examples.")
+@click.option("--force", is_flag=True, help="Run the model even when stored predictions match.")
+@click.option("--no-commit", is_flag=True, help="Score and print, but commit nothing.")
+@click.option("-M", "--message", help="Commit message (default: suite, model and scores).")
+@json_option
+@handle_errors
+def eval_run(suite: str, model: str | None, adapter: str | None, rev: str | None, limit: int | None,
+             force: bool, no_commit: bool, message: str | None, as_json: bool) -> None:
+    """Evaluate a model on SUITE (a *.suite.yaml) and commit the result.
+
+    Predictions are cached by everything that fixes them: an unchanged re-run reuses them
+    (and says so), a change of metrics only re-scores, and a killed run resumes.
+    """
+    repo = open_repo()
+    with EvalBar(f"eval {suite}", enabled=not as_json) as bar:
+        run = P.evaluate.run_eval(repo, suite, model=model, adapter=adapter, rev=rev, limit=limit,
+                                  force=force, do_commit=not no_commit, message=message,
+                                  on_progress=bar)
+    if as_json:
+        print_json(run.to_dict())
+        return
+    o, res = run.outcome, run.outcome.result
+    print_scores(res.scores, title=f"{res.suite_name} · {res.model_ref} ({res.counts['examples']} examples"
+                 + (f", {res.counts['errored']} errored" if res.counts.get("errored") else "") + ")")
+    if o.cached:
+        out.print("cached: the stored predictions were reused (the model was not called)")
+    elif o.resumed:
+        out.print(f"resumed: {o.resumed} examples came from the interrupted run")
+    if res.perf:
+        out.print(("speed (of the run that made the predictions): " if o.cached else "speed: ")
+                  + _perf_line(res.perf))
+    if run.commit:
+        out.print(f"committed {o.path} as {run.commit[:12]}")
+    elif run.up_to_date:
+        out.print(f"{o.path} is up to date at HEAD (nothing committed)")
+    else:
+        out.print("not committed (--no-commit)")
+
+
+@eval_group.command("list")
+@click.option("--rev", default="HEAD", show_default=True, help="The revision to list.")
+@json_option
+@handle_errors
+def eval_list(rev: str, as_json: bool) -> None:
+    """The leaderboard: every evaluation result at REV, models x suites."""
+    rows = P.evaluate.list_evals(open_repo(), rev)
+    if as_json:
+        print_json([r.to_dict() for r in rows])
+        return
+    if not rows:
+        out.print(f"no evaluation results at {rev} (run `demoai eval run SUITE`)")
+        return
+    from rich.table import Table
+    # models x suites: each cell the suite's first metric with its interval
+    suites = list(dict.fromkeys(r.suite for r in rows))
+    models = list(dict.fromkeys(r.model for r in rows))
+    cells: dict[tuple[str, str], str] = {}
+    for r in rows:
+        name = next(iter(r.scores), None)
+        if name is not None:
+            s = r.scores[name]
+            ci = s.get("ci") or [None, None]
+            cells[(r.model, r.suite)] = f"{name} {_num(s['value'], 3)} [{_num(ci[0], 3)}, {_num(ci[1], 3)}]"
+    t = Table(show_edge=False, pad_edge=False)
+    t.add_column("model")
+    for s_ in suites:
+        t.add_column(esc(s_))
+    for m in models:
+        t.add_row(esc(m), *[cells.get((m, s_), "-") for s_ in suites])
+    out.print(t)
+    out.print(f"{len(rows)} result(s); `demoai eval show PATH` for one: "
+              + ", ".join(esc(r.path) for r in rows[:5]) + (" ..." if len(rows) > 5 else ""))
+
+
+@eval_group.command("show")
+@click.argument("result")
+@click.option("--examples", "-n", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Per-example predictions to print.")
+@click.option("--failed", is_flag=True, help="Only examples that errored or scored below 1.")
+@json_option
+@handle_errors
+def eval_show(result: str, examples: int, failed: bool, as_json: bool) -> None:
+    """Show an evaluation result ([REV:]PATH of an .eval.json): scores with intervals, what
+    it pinned, speed, and examples."""
+    v = P.evaluate.show_eval(open_repo(), result, examples=examples, failed=failed)
+    if as_json:
+        print_json(v.to_dict())
+        return
+    r = v.result
+    print_scores(r.scores, title=f"{r.suite_name} · {r.model_ref} · {v.path} @ {v.commit[:12]}")
+    pins = r.pins
+    out.print(f"task {r.task}; {r.counts.get('examples')} examples, {r.counts.get('errored', 0)} errored")
+    out.print(f"model {r.model[:19]} ({pins.get('backend')}), suite {r.suite[:19]}, dataset "
+              f"{(r.dataset or '-')[:19]}" + (f", adapter {r.adapter[:19]}" if r.adapter else ""))
+    out.print(f"parameters {pins.get('params')}, seed {pins.get('seed')}, chat template "
+              f"{(pins.get('chat_template') or '-')[:19]}")
+    if r.perf:
+        out.print("speed: " + _perf_line(r.perf))
+    for e in v.examples:
+        status = f"[red]error[/red] {esc(e['error'])}" if e.get("error") else " ".join(
+            f"{k[6:]}={_num(x, 3)}" for k, x in e.items() if k.startswith("score:"))
+        out.print(f"\n[bold]#{e['index']}[/bold] ({esc(e['item'])}) {status}")
+        if e.get("input"):
+            out.print(f"  input:     {esc(e['input'][:300])}")
+        out.print(f"  output:    {esc(str(e.get('output'))[:300])}")
+        if e.get("reference"):
+            out.print(f"  reference: {esc(e['reference'][:300])}")

@@ -1,0 +1,167 @@
+"""Evaluation verbs for the faces: ``eval run`` (evaluate and commit the result), ``eval
+list`` (the leaderboard at a revision), ``eval show``, ``eval compare``, ``eval gate``,
+``eval test`` (sanity suites as unit tests), ``eval bench``, and the arena.
+
+Each evaluation ends in a commit of its record at ``evals/<suite>/<model>.eval.json`` (only
+that path: whatever else is staged stays staged), with the model, adapter, dataset, suite
+and prompt digests in the commit's lineage. A result identical to the one at HEAD is not
+committed again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from demoai.engines.llm import ModelPool
+from demoai.errors import InvalidArtifact, NothingToCommit, PathNotFound, RefNotFound
+from demoai.eval.run import EvalOutcome, OnProgress, evaluate
+from demoai.objects import EvalResult
+from demoai.porcelain.commit import commit
+from demoai.store.git.repo import Repository, normalize_path
+from demoai.store.kinds import materialize
+
+__all__ = ["run_eval", "EvalRun", "list_evals", "LeaderboardRow", "show_eval", "EvalView",
+           "load_eval", "ModelPool"]
+
+
+@dataclass
+class EvalRun:
+    """An ``eval run``: the outcome, the commit made (None when HEAD already had this exact
+    result, or with ``commit=False``)."""
+
+    outcome: EvalOutcome
+    commit: str | None
+    up_to_date: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {**self.outcome.to_dict(), "commit": self.commit, "up_to_date": self.up_to_date}
+
+
+def _lineage_inputs(res: EvalResult) -> dict[str, str]:
+    out = {"model": res.model, "suite": res.suite}
+    for k in ("adapter", "dataset"):
+        if getattr(res, k):
+            out[k] = getattr(res, k)
+    if res.pins.get("prompt"):
+        out["prompt"] = res.pins["prompt"]
+    return out
+
+
+def commit_record(repo: Repository, art: Any, path: str, message: str, *,
+                  inputs: dict[str, str], parameters: dict[str, Any]) -> tuple[str | None, bool]:
+    """Write ``art`` at ``path`` in the working tree and commit that path alone:
+    (commit id, False), or (None, True) when HEAD already holds the same record there."""
+    try:
+        if repo.artifact_at("HEAD", path).digest == art.digest:
+            if not repo.workpath(path).exists():
+                materialize(repo, art, repo.workpath(path))
+            return None, True
+    except (PathNotFound, RefNotFound):
+        pass
+    out = repo.workpath(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    materialize(repo, art, out)
+    try:
+        return commit(repo, message, paths=[out], inputs=inputs, parameters=parameters), False
+    except NothingToCommit:
+        return None, True
+
+
+def run_eval(repo: Repository, suite: str, *, model: str | None = None, adapter: str | None = None,
+             rev: str | None = None, limit: int | None = None, force: bool = False,
+             do_commit: bool = True, message: str | None = None, on_progress: OnProgress = None,
+             pool: ModelPool | None = None, rounds: int = 1000) -> EvalRun:
+    """Evaluate and commit (see :func:`demoai.eval.run.evaluate` for the arguments)."""
+    outcome = evaluate(repo, suite, model=model, adapter=adapter, rev=rev, limit=limit, force=force,
+                       pool=pool, on_progress=on_progress, rounds=rounds)
+    res = outcome.result
+    if not do_commit:
+        return EvalRun(outcome, None, False)
+    scores = ", ".join(f"{k} {v['value']:.4g}" for k, v in sorted(res.scores.items()))
+    msg = message or f"eval {res.suite_name} on {outcome.result.model_ref}: {scores or 'no scores'}"
+    new, same = commit_record(repo, res, outcome.path, msg, inputs=_lineage_inputs(res),
+                              parameters={"suite": res.suite_path, "model": res.model_ref,
+                                          "predictions_key": outcome.key,
+                                          "cached": outcome.cached})
+    return EvalRun(outcome, new, same)
+
+
+def load_eval(repo: Repository, spec: str) -> tuple[EvalResult, str, str]:
+    """The EvalResult ``spec`` names: ``[REV:]PATH`` of an ``.eval.json`` (REV default HEAD).
+    Returns (result, commit, path)."""
+    rev, sep, path = spec.rpartition(":") if ":" in spec else ("HEAD", "", spec)
+    rev = rev or "HEAD"
+    norm = normalize_path(path)
+    commit_id = repo.resolve(rev)
+    try:
+        art = repo.artifact_at(commit_id, norm)
+    except PathNotFound:
+        raise PathNotFound(f"no evaluation result at {norm} in {rev}", path=norm) from None
+    if not isinstance(art, EvalResult):
+        raise InvalidArtifact(f"{norm} at {rev} is a {art.kind}, not an evaluation result", path=norm)
+    return art, commit_id, norm
+
+
+@dataclass
+class LeaderboardRow:
+    """One model on one suite at a revision."""
+
+    suite: str
+    model: str
+    path: str
+    scores: dict[str, dict[str, Any]]
+    counts: dict[str, int]
+    digest: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return dict(self.__dict__)
+
+
+def list_evals(repo: Repository, rev: str = "HEAD") -> list[LeaderboardRow]:
+    """Every evaluation result in the tree at ``rev``: a leaderboard of models x suites."""
+    commit_id = repo.resolve(rev)
+    rows = []
+    for path, art in sorted(repo.artifacts(commit_id).items()):
+        if isinstance(art, EvalResult):
+            order = [m["name"] for m in art.pins.get("metrics") or []]
+            scores = {k: art.scores[k] for k in sorted(art.scores, key=lambda k: (
+                order.index(k) if k in order else len(order), k))}
+            rows.append(LeaderboardRow(art.suite_name, art.model_ref + (" + adapter" if art.adapter else ""),
+                                       path, scores, art.counts, art.digest))
+    return rows
+
+
+@dataclass
+class EvalView:
+    """An evaluation result and a page of its per-example predictions."""
+
+    result: EvalResult
+    commit: str
+    path: str
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {"path": self.path, "commit": self.commit, "result": self.result.to_manifest(),
+                "examples": self.examples}
+
+
+def show_eval(repo: Repository, spec: str, *, examples: int = 5, failed: bool = False) -> EvalView:
+    """The result at ``[REV:]PATH`` with up to ``examples`` predictions (``failed``: only
+    errored ones and those scoring below 1 on the first metric)."""
+    res, commit_id, path = load_eval(repo, spec)
+    view = EvalView(res, commit_id, path)
+    if examples and res.predictions:
+        from demoai.store.tables import TableRef
+        table = repo.tables.read(TableRef.from_dict(res.predictions))
+        first = next(iter(res.scores), None)
+        for row in table.to_pylist():
+            if failed and row.get("error") is None and first is not None \
+                    and (row.get(f"score:{first}") or 0.0) >= 1.0:
+                continue
+            view.examples.append({k: v for k, v in row.items() if v is not None and k != "record"})
+            if len(view.examples) >= examples:
+                break
+    return view
