@@ -10,7 +10,7 @@ import click
 from demoai import porcelain as P
 from demoai.cli.common import err, esc, handle_errors, json_option, open_repo, out, print_json
 
-__all__ = ["eval_group", "EvalBar", "print_scores"]
+__all__ = ["eval_group", "EvalBar", "print_scores", "print_eval_diff", "print_comparison"]
 
 
 class EvalBar:
@@ -82,6 +82,42 @@ def _perf_line(perf: dict[str, Any]) -> str:
     if perf.get("peak_rss_bytes"):
         parts.append(f"peak RSS {perf['peak_rss_bytes'] / 1e6:.0f} MB")
     return "; ".join(parts)
+
+
+def _p(v: Any) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def print_comparison(rows: list[dict[str, Any]], inputs_changed: list[str]) -> None:
+    """Per metric: base -> candidate, the paired difference with its 95% interval and
+    p-value, McNemar's p for pass/fail metrics, and the flipped examples."""
+    from rich.table import Table
+    t = Table(show_edge=False, pad_edge=False)
+    for c in ("metric", "base", "cand.", "delta [95% CI]", "p", "McNemar p", "flips", "n"):
+        t.add_column(c)
+    flipped = []
+    for r in rows:
+        bs, mn, fl = r.get("bootstrap") or {}, r.get("mcnemar") or {}, r.get("flips") or {}
+        delta = (f"{bs['delta']:+.4g} [{bs['lower']:+.3g}, {bs['upper']:+.3g}]" if bs else "-")
+        nf = f"-{len(fl.get('pass_to_fail', []))} +{len(fl.get('fail_to_pass', []))}" if fl else "-"
+        t.add_row(r["metric"], _num(r.get("base")), _num(r.get("candidate")), delta,
+                  _p(bs.get("p_value")), _p(mn.get("p_value")), nf, str(r.get("n_shared", "")))
+        if fl.get("pass_to_fail") or fl.get("fail_to_pass"):
+            flipped.append((r["metric"], fl))
+    out.print(t)
+    for m, fl in flipped[:3]:
+        out.print(f"  {m}: pass->fail {', '.join(map(str, fl['pass_to_fail'][:10])) or '-'}; "
+                  f"fail->pass {', '.join(map(str, fl['fail_to_pass'][:10])) or '-'}", markup=False)
+    if inputs_changed:
+        out.print("  inputs that differ: " + ", ".join(inputs_changed), markup=False)
+
+
+def print_eval_diff(d: dict[str, Any]) -> None:
+    """``demoai diff`` of an evaluation result: deltas with paired tests and flips."""
+    paired = d.get("paired") or {}
+    rows = [{"metric": m, "base": v.get("old"), "candidate": v.get("new"), **(paired.get(m) or {})}
+            for m, v in d["metrics"].items()]
+    print_comparison(rows, d.get("inputs_changed") or [])
 
 
 @click.group("eval")
@@ -185,8 +221,10 @@ def eval_list(rev: str, as_json: bool) -> None:
 @json_option
 @handle_errors
 def eval_show(result: str, examples: int, failed: bool, as_json: bool) -> None:
-    """Show an evaluation result ([REV:]PATH of an .eval.json): scores with intervals, what
-    it pinned, speed, and examples."""
+    """Show an evaluation result: scores, what it pinned, speed and examples.
+
+    RESULT is [REV:]PATH of an .eval.json (REV defaults to HEAD).
+    """
     v = P.evaluate.show_eval(open_repo(), result, examples=examples, failed=failed)
     if as_json:
         print_json(v.to_dict())
@@ -210,3 +248,93 @@ def eval_show(result: str, examples: int, failed: bool, as_json: bool) -> None:
         out.print(f"  output:    {esc(str(e.get('output'))[:300])}")
         if e.get("reference"):
             out.print(f"  reference: {esc(e['reference'][:300])}")
+
+
+@eval_group.command("compare")
+@click.argument("base")
+@click.argument("candidate")
+@click.option("--metric", "metrics", multiple=True, help="Only this metric (repeatable).")
+@json_option
+@handle_errors
+def eval_compare(base: str, candidate: str, metrics: tuple[str, ...], as_json: bool) -> None:
+    """Compare two results item by item, with paired tests and flipped examples.
+
+    BASE and CANDIDATE are [REV:]PATH of .eval.json results.
+    """
+    c = P.evaluate.compare_evals(open_repo(), base, candidate, metrics=list(metrics) or None)
+    if as_json:
+        print_json(c.to_dict())
+        return
+    print_comparison([m.to_dict() for m in c.metrics], c.inputs_changed)
+    if c.only_base or c.only_candidate:
+        out.print(f"  not shared: {c.only_base} example(s) only in base, {c.only_candidate} only in "
+                  "candidate (left out of the tests)")
+
+
+GATE_EXIT = {"pass": 0, "fail": 1, "inconclusive": 3}
+
+
+@eval_group.command("gate")
+@click.option("--suite", "-s", required=True, help="The suite both sides run (a *.suite.yaml).")
+@click.option("--base", "base_rev", default="HEAD", show_default=True,
+              help="Revision of the base side (pins suite, data and model).")
+@click.option("--candidate", "cand_rev", default="HEAD", show_default=True,
+              help="Revision of the candidate side.")
+@click.option("--model", help="Model of both sides (default: the suite's).")
+@click.option("--base-model", help="Model of the base side.")
+@click.option("--candidate-model", help="Model of the candidate side.")
+@click.option("--base-adapter", help="Adapter of the base side.")
+@click.option("--candidate-adapter", help="Adapter of the candidate side.")
+@click.option("--metric", help="Metric to decide on (default: the suite's first).")
+@click.option("--margin", type=float, default=0.0, show_default=True,
+              help="How much worse the candidate may be, in the metric's units.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N examples.")
+@click.option("--no-commit", is_flag=True, help="Decide and print, but commit nothing.")
+@json_option
+def eval_gate(suite: str, base_rev: str, cand_rev: str, model: str | None, base_model: str | None,
+              candidate_model: str | None, base_adapter: str | None, candidate_adapter: str | None,
+              metric: str | None, margin: float, alpha: float, limit: int | None, no_commit: bool,
+              as_json: bool) -> None:
+    """Regression gate: may the candidate replace the base?
+
+    Both sides are evaluated (cached predictions are reused) and compared item by item.
+    The candidate fails only when it is worse by more than --margin with significance;
+    it passes when the data show it is not; otherwise the gate is inconclusive. The
+    decision is committed as a gate record.
+
+    \b
+    Exit status: 0 pass, 1 fail, 2 error, 3 inconclusive.
+    Example:
+      demoai eval gate -s evals/arith.suite.yaml --base-model smollm2 \\
+          --candidate-model smollm2 --candidate-adapter adapters/arith
+    """
+    import sys
+    from demoai import errors as E
+    try:
+        res = P.evaluate.run_gate(
+            open_repo(), suite,
+            P.evaluate.Side(base_rev, base_model or model, base_adapter),
+            P.evaluate.Side(cand_rev, candidate_model or model, candidate_adapter),
+            metric=metric, margin=margin, alpha=alpha, limit=limit, do_commit=not no_commit)
+    except E.DemoAIError as e:
+        if as_json:
+            from demoai.cli.common import error_json
+            d = e.to_dict()
+            click.echo(error_json(d["code"], d["message"], d["fields"]), err=True)
+        else:
+            err.print(f"[red]error:[/red] {esc(e.message)}")
+        sys.exit(2)
+    rec = res.run.record
+    if as_json:
+        print_json(res.to_dict())
+    else:
+        color = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[rec.outcome]
+        out.print(f"gate on {rec.metric}: [{color}]{rec.outcome.upper()}[/{color}] — {esc(res.run.reason)}")
+        print_comparison([res.run.comparison.to_dict()], rec.refs.get("inputs_changed") or [])
+        for label, o in (("base", res.run.base), ("candidate", res.run.candidate)):
+            out.print(f"  {label}: {esc(o.result.model_ref)} "
+                      + ("(cached)" if o.cached else f"({o.result.counts['examples']} examples run)"))
+        if res.commit:
+            out.print(f"committed {esc(res.path)} as {res.commit[:12]}")
+    sys.exit(GATE_EXIT[rec.outcome])

@@ -196,6 +196,9 @@ def print_diff(changes: list[dict[str, Any]]) -> None:
             for line in d["text"].splitlines():
                 style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
                 out.print(line, style=style, markup=False)
+        elif d["kind"] == "eval" and "metrics" in d:
+            from demoai.cli.eval import print_eval_diff
+            print_eval_diff(d)
         elif "changed_share" in d:
             old, new = d["size"]
             out.print(f"  size {old:,} -> {new:,} bytes; {d['added']:,} bytes in new chunks "

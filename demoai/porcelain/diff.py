@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from demoai.errors import InvalidRefName, PathNotFound
-from demoai.objects import Artifact, Dataset, decode_manifest, encode_manifest
+from demoai.objects import EvalResult, Artifact, Dataset, decode_manifest, encode_manifest
 from demoai.porcelain._util import repo_path
 from demoai.store import Repository, normalize_path
 from demoai.store.kinds import import_path
@@ -78,6 +78,12 @@ def diff_artifacts(repo: Repository, path: str, old: Artifact | None, new: Artif
     else:   # the kind's own fields never replace the change's (a Session has a "status")
         out.update({(k if k not in out else f"{art.kind}_{k}"): v
                     for k, v in d.items() if k != "changed"})
+        if isinstance(old, EvalResult) and isinstance(new, EvalResult) and not stat:
+            # item by item: the paired tests and the flipped examples
+            from demoai.eval.compare import compare_results
+            comp = compare_results(repo, old, new, metrics=[m for m in old.scores if m in new.scores])
+            out["paired"] = {m.metric: {"bootstrap": m.bootstrap, "mcnemar": m.mcnemar, "flips": m.flips,
+                                        "n_shared": m.n_shared} for m in comp.metrics}
     return out
 
 

@@ -14,6 +14,9 @@ from typing import Any
 
 from demoai.engines.llm import ModelPool
 from demoai.errors import InvalidArtifact, NothingToCommit, PathNotFound, RefNotFound
+from demoai.eval.compare import Comparison, compare_results
+from demoai.eval.gate import GateRun, Side, gate_path
+from demoai.eval.gate import run_gate as _run_gate
 from demoai.eval.run import EvalOutcome, OnProgress, evaluate
 from demoai.objects import EvalResult
 from demoai.porcelain.commit import commit
@@ -21,7 +24,8 @@ from demoai.store.git.repo import Repository, normalize_path
 from demoai.store.kinds import materialize
 
 __all__ = ["run_eval", "EvalRun", "list_evals", "LeaderboardRow", "show_eval", "EvalView",
-           "load_eval", "ModelPool"]
+           "load_eval", "ModelPool", "compare_evals", "Comparison", "run_gate", "GateResult", "Side",
+           "commit_record"]
 
 
 @dataclass
@@ -165,3 +169,42 @@ def show_eval(repo: Repository, spec: str, *, examples: int = 5, failed: bool = 
             if len(view.examples) >= examples:
                 break
     return view
+
+
+def compare_evals(repo: Repository, a: str, b: str, *, metrics: list[str] | None = None,
+                  seed: int = 0, rounds: int = 1000) -> Comparison:
+    """Compare the results ``a`` (base) and ``b`` (candidate), each ``[REV:]PATH``."""
+    ra, _, _ = load_eval(repo, a)
+    rb, _, _ = load_eval(repo, b)
+    return compare_results(repo, ra, rb, metrics=metrics, seed=seed, rounds=rounds)
+
+
+@dataclass
+class GateResult:
+    """A gate's run and the commit of its record (None with ``do_commit=False``)."""
+
+    run: GateRun
+    path: str
+    commit: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {**self.run.to_dict(), "path": self.path, "commit": self.commit}
+
+
+def run_gate(repo: Repository, suite: str, base: Side, candidate: Side, *, metric: str | None = None,
+             margin: float = 0.0, alpha: float = 0.05, limit: int | None = None,
+             do_commit: bool = True, on_progress: OnProgress = None, rounds: int = 1000) -> GateResult:
+    """Evaluate base and candidate on ``suite`` and commit the gate's decision."""
+    run = _run_gate(repo, suite, base, candidate, metric=metric, margin=margin, alpha=alpha,
+                    limit=limit, on_progress=on_progress, rounds=rounds)
+    path = gate_path(run.base.result.suite_name, base, candidate)
+    new = None
+    if do_commit:
+        rec = run.record
+        new, _ = commit_record(
+            repo, rec, path, f"gate {rec.metric} on {run.base.result.suite_name}: {rec.outcome} "
+            f"({base.label()} -> {candidate.label()})",
+            inputs={"base": rec.base, "candidate": rec.candidate},
+            parameters={"metric": rec.metric, "margin": rec.margin, "alpha": rec.alpha})
+    return GateResult(run, path, new)

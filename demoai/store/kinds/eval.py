@@ -46,6 +46,14 @@ class GateHandler(KindHandler[GateRecord]):
     kind = "gate"
     artifact = GateRecord
 
+    def live_objects(self, art: GateRecord) -> Live:
+        """The predictions tables of the two results inside the record."""
+        tables = []
+        for side in ("base", "candidate"):
+            pred = ((art.refs.get(side) or {}).get("result") or {}).get("predictions")
+            tables += _table(pred)[1]
+        return set(), tables
+
     def detail(self, repo: "Repository", art: GateRecord, *, commit: str, path: str,
                rows: int) -> dict[str, Any]:
         """Outcome, metric, test and flips."""
