@@ -338,3 +338,56 @@ def eval_gate(suite: str, base_rev: str, cand_rev: str, model: str | None, base_
         if res.commit:
             out.print(f"committed {esc(res.path)} as {res.commit[:12]}")
     sys.exit(GATE_EXIT[rec.outcome])
+
+
+@eval_group.command("test")
+@click.argument("paths", nargs=-1)
+@click.option("--model", "-m", help="Model for every suite (default: each suite's `model:`, else smollm2).")
+@click.option("--rev", help="Take suites and models as committed at REV (default: the working tree).")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False), help="Also write JUnit XML here.")
+@click.option("--verbose", "-v", is_flag=True, help="Print each case's outputs too.")
+@json_option
+def eval_test(paths: tuple[str, ...], model: str | None, rev: str | None, junit: str | None,
+              verbose: bool, as_json: bool) -> None:
+    """Run sanity suites (suites of cases) like unit tests.
+
+    Finds every *.suite.yaml with `cases:` under PATHS (default: the whole working tree)
+    and prints a pytest-like report. Nothing is committed.
+
+    \b
+    Exit status: 0 every case passed, 1 a case failed, 2 an error (a case that errored, a
+    suite that could not load or run).
+    Example:
+      demoai eval test evals/ --junit report.xml
+    """
+    import sys
+    from pathlib import Path
+    from demoai import errors as E
+    try:
+        repo = open_repo()
+        marks: list[str] = []
+
+        def on_case(suite: str, r: Any) -> None:
+            if not as_json and err.is_terminal:
+                marks.append({"passed": ".", "failed": "F"}.get(r.status, "E"))
+                err.print(f"\r{suite}: {''.join(marks)}", end="")
+        reports = P.evaluate.test_suites(repo, list(paths) or None, model=model, rev=rev, on_case=on_case)
+    except E.DemoAIError as e:
+        if as_json:
+            from demoai.cli.common import error_json
+            d = e.to_dict()
+            click.echo(error_json(d["code"], d["message"], d["fields"]), err=True)
+        else:
+            err.print(f"[red]error:[/red] {esc(e.message)}")
+        sys.exit(2)
+    if not as_json and err.is_terminal:
+        err.print("")
+    if junit:
+        Path(junit).write_text(P.evaluate.junit_xml(reports), encoding="utf-8")
+    if as_json:
+        print_json({"suites": [r.to_dict() for r in reports], "exit_code": P.evaluate.suite_exit_code(reports)})
+    elif not reports:
+        out.print("no suites of cases found" + (f" under {', '.join(paths)}" if paths else ""))
+    else:
+        click.echo(P.evaluate.format_report(reports, verbose=verbose))
+    sys.exit(P.evaluate.suite_exit_code(reports))

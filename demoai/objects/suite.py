@@ -33,7 +33,7 @@ __all__ = ["Suite", "SUITE_KEYS", "SUITE_TASKS", "TASK_COLUMNS", "DEFAULT_METRIC
 SUITE_TASKS = ("generate", "multiple_choice", "loglikelihood", "perplexity", "cases")
 SUITE_KEYS = ("name", "description", "task", "dataset", "prompt", "template", "system", "chat",
               "reference", "choices", "target", "continuation", "text", "delimiter", "key",
-              "metrics", "parameters", "seed", "limit", "model", "cases")
+              "metrics", "parameters", "seed", "limit", "model", "judge", "cases")
 TASK_COLUMNS: dict[str, tuple[str, ...]] = {
     "generate": ("reference",),
     "multiple_choice": ("choices", "target"),
@@ -88,7 +88,7 @@ class Suite(TextArtifact):
         task = data.get("task", "cases" if "cases" in data else "generate")
         if task not in SUITE_TASKS:
             raise InvalidArtifact(f"{what}: task must be one of {list(SUITE_TASKS)}, not {task!r}")
-        for k in ("name", "description", "dataset", "prompt", "template", "system", "model",
+        for k in ("name", "description", "dataset", "prompt", "template", "system", "model", "judge",
                   "delimiter", *_COLUMN_KEYS):
             if k in data and not isinstance(data[k], str):
                 raise InvalidArtifact(f"{what}: {k!r} must be text")
@@ -113,7 +113,11 @@ class Suite(TextArtifact):
                                       "dataset tasks)")
             meta["cases"] = cases
             meta["system"] = data.get("system")
+            meta["judge"] = data.get("judge")
             return cls(digest=digest_bytes(text.encode()), text=text, meta=meta)
+        if "judge" in data:
+            raise InvalidArtifact(f"{what}: 'judge' is the model that grades cases; a {task} task "
+                                  "scores with its metrics")
         if "cases" in data:
             raise InvalidArtifact(f"{what}: 'cases' makes a sanity suite; a {task} task takes "
                                   "a dataset instead")

@@ -17,7 +17,10 @@ from demoai.errors import InvalidArtifact, NothingToCommit, PathNotFound, RefNot
 from demoai.eval.compare import Comparison, compare_results
 from demoai.eval.gate import GateRun, Side, gate_path
 from demoai.eval.gate import run_gate as _run_gate
+from demoai.eval.junit import SuiteReport, format_report, junit_xml
+from demoai.eval.junit import exit_code as suite_exit_code
 from demoai.eval.run import EvalOutcome, OnProgress, evaluate
+from demoai.eval.sanity import test_suites
 from demoai.objects import EvalResult
 from demoai.porcelain.commit import commit
 from demoai.store.git.repo import Repository, normalize_path
@@ -25,7 +28,8 @@ from demoai.store.kinds import materialize
 
 __all__ = ["run_eval", "EvalRun", "list_evals", "LeaderboardRow", "show_eval", "EvalView",
            "load_eval", "ModelPool", "compare_evals", "Comparison", "run_gate", "GateResult", "Side",
-           "commit_record"]
+           "commit_record", "test_suites", "SuiteReport", "junit_xml", "format_report",
+           "suite_exit_code"]
 
 
 @dataclass
