@@ -30,6 +30,7 @@ from demoai.http.errors import error_body, status_for
 from demoai.porcelain import agent as A
 from demoai.porcelain import open_repository
 from demoai.server import agents_api, models_api
+from demoai.server.metrics import install_metrics
 from demoai.server.runs import RunManager
 
 __all__ = ["create_app", "MAX_BODY"]
@@ -71,6 +72,7 @@ def create_app(repo_path: str | os.PathLike, token: str | None = None, *, open_m
         """Liveness, the repository served and the version."""
         return {"ok": True, "repo": str(root), "version": __version__}
 
+    install_metrics(app)
     _install_error_handlers(app)
     app.add_middleware(Guard, token=token or None, max_body=max_body)
     return app

@@ -1,4 +1,6 @@
-"""``/v1``: the repository's models behind the OpenAI API (models, chat completions).
+"""``/v1``: the repository's models behind the OpenAI API (models, chat completions, legacy
+completions with ``echo`` and ``logprobs``, so that scoring tools such as
+lm-evaluation-harness's ``local-completions`` can read a served model's log-probabilities).
 
 A model id is what the registry resolves (``smollm2``, ``models/x.gguf``), optionally
 ``MODEL+ADAPTER_PATH`` to apply a peft adapter (transformers backend). Opened backends are
@@ -24,12 +26,14 @@ from demoai.errors import DemoAIError, PathNotFound, ProtocolError
 from demoai.http.errors import error_body
 from demoai.porcelain import open_repository
 from demoai.porcelain import agent as A
-from demoai.server.schemas import ChatRequest
+from demoai.server.metrics import CallMetrics
+from demoai.server.schemas import ChatRequest, CompletionRequest
 
-__all__ = ["router", "DEFAULT_MAX_TOKENS"]
+__all__ = ["router", "DEFAULT_MAX_TOKENS", "DEFAULT_COMPLETION_TOKENS"]
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 DEFAULT_MAX_TOKENS = 256
+DEFAULT_COMPLETION_TOKENS = 16      # OpenAI's default for /v1/completions
 
 
 class _Cancelled(Exception):
@@ -72,10 +76,24 @@ def _open(root: Any, pool: A.ModelPool, model_id: str) -> A.ChatModel:
 
 
 def _complete(model: A.ChatModel, messages: list[dict], params: dict, schema: dict | None,
-              on_token: Any) -> tuple[A.ChatResult, dict[str, float]]:
+              on_token: Any, logprobs: int | None = None,
+              cm: CallMetrics | None = None) -> tuple[A.ChatResult, dict[str, float]]:
     """One call under the model's lock; returns the result and the server's timings."""
-    done = A.complete_chat(model, messages, params=params, json_schema=schema, on_token=on_token)
+    done = A.complete_chat(model, messages, params=params, json_schema=schema, on_token=on_token,
+                           logprobs=logprobs, on_start=cm.started if cm else None)
+    if cm is not None:
+        cm.observe(done.result.prompt_tokens, done.result.completion_tokens, done.result.timings)
     return done.result, {"queue_s": done.queue_s, "call_s": done.call_s}
+
+
+def _chat_logprobs(tokens: list[A.TokenLogprob] | None) -> dict[str, Any] | None:
+    """``choices[].logprobs`` of a chat completion, as OpenAI shapes it."""
+    if tokens is None:
+        return None
+    return {"content": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes,
+                         "top_logprobs": [{"token": a.token, "logprob": a.logprob,
+                                           "bytes": a.bytes} for a in t.top]}
+                        for t in tokens], "refusal": None}
 
 
 def _timings(res: A.ChatResult, server: dict[str, float]) -> dict[str, float | None]:
@@ -109,25 +127,40 @@ async def chat_completions(req: ChatRequest, request: Request) -> Any:
         raise ProtocolError(f"max_tokens is at most {cap} on this server", max_tokens=params["max_tokens"])
     messages = [m.as_dict() for m in req.messages]
     schema = req.json_schema()
-    model = await anyio.to_thread.run_sync(_open, state.root, state.models, req.model)
+    k = req.logprobs_k()
+    cm = state.metrics.begin("/v1/chat/completions", req.model)
+    try:
+        model = await anyio.to_thread.run_sync(_open, state.root, state.models, req.model)
+    except BaseException as e:
+        cm.fail(e)
+        cm.finish()
+        raise
     head = {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "created": int(time.time()), "model": req.model,
             "system_fingerprint": model.model_digest[:19] or None}
     if not req.stream:
         try:
-            res, server = await anyio.to_thread.run_sync(_complete, model, messages, params, schema, None)
+            res, server = await anyio.to_thread.run_sync(_complete, model, messages, params, schema,
+                                                         None, k, cm)
+        except BaseException as e:
+            cm.fail(e)
+            raise
         finally:
+            cm.finish()
             model.release()
         return {**head, "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": res.text},
-                             "logprobs": None, "finish_reason": res.finish_reason}],
+                             "logprobs": _chat_logprobs(res.logprobs),
+                             "finish_reason": res.finish_reason}],
                 "usage": _usage(res), "timings": _timings(res, server), "record": res.record}
     return await _stream(model, messages, params, schema, head,
-                         bool(req.stream_options and req.stream_options.include_usage))
+                         bool(req.stream_options and req.stream_options.include_usage), k, cm)
 
 
 async def _stream(model: A.ChatModel, messages: list[dict], params: dict, schema: dict | None,
-                  head: dict[str, Any], include_usage: bool) -> StreamingResponse:
-    """The answer as chunks; ``model`` is released when the generation ends (or fails)."""
+                  head: dict[str, Any], include_usage: bool, logprobs: int | None = None,
+                  cm: CallMetrics | None = None) -> StreamingResponse:
+    """The answer as chunks; ``model`` is released when the generation ends (or fails).
+    With ``logprobs``, the last chunk (the one with ``finish_reason``) carries them all."""
     loop = asyncio.get_running_loop()
     q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     stop = threading.Event()
@@ -145,24 +178,30 @@ async def _stream(model: A.ChatModel, messages: list[dict], params: dict, schema
 
     def work() -> None:
         try:
-            put(("done", _complete(model, messages, params, schema, on_token)))
+            put(("done", _complete(model, messages, params, schema, on_token, logprobs, cm)))
         except BaseException as e:  # noqa: BLE001 (handed to the response, or dropped if cancelled)
+            if cm is not None and not isinstance(e, _Cancelled):
+                cm.fail(e)
             put(("error", e))
         finally:
+            if cm is not None:
+                cm.finish()
             model.release()
 
     try:
         threading.Thread(target=work, name="demoai-chat-stream", daemon=True).start()
     except BaseException:
+        if cm is not None:
+            cm.finish()
         model.release()
         raise
     first = await q.get()
     if first[0] == "error":
         raise first[1]                # before any byte is sent: a typed error with its status
 
-    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
+    def chunk(delta: dict, finish: str | None = None, lps: dict | None = None, **extra: Any) -> str:
         body = {**head, "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                "choices": [{"index": 0, "delta": delta, "logprobs": lps, "finish_reason": finish}],
                 **extra}
         return f"data: {json.dumps(body)}\n\n"
 
@@ -176,7 +215,8 @@ async def _stream(model: A.ChatModel, messages: list[dict], params: dict, schema
                     yield chunk({"content": value})
                 elif kind == "done":
                     res, server = value
-                    yield chunk({}, res.finish_reason, usage=_usage(res), timings=_timings(res, server))
+                    yield chunk({}, res.finish_reason, _chat_logprobs(res.logprobs),
+                                usage=_usage(res), timings=_timings(res, server))
                     if include_usage:
                         yield f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [], 'usage': _usage(res)})}\n\n"
                     break
@@ -192,3 +232,74 @@ async def _stream(model: A.ChatModel, messages: list[dict], params: dict, schema
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# --- legacy completions -------------------------------------------------------------------
+def _complete_texts(model: A.ChatModel, prompts: list[Any], params: dict, logprobs: int | None,
+                    echo: bool, cm: CallMetrics) -> list[A.TextCompletion]:
+    out = []
+    for prompt in prompts:
+        done = A.complete_text(model, prompt, params=params, logprobs=logprobs, echo=echo,
+                               on_start=cm.started)
+        cm.observe(done.result.prompt_tokens, done.result.completion_tokens, done.result.timings)
+        out.append(done)
+    return out
+
+
+def _text_logprobs(res: A.Completion, echo: bool) -> dict[str, Any]:
+    """``choices[].logprobs`` of a legacy completion: tokens, token_logprobs, top_logprobs
+    (each position's alternatives and its own token; null where nothing predicts it) and
+    text_offset (characters into the choice's text)."""
+    toks = list(res.prompt or []) if echo else []
+    toks += res.tokens
+    start = 0 if echo else len(res.prompt_text)
+    offs, at = [], start
+    for i, t in enumerate(toks):
+        if echo and i == len(res.prompt or []):
+            at = len(res.prompt_text)        # the answer starts right after the prompt's text
+        offs.append(at)
+        at += len(t.token)
+    tops: list[dict[str, float] | None] = []
+    for t in toks:
+        if t.logprob is None:
+            tops.append(None)
+            continue
+        top = {a.token: a.logprob for a in t.top}
+        top.setdefault(t.token, t.logprob)
+        tops.append(top)
+    return {"tokens": [t.token for t in toks], "token_logprobs": [t.logprob for t in toks],
+            "top_logprobs": tops, "text_offset": offs}
+
+
+@router.post("/completions")
+async def completions(req: CompletionRequest, request: Request) -> Any:
+    """OpenAI legacy completions (not streamed): a raw prompt, no chat template. ``echo``
+    returns the prompt before the answer (``max_tokens`` may be 0); ``logprobs=k`` adds
+    ``choices[].logprobs`` (``tokens``, ``token_logprobs``, ``top_logprobs``,
+    ``text_offset``), the prompt's too with ``echo`` (its first token's are null)."""
+    state = request.app.state
+    cap = state.max_tokens_cap
+    prompts = req.prompts()
+    params = req.params(min(DEFAULT_COMPLETION_TOKENS, cap) if cap else DEFAULT_COMPLETION_TOKENS)
+    if cap and params["max_tokens"] > cap:
+        raise ProtocolError(f"max_tokens is at most {cap} on this server", max_tokens=params["max_tokens"])
+    with state.metrics.call("/v1/completions", req.model) as cm:
+        model = await anyio.to_thread.run_sync(_open, state.root, state.models, req.model)
+        try:
+            done = await anyio.to_thread.run_sync(_complete_texts, model, prompts, params,
+                                                  req.logprobs, req.echo, cm)
+        finally:
+            model.release()
+    choices = []
+    for i, d in enumerate(done):
+        r = d.result
+        choices.append({"index": i, "text": (r.prompt_text if req.echo else "") + r.text,
+                        "logprobs": _text_logprobs(r, req.echo) if req.logprobs is not None else None,
+                        "finish_reason": r.finish_reason})
+    pt = sum(d.result.prompt_tokens for d in done)
+    ct = sum(d.result.completion_tokens for d in done)
+    return {"id": "cmpl-" + uuid.uuid4().hex[:24], "object": "text_completion",
+            "created": int(time.time()), "model": req.model,
+            "system_fingerprint": model.model_digest[:19] or None, "choices": choices,
+            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+            "record": [d.result.record for d in done]}

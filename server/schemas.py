@@ -10,10 +10,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from demoai.errors import ProtocolError
 from demoai.porcelain.agent import SEED_MAX
 
 __all__ = ["RunRequest", "ForkRequest", "ReplayRequest", "ContinueRequest", "ChatMessage",
-           "ChatRequest", "ResponseFormat", "SEED_MAX", "Scalar"]
+           "ChatRequest", "CompletionRequest", "ResponseFormat", "SEED_MAX", "Scalar",
+           "MAX_TOP_LOGPROBS"]
+
+MAX_TOP_LOGPROBS = 20
 
 Scalar = str | int | float | bool
 Name = Field(default=None, min_length=1, max_length=200)
@@ -154,6 +158,14 @@ class ChatRequest(BaseModel):
     response_format: ResponseFormat | None = None
     n: int = Field(default=1, ge=1, le=1)
     user: str | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    def logprobs_k(self) -> int | None:
+        """How many alternatives per token to return (None: no logprobs)."""
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ProtocolError("top_logprobs needs logprobs: true", where="top_logprobs")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def params(self, default_max: int) -> dict[str, Any]:
         """Sampling params for the backend (``max_tokens`` always set)."""
@@ -172,3 +184,59 @@ class ChatRequest(BaseModel):
         if rf.type == "json_object" or rf.json_schema is None:
             return {"type": "object"}
         return rf.json_schema.schema_ or {"type": "object"}
+
+
+class CompletionRequest(BaseModel):
+    """``POST /v1/completions`` (OpenAI's legacy completions): a raw prompt, no chat template.
+    ``prompt`` is a string, a list of strings, a list of token ids or a list of those (one
+    choice each). ``echo`` returns the prompt too; ``logprobs=k`` adds per-token logprobs and
+    the ``k`` likeliest alternatives (with ``echo``, the prompt's as well: the first is null).
+    ``max_tokens`` defaults to 16, as OpenAI's does, and may be 0 with ``echo``."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, max_length=2000, examples=["smollm2"])
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        max_length=256, examples=["The capital of France is"])
+    max_tokens: int | None = Field(default=None, ge=0, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0, le=100_000)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(default=None, ge=0.0, le=10.0)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
+    stop: str | list[str] | None = Field(default=None, max_length=16)
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    stream: bool = False
+    n: int = Field(default=1, ge=1, le=1)
+    best_of: int | None = Field(default=None, ge=1, le=1)
+    suffix: str | None = None
+    user: str | None = None
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompts, one per choice (ProtocolError for an empty one)."""
+        p = self.prompt
+        if isinstance(p, str):
+            out: list[Any] = [p]
+        elif p and all(isinstance(x, int) for x in p):
+            out = [list(p)]
+        else:
+            out = list(p)
+        if not out or any(len(x) == 0 for x in out):
+            raise ProtocolError("prompt must not be empty", where="prompt")
+        if self.suffix:
+            raise ProtocolError("suffix is not supported", where="suffix")
+        if self.stream:
+            raise ProtocolError("stream is not supported on /v1/completions", where="stream")
+        return out
+
+    def params(self, default_max: int = 16) -> dict[str, Any]:
+        """Sampling params for the backend (``max_tokens`` always set)."""
+        out: dict[str, Any] = {k: v for k, v in {
+            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+            "min_p": self.min_p, "repeat_penalty": self.repeat_penalty, "seed": self.seed,
+            "stop": self.stop}.items() if v is not None}
+        out["max_tokens"] = default_max if self.max_tokens is None else self.max_tokens
+        if out["max_tokens"] == 0 and not self.echo:
+            raise ProtocolError("max_tokens 0 needs echo: true", where="max_tokens")
+        return out

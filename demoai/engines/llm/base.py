@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from demoai.errors import BackendUnavailable, ContextOverflow, ModelError
+from demoai.engines.llm.scoring import (Completion, LogLikelihood, RollingLogLikelihood,
+                                        TokenLogprob, unsupported)
 
 __all__ = [
     "ChatResult", "ModelBackend", "DEFAULT_PARAMS", "DEFAULT_N_CTX", "INSTALL_HINTS",
     "default_threads", "resolve_params", "digest_text", "digest_json", "digest_path",
-    "require", "Stopwatch", "StopFilter", "TokenCallback",
+    "require", "Stopwatch", "StopFilter", "TokenCallback", "check_logprobs", "MAX_TOP_LOGPROBS",
 ]
+
+MAX_TOP_LOGPROBS = 20
 
 TokenCallback = Callable[[str], None]
 
@@ -46,6 +50,7 @@ class ChatResult:
     timings: dict = field(default_factory=dict)
     record: dict = field(default_factory=dict)
     json: Any = None  # the parsed object when a json_schema constrained the call
+    logprobs: list[TokenLogprob] | None = None  # per answer token, when the call asked
 
     def to_dict(self) -> dict:
         """A JSON-ready form."""
@@ -53,7 +58,12 @@ class ChatResult:
 
 
 class ModelBackend(abc.ABC):
-    """A loaded model that answers chat calls; ``close()`` frees it."""
+    """A loaded model that answers chat calls; ``close()`` frees it.
+
+    Scoring (``loglikelihood``, ``loglikelihood_rolling``), raw completions (``complete``),
+    ``render_chat`` and ``decode_timings`` are optional: a backend that cannot do one raises
+    BackendUnavailable (``fields["unsupported"]`` true) from the default here.
+    """
 
     name: str = ""
     model_digest: str = ""
@@ -63,13 +73,43 @@ class ModelBackend(abc.ABC):
 
     @abc.abstractmethod
     def chat(self, messages: list[dict], *, params: dict | None = None,
-             json_schema: dict | None = None,
-             on_token: TokenCallback | None = None) -> ChatResult:
-        """Complete ``messages``; ``on_token`` receives each streamed piece of text."""
+             json_schema: dict | None = None, on_token: TokenCallback | None = None,
+             logprobs: int | None = None) -> ChatResult:
+        """Complete ``messages``; ``on_token`` receives each streamed piece of text;
+        ``logprobs=k`` (0..20) fills ``ChatResult.logprobs`` (each token's logprob and its
+        ``k`` likeliest alternatives) and is recorded; None leaves the record as it was."""
 
     @abc.abstractmethod
     def count_tokens(self, messages: list[dict]) -> int:
         """The prompt length of ``messages`` once the chat template is applied."""
+
+    def loglikelihood(self, requests: list[tuple[str, str]], *,
+                      max_length: int | None = None) -> list[LogLikelihood]:
+        """For each (context, continuation) in raw text: the continuation's log-probability
+        (see :mod:`demoai.engines.llm.scoring` for the tokenization rules)."""
+        raise unsupported(self.name, "loglikelihood")
+
+    def loglikelihood_rolling(self, texts: list[str], *,
+                              max_length: int | None = None) -> list[RollingLogLikelihood]:
+        """For each text: its log-probability, in windows of ``max_length`` tokens."""
+        raise unsupported(self.name, "loglikelihood_rolling")
+
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """``messages`` under this model's chat template, as the text the model reads."""
+        raise unsupported(self.name, "render_chat", "the chat template is not available here")
+
+    def complete(self, prompt: str | list[int], *, params: dict | None = None,
+                 logprobs: int | None = None, echo: bool = False,
+                 on_token: TokenCallback | None = None) -> Completion:
+        """A raw text completion of ``prompt`` (no chat template), with per-token logprobs
+        (``logprobs=k``: and the ``k`` likeliest alternatives) and the prompt's tokens when
+        ``echo`` (then ``max_tokens`` may be 0)."""
+        raise unsupported(self.name, "complete")
+
+    def decode_timings(self, prompt: list[int], n_gen: int) -> dict:
+        """``{"prompt_s", "ttft_s", "gen_s"}``: seconds to evaluate ``prompt`` token ids from an
+        empty cache, to its first token, and to decode ``n_gen`` tokens one at a time."""
+        raise unsupported(self.name, "decode_timings")
 
     def describe(self) -> dict:
         """What this backend is: name, digests and settings."""
@@ -115,8 +155,9 @@ def default_threads() -> int:
         raise ModelError(f"DEMOAI_LLM_THREADS must be an integer, not {raw!r}") from None
 
 
-def resolve_params(params: dict | None) -> dict:
-    """Sampling params with every default filled in, as they are recorded."""
+def resolve_params(params: dict | None, *, min_tokens: int = 1) -> dict:
+    """Sampling params with every default filled in, as they are recorded (``max_tokens``
+    at least ``min_tokens``: 0 only for a raw completion that echoes its prompt)."""
     out = dict(DEFAULT_PARAMS)
     unknown = set(params or {}) - set(DEFAULT_PARAMS)
     if unknown:
@@ -126,9 +167,20 @@ def resolve_params(params: dict | None) -> dict:
     out["stop"] = [stop] if isinstance(stop, str) else list(stop or [])
     out["max_tokens"] = int(out["max_tokens"])
     out["seed"] = int(out["seed"])
-    if out["max_tokens"] < 1:
-        raise ModelError("max_tokens must be at least 1", max_tokens=out["max_tokens"])
+    if out["max_tokens"] < min_tokens:
+        raise ModelError(f"max_tokens must be at least {min_tokens}", max_tokens=out["max_tokens"])
     return out
+
+
+def check_logprobs(logprobs: int | None) -> int | None:
+    """``logprobs`` as given (None: not asked), or ModelError outside 0..MAX_TOP_LOGPROBS."""
+    if logprobs is None:
+        return None
+    if isinstance(logprobs, bool) or not isinstance(logprobs, int) or not (
+            0 <= logprobs <= MAX_TOP_LOGPROBS):
+        raise ModelError(f"logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS}",
+                         logprobs=logprobs)
+    return logprobs
 
 
 def digest_text(text: str) -> str:

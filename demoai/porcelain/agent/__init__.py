@@ -11,14 +11,16 @@ whose ``to_dict()`` is what the faces print or answer.
   ``diff_sessions``;
 - :mod:`.catalog`: ``list_agents``, ``list_models``, ``artifact_digests``, the embedded
   defaults;
-- :mod:`.chat`: ``open_chat_model`` and ``complete_chat`` over the shared ``ModelPool``;
+- :mod:`.chat`: ``open_chat_model``, ``complete_chat`` and ``complete_text`` over the shared
+  ``ModelPool``;
 - :mod:`.results`: the result types.
 """
 from demoai.porcelain.agent.catalog import (AdapterEntry, AgentEntry, ModelCatalog, ModelEntry,
                                             artifact_digests, default_model_path, list_agents,
                                             list_models, sample_data_dir)
-from demoai.porcelain.agent.chat import (ChatCompletion, ChatModel, ChatResult, complete_chat,
-                                         open_chat_model)
+from demoai.porcelain.agent.chat import (ChatCompletion, ChatModel, ChatResult, Completion,
+                                         TextCompletion, TokenLogprob, complete_chat,
+                                         complete_text, open_chat_model)
 from demoai.porcelain.agent.fork import fork_session
 from demoai.porcelain.agent.replay import REPLAY_MODES, diff_sessions, replay, start_live_replay
 from demoai.porcelain.agent.results import (Divergence, DivergentEvent, Event, EventLine, LiveReplay,
@@ -41,11 +43,11 @@ __all__ = [
     "follow_session", "session_exists", "session_running", "session_status", "event_summary",
     "event_fields", "one_line", "shorten", "replay", "start_live_replay", "diff_sessions", "list_agents", "list_models",
     "artifact_digests", "default_model_path", "sample_data_dir", "open_chat_model",
-    "complete_chat",
+    "complete_chat", "complete_text",
     # types and constants
     "RunResult", "SessionFork", "SessionInfo", "SessionTimeline", "EventLine", "Event",
     "SessionStep", "ReplayStep", "RecordedReplay", "ReexecutedStep", "ReexecuteReplay",
     "LiveReplay", "Replay", "SessionDiff", "Divergence", "DivergentEvent", "SessionFollower",
     "AgentEntry", "ModelEntry", "AdapterEntry", "ModelCatalog", "ChatCompletion", "ChatModel",
-    "ChatResult", "ModelPool", "OnEvent", "REPLAY_MODES", "SEED_MAX", "STATUS_TEXT",
+    "ChatResult", "TextCompletion", "Completion", "TokenLogprob", "ModelPool", "OnEvent", "REPLAY_MODES", "SEED_MAX", "STATUS_TEXT",
 ]

@@ -1,0 +1,36 @@
+"""Data preparation: the computational core of the ``demoai data`` steps.
+
+- :mod:`demoai.prep.clean`: configurable cleaning rules (Unicode, whitespace, control
+  characters, empty/length filters, Gopher repetition filters, PII redaction) applied to the
+  text columns of an Arrow table, recording which rule removed or changed each row.
+- :mod:`demoai.prep.minhash`: MinHash signatures (numpy, datasketch's ``affine32`` scheme),
+  normalized-text hashes, LSH band parameters, and the :class:`Signatures` stored with a
+  dataset version.
+- :mod:`demoai.prep.dedup`: exact, MinHash-LSH and semantic deduplication, incremental and
+  across datasets through stored signatures, with a record of which row each dropped row
+  duplicates.
+
+These functions take and return Arrow tables, arrays and numpy arrays; committing the results
+with their lineage is the job of the layers above.
+"""
+from demoai.prep.clean import (
+    GOPHER_THRESHOLDS, PII_KINDS, CleanResult, Rule, apply_rules, luhn_valid, parse_rules,
+    redact_pii, repetition_stats, rule_names, text_column,
+)
+from demoai.prep.dedup import (
+    DEFAULT_THRESHOLD, DedupResult, band_keys, connected_components, dedup, estimated_jaccard,
+    lsh_pairs,
+)
+from demoai.prep.minhash import (
+    EMPTY_HASH, MinHashParams, Signatures, check_threshold, minhash_signatures,
+    normalize_texts, optimal_bands, permutations, shingle_hashes, text_hashes,
+)
+
+__all__ = [
+    "CleanResult", "Rule", "apply_rules", "parse_rules", "rule_names", "text_column",
+    "repetition_stats", "redact_pii", "luhn_valid", "GOPHER_THRESHOLDS", "PII_KINDS",
+    "MinHashParams", "Signatures", "minhash_signatures", "shingle_hashes", "normalize_texts",
+    "text_hashes", "permutations", "optimal_bands", "check_threshold", "EMPTY_HASH",
+    "DedupResult", "dedup", "lsh_pairs", "band_keys", "connected_components",
+    "estimated_jaccard", "DEFAULT_THRESHOLD",
+]
