@@ -6,13 +6,13 @@ parse, call porcelain and print; ``demo`` is the main job.
 """
 from demoai.cli import history, repo, worktree  # noqa: F401  (they attach their commands)
 from demoai.cli.agent import agent
-from demoai.cli.eval import eval_group
+from demoai.cli.eval import arena_group, eval_group
 from demoai.cli.hub import hub
 from demoai.cli.main import main
 from demoai.cli.remote import clone, fetch, login, pull, push, remote
 from demoai.cli.serve import serve
 
-for _cmd in (agent, eval_group, remote, push, fetch, pull, clone, login, hub, serve):
+for _cmd in (agent, eval_group, arena_group, remote, push, fetch, pull, clone, login, hub, serve):
     main.add_command(_cmd)
 
 __all__ = ["main"]

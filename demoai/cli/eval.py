@@ -10,7 +10,7 @@ import click
 from demoai import porcelain as P
 from demoai.cli.common import err, esc, handle_errors, json_option, open_repo, out, print_json
 
-__all__ = ["eval_group", "EvalBar", "print_scores", "print_eval_diff", "print_comparison"]
+__all__ = ["eval_group", "arena_group", "print_leaderboard", "EvalBar", "print_scores", "print_eval_diff", "print_comparison"]
 
 
 class EvalBar:
@@ -391,3 +391,84 @@ def eval_test(paths: tuple[str, ...], model: str | None, rev: str | None, junit:
     else:
         click.echo(P.evaluate.format_report(reports, verbose=verbose))
     sys.exit(P.evaluate.suite_exit_code(reports))
+
+
+def print_leaderboard(board: dict[str, Any]) -> None:
+    """Ratings with 95% intervals and ranks, best first."""
+    from rich.table import Table
+    t = Table(show_edge=False, pad_edge=False)
+    for c in ("rank", "model", "rating", "95% CI", "battles", "wins", "losses", "ties"):
+        t.add_column(c, justify="left" if c == "model" else "right")
+    for r in board["rows"]:
+        t.add_row(str(r["rank"]), esc(r["model"]), f"{r['rating']:.1f}",
+                  f"[{r['lower']:.1f}, {r['upper']:.1f}]", str(r["battles"]), str(r["wins"]),
+                  str(r["losses"]), str(r["ties"]))
+    out.print(t)
+
+
+@click.group("arena")
+def arena_group() -> None:
+    """Pairwise battles among models, rated by Bradley-Terry with intervals.
+
+    \b
+    Examples:
+      demoai arena run --models smollm2,models/other.gguf --prompts data/prompts.jsonl --judge smollm2
+      demoai arena show evals/arena/arena.arena.json
+    """
+
+
+@arena_group.command("run")
+@click.option("--models", required=True, help="Comma-separated model references (at least two).")
+@click.option("--prompts", required=True, help="A dataset in the tree holding the prompts.")
+@click.option("--column", default="prompt", show_default=True, help="The prompts' text column.")
+@click.option("--judge", help="A judge model (answers [[A]], [[B]] or [[C]] for a tie).")
+@click.option("--human", is_flag=True, help="Ask a person in the terminal instead of a judge.")
+@click.option("--name", default="arena", show_default=True, help="Name of the arena record.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N prompts.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the schedule and bootstrap.")
+@click.option("--rounds", type=click.IntRange(min=1000), default=1000, show_default=True,
+              help="Bootstrap rounds of the intervals.")
+@json_option
+@handle_errors
+def arena_run(models: str, prompts: str, column: str, judge: str | None, human: bool, name: str,
+              limit: int | None, seed: int, rounds: int, as_json: bool) -> None:
+    """Battle every pair of models on every prompt, in both orders, and rate them.
+
+    The record (battles, ratings, win rates) is committed at evals/arena/NAME.arena.json
+    and a PNG of the ratings with intervals is written next to it.
+    """
+    def ask(prompt: str, a: str, b: str) -> str:
+        out.print(f"\n[bold]prompt:[/bold] {esc(prompt)}\n[bold]A:[/bold] {esc(a)}\n[bold]B:[/bold] {esc(b)}")
+        return click.prompt("better answer? a / b / tie", default="tie", show_default=True)
+    with EvalBar("battles", enabled=not as_json and not human) as bar:
+        run = P.evaluate.arena_run(open_repo(), [m.strip() for m in models.split(",") if m.strip()],
+                                   prompts, name=name, judge=judge, human=ask if human else None,
+                                   column=column, limit=limit, seed=seed, rounds=rounds,
+                                   on_progress=bar)
+    if as_json:
+        print_json(run.to_dict())
+        return
+    print_leaderboard(run.leaderboard.to_dict())
+    c = run.record.counts
+    out.print(f"{c['battles']} battles on {c['prompts']} prompts, {c['errored']} errored "
+              "(off-format verdicts are counted, never ties)")
+    out.print(f"plot: {esc(run.plot or '')}")
+    if run.commit:
+        out.print(f"committed {esc(run.path)} as {run.commit[:12]}")
+
+
+@arena_group.command("show")
+@click.argument("arena", default="evals/arena/arena.arena.json")
+@json_option
+@handle_errors
+def arena_show(arena: str, as_json: bool) -> None:
+    """Print an arena's leaderboard and redraw its plot.
+
+    ARENA is [REV:]PATH of an .arena.json (default evals/arena/arena.arena.json).
+    """
+    run = P.evaluate.arena_show(open_repo(), arena)
+    if as_json:
+        print_json(run.to_dict())
+        return
+    print_leaderboard(run.leaderboard.to_dict())
+    out.print(f"plot: {esc(run.plot or '')}")

@@ -29,7 +29,7 @@ from demoai.store.kinds import materialize
 __all__ = ["run_eval", "EvalRun", "list_evals", "LeaderboardRow", "show_eval", "EvalView",
            "load_eval", "ModelPool", "compare_evals", "Comparison", "run_gate", "GateResult", "Side",
            "commit_record", "test_suites", "SuiteReport", "junit_xml", "format_report",
-           "suite_exit_code"]
+           "suite_exit_code", "arena_run", "ArenaRun", "arena_show"]
 
 
 @dataclass
@@ -212,3 +212,62 @@ def run_gate(repo: Repository, suite: str, base: Side, candidate: Side, *, metri
             inputs={"base": rec.base, "candidate": rec.candidate},
             parameters={"metric": rec.metric, "margin": rec.margin, "alpha": rec.alpha})
     return GateResult(run, path, new)
+
+
+@dataclass
+class ArenaRun:
+    """An arena: its record, the leaderboard, where it was committed and the plot."""
+
+    record: Any
+    leaderboard: Any
+    path: str
+    plot: str | None
+    commit: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {"path": self.path, "commit": self.commit, "plot": self.plot,
+                "leaderboard": self.leaderboard.to_dict(), "counts": self.record.counts,
+                "digest": self.record.digest}
+
+
+def _arena_plot(repo: Repository, path: str, board: Any) -> str:
+    from demoai.eval.plots import plot_ratings
+    png = path.removesuffix(".arena.json") + ".ratings.png"
+    plot_ratings(board, repo.workpath(png), title=f"{path}: ratings with 95% intervals")
+    return png
+
+
+def arena_run(repo: Repository, models: list[str], prompts: str, *, name: str = "arena",
+              judge: str | None = None, human: Any = None, column: str = "prompt",
+              limit: int | None = None, seed: int = 0, rounds: int = 1000, do_commit: bool = True,
+              on_progress: OnProgress = None) -> ArenaRun:
+    """Run an arena (see :func:`demoai.eval.arena_run.run_arena`), commit its record at
+    ``evals/arena/<name>.arena.json`` and draw the ratings next to it (a PNG)."""
+    from demoai.eval.arena_run import run_arena
+    from demoai.eval.run import model_slug
+    record, board, _ = run_arena(repo, models, prompts, name=name, judge=judge, human=human,
+                                 column=column, limit=limit, seed=seed, rounds=rounds,
+                                 on_progress=on_progress)
+    path = f"evals/arena/{model_slug(name)}.arena.json"
+    new = None
+    if do_commit:
+        top = ", ".join(f"{r.model} {r.rating:.0f}" for r in board.rows[:3])
+        new, _ = commit_record(repo, record, path, f"arena {name}: {top}",
+                               inputs={"prompts": record.prompts, **{f"model:{m}": d for m, d in record.models.items() if d}},
+                               parameters={"models": models, "judge": judge, "human": human is not None})
+    plot = _arena_plot(repo, path, board)
+    return ArenaRun(record, board, path, plot, new)
+
+
+def arena_show(repo: Repository, spec: str) -> ArenaRun:
+    """The arena at ``[REV:]PATH`` (an ``.arena.json``), its plot redrawn beside it."""
+    from demoai.eval.arena import Leaderboard
+    from demoai.objects import ArenaResult
+    rev, _, path = spec.rpartition(":") if ":" in spec else ("HEAD", "", spec)
+    norm = normalize_path(path)
+    art = repo.artifact_at(rev or "HEAD", norm)
+    if not isinstance(art, ArenaResult):
+        raise InvalidArtifact(f"{norm} is a {art.kind}, not an arena", path=norm)
+    board = Leaderboard.from_dict(art.leaderboard)
+    return ArenaRun(art, board, norm, _arena_plot(repo, norm, board), None)
