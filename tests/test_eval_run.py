@@ -212,3 +212,60 @@ def test_the_shipped_sanity_suite_passes_through_eval_test(repo, tmp_dir):
     res = CliRunner().invoke(main, ["eval", "test"])
     assert res.exit_code == 0, res.output
     assert "15 passed" in res.output
+
+
+MC = [{"id": "m1", "q": "The sky on a clear day is", "choices": ["blue", "green", "salt"], "label": "blue"},
+      {"id": "m2", "q": "Two plus two equals", "choices": ["five", "four", "ten"], "label": "four"},
+      {"id": "m3", "q": "Water freezes at zero degrees", "choices": ["Celsius", "meters"], "label": "Celsius"}]
+TEXTS = [{"text": "The quick brown fox jumps over the lazy dog."},
+         {"text": "Paris is the capital of France, and it is known for the Eiffel Tower."}]
+
+
+def test_multiple_choice_and_perplexity_scores_come_from_the_backend_log_likelihoods(repo, tmp_dir):
+    import math
+    from demoai.engines.llm.llamacpp import LlamaCppBackend
+    from demoai.registry.defaults import default_gguf_path
+    tmp_dir.gen({"mc.jsonl": MC, "texts.jsonl": TEXTS,
+                 "mc.suite.yaml": "name: mc\ntask: multiple_choice\ndataset: mc.jsonl\nkey: id\n"
+                                  "template: \"{{q}}\"\nchoices: choices\ntarget: label\n",
+                 "ppl.suite.yaml": "name: ppl\ntask: perplexity\ndataset: texts.jsonl\ntext: text\n"})
+    add(repo, [tmp_dir / "mc.jsonl", tmp_dir / "texts.jsonl"])
+    commit(repo, "data")
+    mc = PE.run_eval(repo, "mc.suite.yaml").outcome.result
+    ppl = PE.run_eval(repo, "ppl.suite.yaml").outcome.result
+    with LlamaCppBackend(default_gguf_path(), threads=1) as b:
+        acc, acc_norm = [], []
+        for row in MC:
+            lls = [r.logprob for r in b.loglikelihood([(row["q"], " " + c) for c in row["choices"]])]
+            gold = row["label"] if isinstance(row["label"], int) else row["choices"].index(row["label"])
+            acc.append(float(max(range(len(lls)), key=lambda i: lls[i]) == gold))
+            norm = [ll / len(c) for ll, c in zip(lls, row["choices"])]
+            acc_norm.append(float(max(range(len(norm)), key=lambda i: norm[i]) == gold))
+        rolled = b.loglikelihood_rolling([t["text"] for t in TEXTS])
+    assert mc.scores["acc"]["value"] == pytest.approx(sum(acc) / 3)
+    assert mc.scores["acc_norm"]["value"] == pytest.approx(sum(acc_norm) / 3)
+    want = math.exp(-sum(r.logprob for r in rolled) / sum(r.n_tokens for r in rolled))
+    assert ppl.scores["perplexity"]["value"] == pytest.approx(want, rel=1e-6)
+    lo, hi = ppl.scores["perplexity"]["ci"]
+    assert lo <= ppl.scores["perplexity"]["value"] <= hi
+
+
+def test_arena_with_human_votes_rates_and_commits(repo, tmp_dir):
+    import shutil
+    from demoai.objects import ArenaResult
+    from demoai.registry.defaults import default_gguf_path
+    shutil.copyfile(default_gguf_path(), tmp_dir / "other.gguf")
+    tmp_dir.gen({"prompts.jsonl": [{"prompt": "Say hi."}, {"prompt": "Name a color."}]})
+    add(repo, [tmp_dir / "prompts.jsonl", tmp_dir / "other.gguf"])
+    commit(repo, "prompts")
+    # a person who always prefers the answer shown first: position bias, cancelled by both orders
+    res = CliRunner().invoke(main, ["arena", "run", "--models", "smollm2,other.gguf", "--prompts",
+                                    "prompts.jsonl", "--human"], input="a\n" * 4)
+    assert res.exit_code == 0, res.output
+    rec = repo.artifact_at("HEAD", "evals/arena/arena.arena.json")
+    assert isinstance(rec, ArenaResult) and rec.counts["battles"] == 4 and rec.counts["errored"] == 0
+    rows = {r["model"]: r for r in rec.leaderboard["rows"]}
+    assert rows["smollm2"]["wins"] == rows["other.gguf"]["wins"] == 2
+    assert abs(rows["smollm2"]["rating"] - rows["other.gguf"]["rating"]) < 1e-6
+    png = tmp_dir / "evals" / "arena" / "arena.ratings.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
