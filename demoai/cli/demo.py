@@ -4,7 +4,9 @@ In a fresh folder it inits a repository, imports the sample dataset, prompt and 
 GGUF, edits and diffs them, branches, merges, queries history with DuckDB, runs fsck and
 prints the log. Then it runs an agent with SmolLM2 in the sandbox, forks its session at a
 middle step with another instruction, replays the original (recorded and reexecute) and
-prints the session log and the fork's divergence. Last, it serves a hub on 127.0.0.1,
+prints the session log and the fork's divergence. It evaluates SmolLM2 on the shipped
+arithmetic suite (scores with intervals, committed), re-runs it from the cache and runs the
+SmolLM2 sanity suite as a test (demo_eval.py). Last, it serves a hub on 127.0.0.1,
 pushes the repository there, clones it and replays the cloned session (demo_hub.py).
 Every step goes through the same porcelain calls the CLI uses.
 
@@ -257,6 +259,9 @@ def _tour(paths: DemoPaths, console: Console) -> None:
         raise SystemExit(1)
     with A.ModelPool() as pool:                 # the run and the fork share one loaded model
         _agent_tour(repo, root, console, step, pool)
+    from demoai.cli.demo_eval import eval_tour
+    if not eval_tour(repo, root, console, step):
+        raise SystemExit(1)
     from demoai.cli.demo_hub import hub_tour
     if not hub_tour(repo, paths.repo, paths.clone, paths.hub, console, step):
         raise SystemExit(1)
