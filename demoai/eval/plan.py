@@ -91,6 +91,7 @@ class Plan:
         m = self.suite.meta
         keep = ("task", "template", "system", "chat", "delimiter", "columns", "limit", "cases")
         return {**{k: m.get(k) for k in keep}, "params": self.params, "seed": self.seed,
+                "items": len(self.items),
                 "dataset": self.dataset.digest if self.dataset else None,
                 "prompt": self.prompt.digest if self.prompt else None}
 
