@@ -269,3 +269,19 @@ def test_arena_with_human_votes_rates_and_commits(repo, tmp_dir):
     assert abs(rows["smollm2"]["rating"] - rows["other.gguf"]["rating"]) < 1e-6
     png = tmp_dir / "evals" / "arena" / "arena.ratings.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evals_table_in_query_and_eval_bench(qa_repo, tmp_dir, cli):
+    PE.run_eval(qa_repo, "arith.suite.yaml")
+    (tmp_dir / "arith.suite.yaml").write_text(SUITE.replace("max_tokens: 6", "max_tokens: 2"))
+    add(qa_repo, [tmp_dir / "arith.suite.yaml"])
+    commit(qa_repo, "shorter")
+    second = PE.run_eval(qa_repo, "arith.suite.yaml")
+    res = cli("query", "SELECT short_id, metric, value, examples FROM evals WHERE metric = 'contains'",
+              "--json")
+    rows = json.loads(res.output)
+    assert len(rows) == 2 and rows[0]["short_id"] == second.commit[:12] and rows[0]["examples"] == 5
+    assert rows[0]["value"] == pytest.approx(second.outcome.result.scores["contains"]["value"])
+    out = json.loads(cli("eval", "bench", "-p", "16", "-n", "4", "-r", "1", "--json").output)
+    assert out["pp"]["n_tokens"] == 16 and out["tg"]["n_tokens"] == 4
+    assert out["pp"]["tokens_per_s"]["mean"] > 0 and out["tg"]["tokens_per_s"]["mean"] > 0

@@ -137,6 +137,8 @@ def eval_group() -> None:
 @click.option("--model", "-m", help="Model: a model path in the tree, `smollm2` (embedded), or "
               "openai:NAME (default: the suite's `model:`, else smollm2).")
 @click.option("--adapter", help="A LoRA adapter path in the tree, applied to the model.")
+@click.option("--backend", type=click.Choice(["llamacpp", "transformers", "openai", "vllm"]),
+              help="Backend to run the model on (default: llamacpp for GGUF, else transformers).")
 @click.option("--rev", help="Evaluate the suite, data, prompt and model as committed at REV "
               "(default: the working-tree suite, data and model at HEAD).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N examples.")
@@ -145,7 +147,8 @@ def eval_group() -> None:
 @click.option("-M", "--message", help="Commit message (default: suite, model and scores).")
 @json_option
 @handle_errors
-def eval_run(suite: str, model: str | None, adapter: str | None, rev: str | None, limit: int | None,
+def eval_run(suite: str, model: str | None, adapter: str | None, backend: str | None,
+             rev: str | None, limit: int | None,
              force: bool, no_commit: bool, message: str | None, as_json: bool) -> None:
     """Evaluate a model on SUITE (a *.suite.yaml) and commit the result.
 
@@ -156,7 +159,7 @@ def eval_run(suite: str, model: str | None, adapter: str | None, rev: str | None
     with EvalBar(f"eval {suite}", enabled=not as_json) as bar:
         run = P.evaluate.run_eval(repo, suite, model=model, adapter=adapter, rev=rev, limit=limit,
                                   force=force, do_commit=not no_commit, message=message,
-                                  on_progress=bar)
+                                  on_progress=bar, backend=backend)
     if as_json:
         print_json(run.to_dict())
         return
@@ -472,3 +475,39 @@ def arena_show(arena: str, as_json: bool) -> None:
         return
     print_leaderboard(run.leaderboard.to_dict())
     out.print(f"plot: {esc(run.plot or '')}")
+
+
+@eval_group.command("bench")
+@click.option("--model", "-m", default="smollm2", show_default=True,
+              help="Model reference (a model path in the tree, smollm2, MODEL+ADAPTER).")
+@click.option("--backend", type=click.Choice(["llamacpp", "transformers", "openai", "vllm"]),
+              help="Backend to run it on (default: llamacpp for GGUF, else transformers).")
+@click.option("-p", "--n-prompt", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Prompt tokens processed (pp).")
+@click.option("-n", "--n-gen", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Tokens generated (tg).")
+@click.option("-r", "--repetitions", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed repetitions (after one warm-up).")
+@json_option
+@handle_errors
+def eval_bench(model: str, backend: str | None, n_prompt: int, n_gen: int, repetitions: int,
+               as_json: bool) -> None:
+    """Measure a model's prompt and generation speed, like llama-bench."""
+    res = P.evaluate.bench_model(open_repo(), model, backend=backend, n_prompt=n_prompt,
+                                 n_gen=n_gen, repetitions=repetitions)
+    if as_json:
+        print_json(res)
+        return
+    from rich.table import Table
+    t = Table(show_edge=False, pad_edge=False)
+    for c in ("model", "backend", "test", "tokens/s", "± std"):
+        t.add_column(c, justify="left" if c in ("model", "backend", "test") else "right")
+    b = (res.get("backend") or {}).get("backend", "")
+    for key, label in (("pp", f"pp{n_prompt}"), ("tg", f"tg{n_gen}")):
+        tps = res[key]["tokens_per_s"]
+        t.add_row(esc(model), b, label, f"{tps['mean']:.2f}", f"{tps['std']:.2f}")
+    out.print(t)
+    tt = res.get("ttft_s") or {}
+    host = res.get("hardware") or {}
+    out.print(f"time to first token {tt.get('mean', 0) * 1000:.0f} ms (mean of {repetitions}); "
+              f"{host.get('cpu') or host.get('machine', '')}, {host.get('threads', '?')} thread(s)")

@@ -29,7 +29,7 @@ from demoai.store.kinds import materialize
 __all__ = ["run_eval", "EvalRun", "list_evals", "LeaderboardRow", "show_eval", "EvalView",
            "load_eval", "ModelPool", "compare_evals", "Comparison", "run_gate", "GateResult", "Side",
            "commit_record", "test_suites", "SuiteReport", "junit_xml", "format_report",
-           "suite_exit_code", "arena_run", "ArenaRun", "arena_show"]
+           "suite_exit_code", "arena_run", "ArenaRun", "arena_show", "bench_model"]
 
 
 @dataclass
@@ -79,10 +79,13 @@ def commit_record(repo: Repository, art: Any, path: str, message: str, *,
 def run_eval(repo: Repository, suite: str, *, model: str | None = None, adapter: str | None = None,
              rev: str | None = None, limit: int | None = None, force: bool = False,
              do_commit: bool = True, message: str | None = None, on_progress: OnProgress = None,
-             pool: ModelPool | None = None, rounds: int = 1000) -> EvalRun:
-    """Evaluate and commit (see :func:`demoai.eval.run.evaluate` for the arguments)."""
+             pool: ModelPool | None = None, rounds: int = 1000,
+             backend: str | None = None) -> EvalRun:
+    """Evaluate and commit (see :func:`demoai.eval.run.evaluate` for the arguments;
+    ``backend`` picks llamacpp/transformers/openai/vllm instead of the model's default)."""
     outcome = evaluate(repo, suite, model=model, adapter=adapter, rev=rev, limit=limit, force=force,
-                       pool=pool, on_progress=on_progress, rounds=rounds)
+                       pool=pool, on_progress=on_progress, rounds=rounds,
+                       backend={"name": backend} if backend else None)
     res = outcome.result
     if not do_commit:
         return EvalRun(outcome, None, False)
@@ -271,3 +274,22 @@ def arena_show(repo: Repository, spec: str) -> ArenaRun:
         raise InvalidArtifact(f"{norm} is a {art.kind}, not an arena", path=norm)
     board = Leaderboard.from_dict(art.leaderboard)
     return ArenaRun(art, board, norm, _arena_plot(repo, norm, board), None)
+
+
+def bench_model(repo: Repository, model: str = "smollm2", *, adapter: str | None = None,
+                backend: str | None = None, n_prompt: int = 512, n_gen: int = 128,
+                repetitions: int = 3, rev: str | None = None) -> dict[str, Any]:
+    """Prompt-processing and generation speed of a model alone, as llama-bench measures
+    them (``pp<n_prompt>``, ``tg<n_gen>``): tokens/s with mean and spread over
+    ``repetitions``, time to first token, the backend and the hardware."""
+    from demoai.engines.llm import open_backend
+    from demoai.engines.llm.bench import bench_backend
+    from demoai.registry.resolve import resolve_model, split_model_id
+    base, plus = split_model_id(model)
+    spec = resolve_model(repo, base, rev, {"name": backend} if backend else None, adapter or plus)
+    with open_backend(spec) as b:
+        out = bench_backend(b, n_prompt=n_prompt, n_gen=n_gen, repetitions=repetitions)
+    out["model"] = model
+    from demoai.store.git.lineage import environment
+    out["hardware"] = {**environment()["host"], **(out.get("hardware") or {})}
+    return out

@@ -2,7 +2,8 @@
 
 In the SQL, ``table('data/train.jsonl')`` is the dataset at HEAD, ``table('PATH', 'REV')``
 at any revision (``'INDEX'`` for the staged version), and ``commits`` is one row per
-commit reachable from any branch or tag, with its lineage fields.
+commit reachable from any branch or tag, with its lineage fields; ``evals`` is one row per
+evaluation result and metric, at the commit that recorded it (a leaderboard over history).
 
 A query over ``commits`` without an ORDER BY (anywhere in it) returns its rows in history
 order, newest first, as ``log --all`` lists them, whenever the result has an ``id`` or
@@ -25,7 +26,7 @@ from demoai.store.kinds import load_table
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["query", "commits_table", "in_history_order"]
+__all__ = ["query", "commits_table", "evals_table", "in_history_order"]
 
 _TABLE_CALL = re.compile(r"""\btable\(\s*'((?:[^']|'')*)'\s*(?:,\s*'((?:[^']|'')*)'\s*)?\)""", re.IGNORECASE)
 
@@ -54,6 +55,51 @@ def commits_table(repo: Repository) -> "pa.Table":
                         ("inputs", pa.string()), ("parameters", pa.string()),
                         ("demoai_version", pa.string()), ("python", pa.string()),
                         ("host_cpu", pa.string()), ("lineage", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def evals_table(repo: Repository) -> "pa.Table":
+    """Every evaluation result in the history, one row per metric, at the commit that wrote
+    it (a result unchanged from the first parent is not repeated): commit, time, path, suite,
+    model, task, metric, value, stderr, interval, examples, errored and the pinned digests."""
+    import pyarrow as pa
+    from demoai.objects import EvalResult
+    heads = sorted(set(repo.branches().values()) | set(repo.tags().values()))
+    rows: list[dict[str, Any]] = []
+    cache: dict[str, dict[str, bytes]] = {}
+
+    def evals_at(commit: str) -> dict[str, bytes]:
+        if commit not in cache:
+            cache[commit] = {p: raw for p, raw in repo.tree_entries(commit).items()
+                             if p.endswith(".eval.json")}
+        return cache[commit]
+    for ci in topo_order(repo, heads):
+        parent = evals_at(ci.parents[0]) if ci.parents else {}
+        for path, raw in sorted(evals_at(ci.id).items()):
+            if parent.get(path) == raw:
+                continue
+            res = decode_manifest(raw, path)
+            if not isinstance(res, EvalResult):
+                continue
+            for metric, s in res.scores.items():
+                ci_ = s.get("ci") or [None, None]
+                rows.append({
+                    "commit": ci.id, "short_id": ci.id[:12],
+                    "time": datetime.fromtimestamp(ci.time, tz=timezone.utc), "path": path,
+                    "suite": res.suite_name, "model": res.model_ref, "task": res.task,
+                    "metric": metric, "value": float(s["value"]),
+                    "stderr": s.get("stderr"), "ci_low": ci_[0], "ci_high": ci_[1],
+                    "examples": res.counts.get("examples"), "errored": res.counts.get("errored"),
+                    "model_digest": res.model, "adapter_digest": res.adapter,
+                    "dataset_digest": res.dataset, "suite_digest": res.suite, "result": res.digest})
+    schema = pa.schema([("commit", pa.string()), ("short_id", pa.string()),
+                        ("time", pa.timestamp("s", tz="UTC")), ("path", pa.string()),
+                        ("suite", pa.string()), ("model", pa.string()), ("task", pa.string()),
+                        ("metric", pa.string()), ("value", pa.float64()), ("stderr", pa.float64()),
+                        ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("examples", pa.int64()),
+                        ("errored", pa.int64()), ("model_digest", pa.string()),
+                        ("adapter_digest", pa.string()), ("dataset_digest", pa.string()),
+                        ("suite_digest", pa.string()), ("result", pa.string())])
     return pa.Table.from_pylist(rows, schema=schema)
 
 
@@ -93,6 +139,8 @@ def query(repo: Repository, sql: str) -> "pa.Table":
         if re.search(r"\bcommits\b", rewritten, re.IGNORECASE):
             commits = commits_table(repo)
             con.register("commits", commits)
+        if re.search(r"\bevals\b", rewritten, re.IGNORECASE):
+            con.register("evals", evals_table(repo))
         try:
             rel = con.sql(rewritten)
             result = rel.to_arrow_table() if rel is not None else pa.table({})
