@@ -6,6 +6,7 @@ is checked against the embedded SmolLM2 scored in-process.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -223,3 +224,54 @@ def test_metrics_move_and_parse(served):
     errs = samples()
     assert get(errs, "demoai_model_errors_total", route=route, model="models/nope",
                code="path_not_found") == 1
+
+
+MC_ROWS = [{"id": "m1", "question": "The sky on a clear day is", "choices": ["blue", "green", "salt"], "label": 0},
+           {"id": "m2", "question": "Two plus two equals", "choices": ["five", "four", "ten"], "label": 1},
+           {"id": "m3", "question": "Water freezes at zero degrees", "choices": ["Celsius", "meters", "volts"], "label": 0},
+           {"id": "m4", "question": "The opposite of hot is", "choices": ["cold", "loud", "tall"], "label": 0},
+           {"id": "m5", "question": "A week has seven", "choices": ["days", "apples", "rivers"], "label": 0},
+           {"id": "m6", "question": "Paris is the capital of", "choices": ["Spain", "France", "Peru"], "label": 1}]
+
+
+def test_lm_eval_scores_a_served_model_as_demoai_eval_does(served, tmp_path, monkeypatch):
+    """lm-evaluation-harness's ``local-completions`` runs a multiple-choice task against
+    ``demoai serve``; ``demoai eval run`` of the same items gets the same acc and acc_norm."""
+    pytest.importorskip("lm_eval")
+    import lm_eval
+    import transformers
+    from lm_eval.tasks import TaskManager
+    from demoai.porcelain import add, commit
+    from demoai.porcelain import evaluate as PE
+    gguf = default_gguf_path()
+    transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(
+        tmp_path / "tok")
+    root = tmp_path / "repo"
+    repo = init(root)
+    data = root / "mc.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in MC_ROWS))
+    (root / "mc.suite.yaml").write_text("name: mc\ntask: multiple_choice\ndataset: mc.jsonl\nkey: id\n"
+                                        "template: \"Question: {{question}}\\nAnswer:\"\n"
+                                        "choices: choices\ntarget: label\n")
+    add(repo, [data, root / "mc.suite.yaml"])
+    commit(repo, "mc")
+    monkeypatch.setenv("DEMOAI_LLM_THREADS", "1")
+    ours = PE.run_eval(repo, str(root / "mc.suite.yaml")).outcome.result.scores
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "mc.yaml").write_text(
+        f"task: demoai_served_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "output_type: multiple_choice\ntest_split: test\n"
+        "doc_to_text: \"Question: {{question}}\\nAnswer:\"\ndoc_to_choice: \"{{choices}}\"\n"
+        "doc_to_target: label\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+    monkeypatch.setenv("OPENAI_API_KEY", TOKEN)
+    res = lm_eval.simple_evaluate(
+        model="local-completions",
+        model_args={"base_url": served.url + "/v1/completions", "model": "smollm2",
+                    "tokenizer_backend": "huggingface", "tokenizer": str(tmp_path / "tok"),
+                    "max_length": 2048, "max_retries": 1},
+        tasks=["demoai_served_mc"], task_manager=TaskManager(include_path=str(tasks)),
+        batch_size=1, log_samples=False)
+    theirs = res["results"]["demoai_served_mc"]
+    assert theirs["acc,none"] == pytest.approx(ours["acc"]["value"], abs=1e-12)
+    assert theirs["acc_norm,none"] == pytest.approx(ours["acc_norm"]["value"], abs=1e-12)

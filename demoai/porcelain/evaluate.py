@@ -29,7 +29,8 @@ from demoai.store.kinds import materialize
 __all__ = ["run_eval", "EvalRun", "list_evals", "LeaderboardRow", "show_eval", "EvalView",
            "load_eval", "ModelPool", "compare_evals", "Comparison", "run_gate", "GateResult", "Side",
            "commit_record", "test_suites", "SuiteReport", "junit_xml", "format_report",
-           "suite_exit_code", "arena_run", "ArenaRun", "arena_show", "bench_model"]
+           "suite_exit_code", "arena_run", "ArenaRun", "arena_show", "bench_model",
+           "repo_path"]
 
 
 @dataclass
@@ -54,6 +55,20 @@ def _lineage_inputs(res: EvalResult) -> dict[str, str]:
     if res.pins.get("prompt"):
         out["prompt"] = res.pins["prompt"]
     return out
+
+
+def repo_path(repo: Repository, path: str) -> str:
+    """A path as the user typed it (relative to the current folder, or absolute) as a path
+    in the repository, when it names a file inside the work tree; else as given (a path
+    committed at some revision)."""
+    import os
+    from pathlib import Path
+    p = Path(os.path.abspath(path))
+    try:
+        rel = p.relative_to(repo.root.resolve())
+    except ValueError:
+        return path
+    return rel.as_posix() if (p.exists() or not Path(path).is_absolute()) else path
 
 
 def commit_record(repo: Repository, art: Any, path: str, message: str, *,
@@ -83,7 +98,7 @@ def run_eval(repo: Repository, suite: str, *, model: str | None = None, adapter:
              backend: str | None = None) -> EvalRun:
     """Evaluate and commit (see :func:`demoai.eval.run.evaluate` for the arguments;
     ``backend`` picks llamacpp/transformers/openai/vllm instead of the model's default)."""
-    outcome = evaluate(repo, suite, model=model, adapter=adapter, rev=rev, limit=limit, force=force,
+    outcome = evaluate(repo, repo_path(repo, suite), model=model, adapter=adapter, rev=rev, limit=limit, force=force,
                        pool=pool, on_progress=on_progress, rounds=rounds,
                        backend={"name": backend} if backend else None)
     res = outcome.result
@@ -203,7 +218,7 @@ def run_gate(repo: Repository, suite: str, base: Side, candidate: Side, *, metri
              margin: float = 0.0, alpha: float = 0.05, limit: int | None = None,
              do_commit: bool = True, on_progress: OnProgress = None, rounds: int = 1000) -> GateResult:
     """Evaluate base and candidate on ``suite`` and commit the gate's decision."""
-    run = _run_gate(repo, suite, base, candidate, metric=metric, margin=margin, alpha=alpha,
+    run = _run_gate(repo, repo_path(repo, suite), base, candidate, metric=metric, margin=margin, alpha=alpha,
                     limit=limit, on_progress=on_progress, rounds=rounds)
     path = gate_path(run.base.result.suite_name, base, candidate)
     new = None
