@@ -285,3 +285,13 @@ def test_evals_table_in_query_and_eval_bench(qa_repo, tmp_dir, cli):
     out = json.loads(cli("eval", "bench", "-p", "16", "-n", "4", "-r", "1", "--json").output)
     assert out["pp"]["n_tokens"] == 16 and out["tg"]["n_tokens"] == 4
     assert out["pp"]["tokens_per_s"]["mean"] > 0 and out["tg"]["tokens_per_s"]["mean"] > 0
+
+
+def test_an_endpoint_that_does_not_answer_is_a_clear_error_and_nothing_is_committed(qa_repo, tmp_dir):
+    from tests.helpers.tiny import free_port
+    head = qa_repo.head_commit()
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(E.ModelError, match="every example failed") as e:
+        PE.run_eval(qa_repo, "arith.suite.yaml", model="openai:nobody", base_url=dead, timeout=2.0,
+                    limit=2)
+    assert qa_repo.head_commit() == head and "nobody" in str(e.value.fields.get("model", ""))

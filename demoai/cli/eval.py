@@ -139,6 +139,7 @@ def eval_group() -> None:
 @click.option("--adapter", help="A LoRA adapter path in the tree, applied to the model.")
 @click.option("--backend", type=click.Choice(["llamacpp", "transformers", "openai", "vllm"]),
               help="Backend to run the model on (default: llamacpp for GGUF, else transformers).")
+@click.option("--base-url", help="An OpenAI-compatible endpoint (with --model openai:NAME).")
 @click.option("--rev", help="Evaluate the suite, data, prompt and model as committed at REV "
               "(default: the working-tree suite, data and model at HEAD).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N examples.")
@@ -148,7 +149,7 @@ def eval_group() -> None:
 @json_option
 @handle_errors
 def eval_run(suite: str, model: str | None, adapter: str | None, backend: str | None,
-             rev: str | None, limit: int | None,
+             base_url: str | None, rev: str | None, limit: int | None,
              force: bool, no_commit: bool, message: str | None, as_json: bool) -> None:
     """Evaluate a model on SUITE (a *.suite.yaml) and commit the result.
 
@@ -159,7 +160,7 @@ def eval_run(suite: str, model: str | None, adapter: str | None, backend: str | 
     with EvalBar(f"eval {suite}", enabled=not as_json) as bar:
         run = P.evaluate.run_eval(repo, suite, model=model, adapter=adapter, rev=rev, limit=limit,
                                   force=force, do_commit=not no_commit, message=message,
-                                  on_progress=bar, backend=backend)
+                                  on_progress=bar, backend=backend, base_url=base_url)
     if as_json:
         print_json(run.to_dict())
         return

@@ -64,8 +64,19 @@ class EvalCache:
         return rows, run
 
     def resumable(self) -> dict[int, dict[str, Any]]:
-        """Rows already stored by a half-finished run, by item index."""
-        return {r["index"]: r for r in _read_lines(self.partial)}
+        """Rows already stored by a half-finished run, by item index (rows whose model call
+        failed are left out: they run again)."""
+        return {r["index"]: r for r in _read_lines(self.partial) if not r.get("retry")}
+
+    def reopen(self) -> None:
+        """Turn a finished run whose model calls failed on some items back into a
+        half-finished one, so the next run repeats only those items."""
+        rows = [r for r in _read_lines(self.complete) if not r.get("retry")]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        body = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
+        atomic_write(self.partial, body.encode(), durable=False)
+        self.complete.unlink(missing_ok=True)
+        self.run_file.unlink(missing_ok=True)
 
     def writer(self) -> "_Journal":
         """An append-only journal of finished items."""

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from demoai.engines.llm import ModelPool, open_backend
+from demoai.errors import ModelError
 from demoai.eval.cache import EvalCache, predictions_key
 from demoai.eval.plan import Plan, load_plan
 from demoai.eval.scoring import score_rows
@@ -178,6 +179,9 @@ def evaluate(repo: Repository, suite_path: str, *, model: str | None = None,
     key, covered = predictions_key(plan.generation_spec(), spec)
     cache = EvalCache(repo.control, key)
     found = None if force else cache.finished()
+    if found is not None and any(r.get("retry") for r in found[0]):
+        cache.reopen()                      # the items whose model call failed run again
+        found = None
     if found is not None:
         rows, run = found
         resumed, cached = 0, True
@@ -186,6 +190,11 @@ def evaluate(repo: Repository, suite_path: str, *, model: str | None = None,
             cache.partial.unlink(missing_ok=True)
         rows, run, resumed = _predict(repo, plan, spec, cache, pool, on_progress)
         cached = False
+    failed = [r for r in rows if r.get("retry")]
+    if failed and len(failed) == len(rows):
+        raise ModelError(f"every example failed on the model ({len(rows)} of {len(rows)}), nothing "
+                         f"was committed; the first error: {failed[0]['error']}",
+                         model=model_ref, examples=len(rows))
     result = build_result(repo, plan, rows, run, spec=spec, model_ref=model_ref, key=key,
                           covered=covered, rounds=rounds)
     return EvalOutcome(result=result, path=result_path(plan, model_ref, adapter), cached=cached,

@@ -5,7 +5,8 @@ metrics re-scores stored rows without the model: the output text (``generate``),
 choices' log-likelihoods and greedy flags (``multiple_choice``), the continuation's
 log-likelihood (``loglikelihood``), the text's total log-likelihood and its token, word and
 byte counts (``perplexity``); plus tokens and timings. A model error on one item makes that
-row errored (its message kept), never a score of 0.
+row errored (its message kept), never a score of 0; such a row is tried again by the next run
+(a bad row, e.g. one without a reference, is not).
 """
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ def run_item(backend: Any, task: str, item: Item, params: dict[str, Any], seed: 
             raise ValueError(f"unknown task {task!r}")
     except DemoAIError as e:
         row["error"] = f"{type(e).__name__}: {e}"
+        row["retry"] = True        # a failed call (not a bad row): the next run tries it again
     row["latency_ms"] = (time.perf_counter() - t0) * 1000.0
     return row
 

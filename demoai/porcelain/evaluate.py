@@ -95,12 +95,21 @@ def run_eval(repo: Repository, suite: str, *, model: str | None = None, adapter:
              rev: str | None = None, limit: int | None = None, force: bool = False,
              do_commit: bool = True, message: str | None = None, on_progress: OnProgress = None,
              pool: ModelPool | None = None, rounds: int = 1000,
-             backend: str | None = None) -> EvalRun:
+             backend: str | None = None, base_url: str | None = None,
+             timeout: float | None = None) -> EvalRun:
     """Evaluate and commit (see :func:`demoai.eval.run.evaluate` for the arguments;
-    ``backend`` picks llamacpp/transformers/openai/vllm instead of the model's default)."""
+    ``backend`` picks llamacpp/transformers/openai/vllm instead of the model's default;
+    ``base_url`` (and ``timeout``) reach an OpenAI-compatible endpoint: ``model`` is then
+    ``openai:NAME``)."""
+    options: dict[str, Any] = {}
+    if backend:
+        options["name"] = backend
+    if base_url:
+        options["base_url"] = base_url
+    if timeout:
+        options["timeout"] = timeout
     outcome = evaluate(repo, repo_path(repo, suite), model=model, adapter=adapter, rev=rev, limit=limit, force=force,
-                       pool=pool, on_progress=on_progress, rounds=rounds,
-                       backend={"name": backend} if backend else None)
+                       pool=pool, on_progress=on_progress, rounds=rounds, backend=options or None)
     res = outcome.result
     if not do_commit:
         return EvalRun(outcome, None, False)
