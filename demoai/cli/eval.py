@@ -120,6 +120,19 @@ def print_eval_diff(d: dict[str, Any]) -> None:
     print_comparison(rows, d.get("inputs_changed") or [])
 
 
+def _exit_error(e: Any, as_json: bool) -> None:
+    """Report a typed error (one JSON line on stderr with --json) and exit 2: for the
+    commands whose status 1 means a failed case or gate."""
+    import sys
+    if as_json:
+        from demoai.cli.common import error_json
+        d = e.to_dict()
+        click.echo(error_json(d["code"], d["message"], d["fields"]), err=True)
+    else:
+        err.print(f"[red]error:[/red] {esc(e.message)}")
+    sys.exit(2)
+
+
 @click.group("eval")
 def eval_group() -> None:
     """Evaluate models on suites; every result is a commit.
@@ -322,13 +335,7 @@ def eval_gate(suite: str, base_rev: str, cand_rev: str, model: str | None, base_
             P.evaluate.Side(cand_rev, candidate_model or model, candidate_adapter),
             metric=metric, margin=margin, alpha=alpha, limit=limit, do_commit=not no_commit)
     except E.DemoAIError as e:
-        if as_json:
-            from demoai.cli.common import error_json
-            d = e.to_dict()
-            click.echo(error_json(d["code"], d["message"], d["fields"]), err=True)
-        else:
-            err.print(f"[red]error:[/red] {esc(e.message)}")
-        sys.exit(2)
+        _exit_error(e, as_json)
     rec = res.run.record
     if as_json:
         print_json(res.to_dict())
@@ -377,13 +384,7 @@ def eval_test(paths: tuple[str, ...], model: str | None, rev: str | None, junit:
                 err.print(f"\r{suite}: {''.join(marks)}", end="")
         reports = P.evaluate.test_suites(repo, list(paths) or None, model=model, rev=rev, on_case=on_case)
     except E.DemoAIError as e:
-        if as_json:
-            from demoai.cli.common import error_json
-            d = e.to_dict()
-            click.echo(error_json(d["code"], d["message"], d["fields"]), err=True)
-        else:
-            err.print(f"[red]error:[/red] {esc(e.message)}")
-        sys.exit(2)
+        _exit_error(e, as_json)
     if not as_json and err.is_terminal:
         err.print("")
     if junit:
