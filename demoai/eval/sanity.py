@@ -169,20 +169,27 @@ def test_suites(repo: Repository, paths: list[str] | None = None, *, model: str 
                 on_case: OnCase = None) -> list[SuiteReport]:
     """Run every suite of cases under ``paths``: one report per suite (a suite that cannot
     be loaded or run is a report with its error; dataset suites are skipped)."""
+    own = pool is None
     pool = pool or ModelPool(size=2)
     reports = []
-    for path in find_suites(repo, paths):
-        t0 = time.perf_counter()
-        try:
-            plan = load_plan(repo, path, rev=rev)
-            if plan.task != "cases":
-                continue
-            results, described = run_cases(repo, plan, model=model, rev=rev, pool=pool, on_case=on_case)
-            reports.append(SuiteReport(plan.name, path, results, time.perf_counter() - t0,
-                                       properties={"model": model or plan.suite.meta.get("model") or "smollm2",
-                                                   "model_digest": described.get("model_digest", ""),
-                                                   "suite_digest": plan.suite.digest}))
-        except DemoAIError as e:
-            reports.append(SuiteReport(path, path, [], time.perf_counter() - t0,
-                                       error={"code": e.code, "message": e.message}))
+    try:
+        for path in find_suites(repo, paths):
+            t0 = time.perf_counter()
+            try:
+                plan = load_plan(repo, path, rev=rev)
+                if plan.task != "cases":
+                    continue
+                results, described = run_cases(repo, plan, model=model, rev=rev, pool=pool,
+                                               on_case=on_case)
+                reports.append(SuiteReport(
+                    plan.name, path, results, time.perf_counter() - t0,
+                    properties={"model": model or plan.suite.meta.get("model") or "smollm2",
+                                "model_digest": described.get("model_digest", ""),
+                                "suite_digest": plan.suite.digest}))
+            except DemoAIError as e:
+                reports.append(SuiteReport(path, path, [], time.perf_counter() - t0,
+                                           error={"code": e.code, "message": e.message}))
+    finally:
+        if own:
+            pool.close()
     return reports
