@@ -16,3 +16,5 @@ for _cmd in (agent, eval_group, arena_group, remote, push, fetch, pull, clone, l
     main.add_command(_cmd)
 
 __all__ = ["main"]
+from demoai.cli.data import data_group  # noqa: E402
+main.add_command(data_group)

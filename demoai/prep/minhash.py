@@ -33,6 +33,7 @@ from demoai.errors import InvalidArtifact
 __all__ = [
     "MinHashParams", "Signatures", "minhash_signatures", "shingle_hashes", "permutations",
     "optimal_bands", "check_threshold", "text_hashes", "normalize_texts", "EMPTY_HASH",
+    "ngram_hashes64",
 ]
 
 EMPTY_HASH = np.uint32(0xFFFFFFFF)     # the signature value of a text with no shingles
@@ -204,16 +205,17 @@ def _as_array(texts: Iterable[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
     return pa.array(list(texts), type=pa.string())
 
 
-def _ngram_hashes(units: np.ndarray, counts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _ngram_hashes(units: np.ndarray, counts: np.ndarray, n: int, wide: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of the n-grams of each document's unit sequence (a document with fewer than n
-    units but at least one gives one shingle of all of them); returns (uint32 hashes,
-    shingles per document)."""
+    units but at least one gives one shingle of all of them); returns (uint32 hashes, or
+    uint64 with ``wide``, shingles per document)."""
     counts = counts.astype(np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     per_doc = np.where(counts >= n, counts - n + 1, np.minimum(counts, 1))
     total = int(per_doc.sum())
     if total == 0:
-        return np.zeros(0, dtype=np.uint32), per_doc
+        return np.zeros(0, dtype=np.uint64 if wide else np.uint32), per_doc
     doc = np.repeat(np.arange(len(counts)), per_doc)
     first = np.concatenate([[0], np.cumsum(per_doc)[:-1]])
     pos = starts[doc] + (np.arange(total) - first[doc])
@@ -225,6 +227,8 @@ def _ngram_hashes(units: np.ndarray, counts: np.ndarray, n: int) -> tuple[np.nda
         take = units[np.minimum(pos + j, last)]
         g += take * (qpow[j] * (length > np.uint64(j)).astype(np.uint64))
     g = _fmix64(g ^ (length * _LEN))
+    if wide:
+        return g, per_doc
     return (g >> np.uint64(32)).astype(np.uint32), per_doc
 
 
@@ -260,6 +264,26 @@ def shingle_hashes(texts: Iterable[str] | pa.Array, params: MinHashParams = MinH
         units = np.frombuffer(joined, dtype=np.uint32).astype(np.uint64) + np.uint64(1)
         units = _fmix64(units * _LEN)
     return _ngram_hashes(units, counts, params.ngram)
+
+
+def ngram_hashes64(texts: Iterable[str] | pa.Array, n: int = 13, unit: str = "word",
+                   normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The 64-bit hashes of the word (or character) ``n``-grams of every text's normalized
+    form (:func:`normalize_texts`), concatenated, and the count per text: wide enough to test
+    membership in a set of millions of n-grams without false hits (contamination checks).
+    A text with fewer than ``n`` units gives one hash of all of them."""
+    params = MinHashParams(ngram=n, unit=unit, normalize=normalize)
+    norm = normalize_texts(_as_array(texts), params)
+    if unit == "word":
+        flat, counts = _words(norm)
+        enc = pc.dictionary_encode(flat)
+        units = _string_hashes(enc.dictionary)[enc.indices.to_numpy(zero_copy_only=False)]
+    else:
+        counts = pc.utf8_length(norm).to_numpy(zero_copy_only=False)
+        joined = "".join(norm.to_pylist()).encode("utf-32-le")
+        units = _fmix64((np.frombuffer(joined, dtype=np.uint32).astype(np.uint64) + np.uint64(1))
+                        * _LEN)
+    return _ngram_hashes(units, counts, n, wide=True)
 
 
 def _signatures_of(hashes: np.ndarray, per_doc: np.ndarray, a: np.ndarray, b: np.ndarray

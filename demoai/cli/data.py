@@ -1,0 +1,287 @@
+"""``demoai data``: preparation steps, each a commit with lineage (clean, dedup, split,
+contamination, run), and the reports that explain them (why, stats)."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from demoai.cli.common import (
+    Bars, handle_errors, json_option, open_repo, out, print_fields, print_json, print_rows,
+)
+from demoai.porcelain import data as D
+
+__all__ = ["data_group"]
+
+_REV = click.option("--rev", default="HEAD", show_default=True,
+                    help="Read the dataset as committed at REV (the result commits on HEAD).")
+_COLUMN = click.option("--column", "-c", "column", multiple=True,
+                       help="Text column (repeatable; default: every text column but the key).")
+_MSG = click.option("-M", "--message", help="Commit message (default: verb, path and row counts).")
+_EMPTY = click.option("--allow-empty", is_flag=True,
+                      help="Commit even when every row is removed (refused otherwise).")
+
+
+@click.group("data")
+def data_group() -> None:
+    """Prepare datasets: clean, dedup, split, contamination, stats, why, run.
+
+    Each step reads PATH as committed at a revision, writes the new version to PATH in
+    the working tree and commits it (only the paths it wrote), with what it removed or
+    changed kept beside it in PATH.prep/why.parquet.
+    """
+
+
+def _step(res: D.StepResult) -> None:
+    if res.up_to_date:
+        out.print(f"{res.path}: nothing to change ({res.rows_in} rows); nothing committed",
+                  markup=False)
+    else:
+        out.print(f"[{(res.commit or '')[:10]}] data {res.verb} {res.path}: {res.rows_in} -> "
+                  f"{res.rows_out} rows", markup=False)
+
+
+@data_group.command("clean")
+@click.argument("path")
+@click.option("--rule", "-r", "rules", multiple=True,
+              help="A rule NAME[:k=v,...] (repeatable, applied in order), e.g. length:unit=words,min=3.")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False),
+              help="A YAML file with a list of rules (names or mappings with 'name').")
+@_COLUMN
+@_REV
+@_EMPTY
+@_MSG
+@json_option
+@handle_errors
+def clean_cmd(path: str, rules: tuple[str, ...], rules_file: str | None, column: tuple[str, ...],
+              rev: str, allow_empty: bool, message: str | None, as_json: bool) -> None:
+    """Apply cleaning rules to PATH and commit it with the reason for each change.
+
+    Rules: unicode (nfc, nfkc), whitespace, control, empty, length, gopher_repetition, pii.
+    """
+    specs: list[Any] = list(rules)
+    if rules_file:
+        specs += D.load_rules(rules_file)
+    repo = open_repo()
+    with Bars(not as_json) as bars:
+        res = D.clean(repo, path, specs, column=list(column) or None, rev=rev,
+                      allow_empty=allow_empty, message=message, progress=bars)
+    if as_json:
+        return print_json(res.to_dict())
+    _step(res)
+    rows = [{"rule": k, "removed": v["removed"], "changed": v["changed"], "edits": v["edits"]}
+            for k, v in res.summary["rules"].items()]
+    print_rows(rows)
+    if res.summary["redactions"]:
+        print_fields([("redactions", ", ".join(f"{k} {v}" for k, v in
+                                                res.summary["redactions"].items()))])
+
+
+@data_group.command("dedup")
+@click.argument("path")
+@_COLUMN
+@click.option("--threshold", "-t", type=float, default=D.DEFAULT_THRESHOLD, show_default=True,
+              help="Jaccard similarity (0, 1] above which rows are near-duplicates.")
+@click.option("--exact/--no-exact", default=True, show_default=True,
+              help="Drop rows whose normalized text equals an earlier row's.")
+@click.option("--near/--no-near", default=True, show_default=True,
+              help="Drop MinHash-LSH near-duplicates (word 5-grams, 128 permutations).")
+@click.option("--against", "-a", multiple=True,
+              help="Also drop rows duplicating PATH[@REF], or every dataset at REF (repeatable).")
+@click.option("--num-perm", type=int, default=128, show_default=True,
+              help="MinHash permutations.")
+@click.option("--ngram", type=int, default=5, show_default=True, help="Words per shingle.")
+@_REV
+@_EMPTY
+@_MSG
+@json_option
+@handle_errors
+def dedup_cmd(path: str, column: tuple[str, ...], threshold: float, exact: bool, near: bool,
+              against: tuple[str, ...], num_perm: int, ngram: int, rev: str, allow_empty: bool,
+              message: str | None, as_json: bool) -> None:
+    """Drop exact and near-duplicate rows of PATH and commit it with the clusters."""
+    repo = open_repo()
+    with Bars(not as_json) as bars:
+        res = D.dedup(repo, path, column=list(column) or None, threshold=threshold, exact=exact,
+                      near=near, against=list(against), num_perm=num_perm, ngram=ngram, rev=rev,
+                      allow_empty=allow_empty, message=message, progress=bars)
+    if as_json:
+        return print_json(res.to_dict())
+    _step(res)
+    s = res.summary
+    print_fields([("dropped", f"{s['dropped']['exact']} exact, {s['dropped']['minhash']} near "
+                              f"(threshold {s['threshold']}, {s['bands'][0]} bands x "
+                              f"{s['bands'][1]} rows)"),
+                  ("hashed", f"{s['hashed']} rows ({s['reused']} reused from stored signatures)"),
+                  ("against", f"{s['against_rows']} rows")])
+
+
+@data_group.command("split")
+@click.argument("path")
+@click.option("--ratios", required=True, help="Split ratios summing to 1, e.g. 0.8,0.1,0.1.")
+@click.option("--names", help="Split names, comma-separated (default train,validation,test).")
+@click.option("--key", help="Column whose hash places a row (default: the dataset key, else the row).")
+@click.option("--stratify", help="Column whose values every split holds in proportion.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the key hash.")
+@_REV
+@_MSG
+@json_option
+@handle_errors
+def split_cmd(path: str, ratios: str, names: str | None, key: str | None, stratify: str | None,
+              seed: int, rev: str, message: str | None, as_json: bool) -> None:
+    """Split PATH by key hash into PATH_stem.NAME files and commit them."""
+    repo = open_repo()
+    res = D.split(repo, path, ratios, key=key, stratify=stratify, seed=seed,
+                  names=names.split(",") if names else None, rev=rev, message=message)
+    if as_json:
+        return print_json(res.to_dict())
+    if res.up_to_date:
+        out.print("the splits are up to date; nothing committed", markup=False)
+    else:
+        out.print(f"[{(res.commit or '')[:10]}] data split {res.path}", markup=False)
+    print_rows([{"split": n, "rows": c, "path": res.summary["files"][n]}
+                for n, c in res.summary["counts"].items()])
+
+
+@data_group.command("contamination")
+@click.argument("test_path")
+@click.option("--against", "-a", multiple=True, required=True,
+              help="Training data: PATH[@REF], PATH,PATH, or REF for every dataset at REF.")
+@_COLUMN
+@click.option("--n", "n", type=int, default=D.DEFAULT_NGRAM, show_default=True,
+              help="Words per n-gram of the overlap check.")
+@click.option("--near/--no-near", default=True, show_default=True,
+              help="Also flag MinHash near-duplicates of training rows.")
+@click.option("--threshold", "-t", type=float, default=D.DEFAULT_THRESHOLD, show_default=True,
+              help="Jaccard similarity (0, 1] of a near-duplicate.")
+@click.option("--remove", is_flag=True, help="Commit TEST_PATH without the contaminated rows.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Rows of hits to print.")
+@_REV
+@_EMPTY
+@_MSG
+@json_option
+@handle_errors
+def contamination_cmd(test_path: str, against: tuple[str, ...], column: tuple[str, ...], n: int,
+                      near: bool, threshold: float, remove: bool, limit: int, rev: str,
+                      allow_empty: bool, message: str | None, as_json: bool) -> None:
+    """Find rows of TEST_PATH whose n-grams or near-duplicates are in training data."""
+    specs = [s for a in against for s in a.split(",") if s]
+    repo = open_repo()
+    with Bars(not as_json) as bars:
+        rep = D.contamination(repo, test_path, specs, column=list(column) or None, n=n, near=near,
+                              threshold=threshold, remove=remove, rev=rev,
+                              allow_empty=allow_empty, message=message, progress=bars)
+    if as_json:
+        return print_json(rep.to_dict())
+    out.print(f"{rep.path}: {rep.contaminated} of {rep.rows} rows contaminated "
+              f"({n}-gram overlap{' or near-duplicate' if near else ''})", markup=False)
+    print_rows([{k: ("-" if v is None else v) for k, v in h.items()} for h in rep.hits[:limit]])
+    if len(rep.hits) > limit:
+        out.print(f"… and {len(rep.hits) - limit} more", markup=False)
+    if rep.removed is not None:
+        _step(rep.removed)
+
+
+_STAT_LABELS = [("rows", "rows"), ("empty_rows", "empty rows"), ("chars_mean", "chars mean"),
+                ("chars_p50", "chars median"), ("chars_p90", "chars p90"),
+                ("chars_max", "chars max"), ("words_mean", "words mean"),
+                ("words_p50", "words median"), ("words_p90", "words p90"),
+                ("words_max", "words max"), ("vocabulary", "vocabulary"), ("tokens", "tokens"),
+                ("distinct_1", "distinct-1"), ("distinct_2", "distinct-2"),
+                ("type_token_ratio", "type-token ratio"), ("duplicate_rate", "duplicate rate"),
+                ("near_duplicate_rate", "near-duplicate rate")]
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+@data_group.command("stats")
+@click.argument("path")
+@_COLUMN
+@click.option("--label", help="Label column whose balance to report (default: 'label' if present).")
+@click.option("--history", is_flag=True, help="One column per commit that changed PATH.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
+              help="Write PNG histograms (chars, words, labels) into this folder.")
+@click.option("--no-near", is_flag=True, help="Skip the near-duplicate rate (MinHash).")
+@_REV
+@json_option
+@handle_errors
+def stats_cmd(path: str, column: tuple[str, ...], label: str | None, history: bool,
+              plot_dir: str | None, no_near: bool, rev: str, as_json: bool) -> None:
+    """Quality and diversity statistics of PATH: lengths, vocabulary, duplicates."""
+    from rich.table import Table
+    repo = open_repo()
+    cols = list(column) or None
+    if history:
+        reps = D.stats_history(repo, path, column=cols, label=label, rev=rev, near=not no_near)
+        if as_json:
+            return print_json([r.to_dict() for r in reps])
+        t = Table("statistic", *(f"{r.commit[:8]}" for r in reps), show_edge=False)
+        for k, name in _STAT_LABELS:
+            t.add_row(name, *(_num(r.stats.get(k)) for r in reps))
+        out.print(t)
+        for r in reps:
+            out.print(f"  {r.commit[:8]}  {r.message}", markup=False)
+        return
+    rep = D.stats(repo, path, column=cols, label=label, rev=rev, plot_dir=plot_dir,
+                  near=not no_near)
+    if as_json:
+        return print_json(rep.to_dict())
+    t = Table("statistic", "value", show_edge=False, title=f"{rep.path} @ {rep.commit[:8]} "
+              f"({', '.join(rep.columns)})", title_justify="left")
+    for k, name in _STAT_LABELS:
+        t.add_row(name, _num(rep.stats.get(k)))
+    out.print(t)
+    if rep.stats.get("labels"):
+        print_rows([{rep.label or "label": d["label"], "rows": d["rows"],
+                     "share": f"{d['share']:.1%}"} for d in rep.stats["labels"]])
+    for p in rep.plots:
+        out.print(f"wrote {p}", markup=False)
+
+
+@data_group.command("why")
+@click.argument("path")
+@click.argument("rowkey")
+@_REV
+@json_option
+@handle_errors
+def why_cmd(path: str, rowkey: str, rev: str, as_json: bool) -> None:
+    """Explain what data steps did to the row ROWKEY of PATH (key value, or #N).
+
+    Example:
+
+    \b
+        demoai data why data/train.jsonl 17
+    """
+    repo = open_repo()
+    entries, present = D.why(repo, path, rowkey, rev=rev)
+    if as_json:
+        return print_json({"key": rowkey, "present": present,
+                           "entries": [e.to_dict() for e in entries]})
+    state = "is in" if present else "is not in"
+    out.print(f"row {rowkey} {state} {path} at {rev}", markup=False)
+    if not entries:
+        out.print("no data step removed or changed it", markup=False)
+        return
+    for e in entries:
+        out.print(f"  {e.commit[:8]} {e.verb}: {e.action} by {e.rule} ({e.column}): {e.detail}",
+                  markup=False)
+
+
+@data_group.command("run")
+@click.argument("steps_yaml", type=click.Path(dir_okay=False))
+@json_option
+@handle_errors
+def run_cmd(steps_yaml: str, as_json: bool) -> None:
+    """Run the steps of STEPS_YAML in order, committing each in turn."""
+    repo = open_repo()
+    with Bars(not as_json) as bars:
+        results = D.run_steps(repo, steps_yaml, progress=bars,
+                              on_step=None if as_json else lambda s, r: _step(r))
+    if as_json:
+        print_json([r.to_dict() for r in results])
