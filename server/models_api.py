@@ -26,8 +26,9 @@ from demoai.errors import DemoAIError, PathNotFound, ProtocolError
 from demoai.http.errors import error_body
 from demoai.porcelain import open_repository
 from demoai.porcelain import agent as A
+from demoai.porcelain.agent import chat as C
 from demoai.server.metrics import CallMetrics
-from demoai.server.schemas import ChatRequest, CompletionRequest
+from demoai.server.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 
 __all__ = ["router", "DEFAULT_MAX_TOKENS", "DEFAULT_COMPLETION_TOKENS"]
 
@@ -125,8 +126,10 @@ async def chat_completions(req: ChatRequest, request: Request) -> Any:
     params = req.params(min(DEFAULT_MAX_TOKENS, cap) if cap else DEFAULT_MAX_TOKENS)
     if cap and params["max_tokens"] > cap:
         raise ProtocolError(f"max_tokens is at most {cap} on this server", max_tokens=params["max_tokens"])
-    messages = [m.as_dict() for m in req.messages]
-    schema = req.json_schema()
+    tools, choice = req.tool_specs()
+    messages = C.tool_messages([m.as_dict() for m in req.messages], tools, choice)
+    schema = C.tool_call_schema(tools, choice) if tools else req.json_schema()
+    use_tools = bool(tools) and choice != "none"
     k = req.logprobs_k()
     cm = state.metrics.begin("/v1/chat/completions", req.model)
     try:
@@ -137,6 +140,9 @@ async def chat_completions(req: ChatRequest, request: Request) -> Any:
         raise
     head = {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "created": int(time.time()), "model": req.model,
             "system_fingerprint": model.model_digest[:19] or None}
+    if use_tools:
+        return await _tool_answer(model, messages, params, schema, head, k, cm, req.stream,
+                                  bool(req.stream_options and req.stream_options.include_usage))
     if not req.stream:
         try:
             res, server = await anyio.to_thread.run_sync(_complete, model, messages, params, schema,
@@ -154,6 +160,86 @@ async def chat_completions(req: ChatRequest, request: Request) -> Any:
                 "usage": _usage(res), "timings": _timings(res, server), "record": res.record}
     return await _stream(model, messages, params, schema, head,
                          bool(req.stream_options and req.stream_options.include_usage), k, cm)
+
+
+async def _tool_answer(model: A.ChatModel, messages: list[dict], params: dict, schema: dict | None,
+                       head: dict[str, Any], k: int | None, cm: CallMetrics, stream: bool,
+                       include_usage: bool) -> Any:
+    """A reply constrained to the tool-call schema, read back as ``tool_calls`` (finish
+    ``tool_calls``) or ``content``. Streamed, the reply is generated first (a call is only
+    known once its JSON is complete), then sent as OpenAI's deltas: the role, the call's id
+    and name, its arguments, and a last chunk with the finish reason."""
+    try:
+        res, server = await anyio.to_thread.run_sync(_complete, model, messages, params, schema,
+                                                     None, k, cm)
+    except BaseException as e:
+        cm.fail(e)
+        raise
+    finally:
+        cm.finish()
+        model.release()
+    reply = C.parse_tool_reply(res)
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if reply.tool_calls:
+        message["tool_calls"] = reply.tool_calls
+    if not stream:
+        return {**head, "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "logprobs": _chat_logprobs(res.logprobs),
+                             "finish_reason": reply.finish_reason}],
+                "usage": _usage(res), "timings": _timings(res, server), "record": res.record}
+
+    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
+        body = {**head, "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    async def events() -> AsyncIterator[str]:
+        yield chunk({"role": "assistant", "content": None if reply.tool_calls else ""})
+        if reply.tool_calls:
+            for i, call in enumerate(reply.tool_calls):
+                yield chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                             "function": {"name": call["function"]["name"], "arguments": ""}}]})
+                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": call["function"]["arguments"]}}]})
+        elif reply.content:
+            yield chunk({"content": reply.content})
+        yield chunk({}, reply.finish_reason, usage=_usage(res), timings=_timings(res, server))
+        if include_usage:
+            yield f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [], 'usage': _usage(res)})}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# --- embeddings -----------------------------------------------------------------------------
+def _embed(state: Any, model_id: str, texts: list[str]) -> C.Embeddings:
+    pool = getattr(state, "embedders", None)
+    if pool is None:
+        pool = state.embedders = C.EmbedderPool()
+    with open_repository(state.root, search=False) as repo:
+        return C.embed_texts(repo, pool, model_id, texts)
+
+
+@router.post("/embeddings")
+async def embeddings(req: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    """OpenAI embeddings: ``wordllama`` (the wheel's static 256-dim embeddings) or a chat
+    model's mean-pooled last hidden states (``smollm2``, ``models/x.gguf``, ``MODEL+ADAPTER``).
+    ``dimensions`` keeps the first N components; ``base64`` packs little-endian float32."""
+    state = request.app.state
+    with state.metrics.call("/v1/embeddings", req.model):
+        done = await anyio.to_thread.run_sync(_embed, state, req.model, req.texts())
+    data = []
+    for i, v in enumerate(done.vectors):
+        if req.dimensions:
+            v = v[:req.dimensions]
+        if req.encoding_format == "base64":
+            import base64
+            import struct
+            v = base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": v})
+    return {"object": "list", "data": data, "model": req.model,
+            "usage": {"prompt_tokens": done.prompt_tokens, "total_tokens": done.prompt_tokens}}
 
 
 async def _stream(model: A.ChatModel, messages: list[dict], params: dict, schema: dict | None,

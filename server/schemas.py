@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from demoai.errors import ProtocolError
 from demoai.porcelain.agent import SEED_MAX
 
-__all__ = ["RunRequest", "ForkRequest", "ReplayRequest", "ContinueRequest", "ChatMessage",
+__all__ = ["EmbeddingRequest", "Tool", "ToolCall", "NamedChoice", "RunRequest", "ForkRequest", "ReplayRequest", "ContinueRequest", "ChatMessage",
            "ChatRequest", "CompletionRequest", "ResponseFormat", "SEED_MAX", "Scalar",
            "MAX_TOP_LOGPROBS"]
 
@@ -100,18 +100,77 @@ class TextPart(BaseModel):
     text: str = Field(max_length=1_000_000)
 
 
-class ChatMessage(BaseModel):
-    """One chat message; ``developer`` is read as ``system``, as OpenAI does."""
+class ToolCallFunction(BaseModel):
+    """The function a tool call names, with its arguments as a JSON text."""
+
+    name: str = Field(max_length=64)
+    arguments: str = Field(default="{}", max_length=1_000_000)
+
+
+class ToolCall(BaseModel):
+    """An earlier assistant tool call, sent back in the conversation."""
 
     model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] = Field(max_length=1_000_000)
-    name: str | None = None
+    id: str = Field(max_length=200)
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
 
-    def as_dict(self) -> dict[str, str]:
-        """The message as a backend takes it."""
-        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+class ChatMessage(BaseModel):
+    """One chat message; ``developer`` is read as ``system``, as OpenAI does. An assistant
+    message may carry ``tool_calls`` (content then may be null); a ``tool`` message is a
+    function's result for ``tool_call_id``."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = Field(default=None, max_length=1_000_000)
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = Field(default=None, max_length=64)
+    tool_call_id: str | None = Field(default=None, max_length=200)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The message as a backend takes it (tool calls and ids kept for the tool porcelain)."""
+        if self.content is None and not self.tool_calls:
+            raise ProtocolError(f"a {self.role} message needs content", where="messages")
+        c = self.content
+        text = "" if c is None else c if isinstance(c, str) else "".join(p.text for p in c)
+        out: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": text}
+        if self.tool_calls:
+            out["tool_calls"] = [t.model_dump() for t in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name and self.role == "tool":
+            out["name"] = self.name
+        return out
+
+
+class FunctionSpec(BaseModel):
+    """A declared function: name, description and a JSON schema of its arguments."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = Field(default=None, max_length=10_000)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    """``tools[]``: a function the model may call."""
+
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class NamedChoiceFunction(BaseModel):
+    """The function ``tool_choice`` forces."""
+
+    name: str = Field(max_length=64)
+
+
+class NamedChoice(BaseModel):
+    """``tool_choice: {"type": "function", "function": {"name": ...}}``."""
+
+    type: Literal["function"] = "function"
+    function: NamedChoiceFunction
 
 
 class JsonSchemaSpec(BaseModel):
@@ -160,6 +219,21 @@ class ChatRequest(BaseModel):
     user: str | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["auto", "none", "required"] | NamedChoice | None = None
+    parallel_tool_calls: bool | None = None
+
+    def tool_specs(self) -> tuple[list[dict[str, Any]] | None, str | dict[str, Any] | None]:
+        """(tools as dicts, tool_choice as a string or dict); ProtocolError for a choice
+        with no tools, or tools together with a response_format."""
+        choice = self.tool_choice.model_dump() if isinstance(self.tool_choice, NamedChoice) else self.tool_choice
+        if not self.tools:
+            if choice not in (None, "none"):
+                raise ProtocolError("tool_choice needs tools", where="tool_choice")
+            return None, None
+        if self.response_format is not None and self.response_format.type != "text" and choice != "none":
+            raise ProtocolError("tools and a response_format cannot be combined", where="response_format")
+        return [t.model_dump(exclude_none=True) for t in self.tools], choice
 
     def logprobs_k(self) -> int | None:
         """How many alternatives per token to return (None: no logprobs)."""
@@ -240,3 +314,19 @@ class CompletionRequest(BaseModel):
         if out["max_tokens"] == 0 and not self.echo:
             raise ProtocolError("max_tokens 0 needs echo: true", where="max_tokens")
         return out
+
+
+class EmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``: ``model`` is ``wordllama`` (the shipped static embeddings) or
+    a chat model id (its mean-pooled last hidden states); ``input`` a string or a list."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, max_length=2000, examples=["wordllama"])
+    input: str | list[str] = Field(max_length=2048, examples=["hello world"])
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1, le=100_000)
+    user: str | None = None
+
+    def texts(self) -> list[str]:
+        """The inputs as a list."""
+        return [self.input] if isinstance(self.input, str) else list(self.input)

@@ -18,3 +18,7 @@ for _cmd in (agent, eval_group, arena_group, remote, push, fetch, pull, clone, l
 __all__ = ["main"]
 from demoai.cli.data import data_group  # noqa: E402
 main.add_command(data_group)
+from demoai.cli.model import model_group  # noqa: E402
+main.add_command(model_group)
+from demoai.cli.scan import scan_group  # noqa: E402
+main.add_command(scan_group)

@@ -411,34 +411,10 @@ def _python_check(a: Assertion, out: str, latency_ms: float | None,
 
 @lru_cache(maxsize=1)
 def default_embedder() -> Embedder:
-    """wordllama's shipped 256-dim ``l2_supercat`` model as an embedder, loaded without network.
-
-    ``WordLlama.load()`` is tried with downloads disabled; where a wordllama release looks for
-    its shipped tokenizer in the wrong folder, the wheel's own files are loaded directly.
-    Raises BackendUnavailable when wordllama or its files are missing."""
-    try:
-        import wordllama
-        from wordllama import WordLlama
-    except ImportError as e:
-        raise BackendUnavailable("'similar' assertions need an embedder: pip install "
-                                 "'demoai[embed]' (wordllama), or pass embed=", package="wordllama") from e
-    try:
-        model = WordLlama.load(disable_download=True)
-    except (FileNotFoundError, OSError):
-        from pathlib import Path
-
-        from safetensors import safe_open
-        from wordllama.inference import WordLlamaInference
-        root = Path(wordllama.__file__).parent
-        weights = root / "weights" / "l2_supercat_256.safetensors"
-        tokenizer = root / "tokenizers" / "l2_supercat_tokenizer_config.json"
-        if not (weights.is_file() and tokenizer.is_file()):
-            raise BackendUnavailable(f"wordllama's shipped model is missing ({weights.name}, "
-                                     f"{tokenizer.name}); pass embed=", package="wordllama") from None
-        with safe_open(str(weights), framework="np", device="cpu") as f:
-            table = f.get_tensor("embedding.weight")
-        model = WordLlamaInference(table, WordLlama.load_tokenizer(tokenizer))
-    return lambda texts: model.embed(list(texts))
+    """wordllama's shipped 256-dim model as an embedder, loaded without network
+    (:func:`demoai.engines.embed.wordllama_embedder`); BackendUnavailable when missing."""
+    from demoai.engines.embed import wordllama_embedder
+    return wordllama_embedder()
 
 
 def _similar_check(a: Assertion, out: str, embed: Embedder | None) -> tuple[float, bool, str, dict | None, bool]:
