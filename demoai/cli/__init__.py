@@ -22,3 +22,5 @@ from demoai.cli.model import model_group  # noqa: E402
 main.add_command(model_group)
 from demoai.cli.scan import scan_group  # noqa: E402
 main.add_command(scan_group)
+from demoai.cli.tui import tui  # noqa: E402
+main.add_command(tui)

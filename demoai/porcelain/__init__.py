@@ -15,6 +15,7 @@ The agent, browse and hosting names load on first use, so a plain ``demoai statu
 not import the agent runtime or Lance.
 """
 import importlib
+from importlib.util import find_spec
 from typing import Any
 from demoai.porcelain.add import add, rm
 from demoai.porcelain.branch import (branch, delete_branch, delete_tag, fork, list_branches,
@@ -53,6 +54,8 @@ _LAZY_MODULES = ("agent", "browse", "hosting", "evaluate")
 def __getattr__(name: str) -> Any:
     """``porcelain.agent``/``browse``/``hosting``/``evaluate`` and the names they export, loaded lazily."""
     if name in _LAZY_MODULES:
+        return importlib.import_module(f"demoai.porcelain.{name}")
+    if find_spec(f"demoai.porcelain.{name}") is not None:   # any other verb module
         return importlib.import_module(f"demoai.porcelain.{name}")
     for mod in _LAZY_MODULES:
         m = importlib.import_module(f"demoai.porcelain.{mod}")

@@ -1,0 +1,2 @@
+"""The TUI's screens: history, diff, dataset (and the artifact tree), sessions, evals, modals."""
+__all__: list[str] = []

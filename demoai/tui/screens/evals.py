@@ -1,0 +1,170 @@
+"""Evaluations: the leaderboard of models x suites at a ref (``eval list``) and one result's
+per-example table (``eval show``) with a "failed only" filter."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from demoai.porcelain.tui_data import cell_text
+from demoai.tui.widgets.rows import RowTable
+
+__all__ = ["EvalsScreen", "EvalResultScreen", "ListSource", "MAX_EXAMPLES"]
+
+MAX_EXAMPLES = 100_000     # examples one result view reads
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def score_text(s: dict[str, Any]) -> str:
+    """``value [lo, hi]`` of one aggregate score."""
+    ci = s.get("ci") or [None, None]
+    return f"{_num(s.get('value'))} [{_num(ci[0])}, {_num(ci[1])}]"
+
+
+@dataclass
+class ListSource:
+    """Rows already in memory, as a RowTable source."""
+
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Row count."""
+        return len(self.rows)
+
+    def fetch(self, offset: int, limit: int) -> list[list[str]]:
+        """Rows ``offset`` .. ``offset + limit``."""
+        return self.rows[offset:offset + limit]
+
+
+class EvalsScreen(Screen):
+    """The leaderboard at a ref: one row per result, each metric with its 95% interval."""
+
+    BINDINGS = [Binding("enter", "open", "Examples", show=False), Binding("t", "change_ref", "Ref")]
+
+    def __init__(self, ref: str = "HEAD") -> None:
+        super().__init__()
+        self.ref = ref
+        self.rows: list[Any] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="evals-info")
+        yield DataTable(id="leaderboard", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "Evaluations"
+        self._load()
+
+    @work(thread=True, exclusive=True)
+    def _load(self) -> None:
+        from demoai.porcelain import evaluate
+        try:
+            rows = evaluate.list_evals(self.app.repo, self.ref)
+        except Exception as e:
+            self.app.call_from_thread(self.query_one("#evals-info", Static).update, Text(str(e), style="red"))
+            return
+        self.app.call_from_thread(self._show, rows)
+
+    def _show(self, rows: list[Any]) -> None:
+        self.rows = rows
+        metrics: list[str] = []
+        for r in rows:
+            metrics += [m for m in r.scores if m not in metrics]
+        t = self.query_one("#leaderboard", DataTable)
+        t.clear(columns=True)
+        t.add_columns("suite", "model", *[f"{m} [95% CI]" for m in metrics], "examples", "errored", "path")
+        for r in rows:
+            t.add_row(r.suite, r.model, *[score_text(r.scores[m]) if m in r.scores else "-" for m in metrics],
+                      str(r.counts.get("examples", "")), str(r.counts.get("errored", 0)), r.path)
+        self.query_one("#evals-info", Static).update(
+            f"{len(rows)} results at {self.ref}" + ("" if rows else " — run `demoai eval run SUITE` to add one"))
+        t.focus()
+
+    @on(DataTable.RowSelected, "#leaderboard")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        """The highlighted result's examples."""
+        t = self.query_one("#leaderboard", DataTable)
+        if 0 <= t.cursor_row < len(self.rows):
+            self.app.open_eval(f"{self.ref}:{self.rows[t.cursor_row].path}")
+
+    def action_change_ref(self) -> None:
+        """The leaderboard at another ref."""
+        from demoai.tui.screens.modals import AskScreen
+
+        def done(ref: str | None) -> None:
+            if ref:
+                self.ref = ref.strip()
+                self._load()
+        self.app.push_screen(AskScreen("Leaderboard at which ref?", "HEAD~1, v1"), done)
+
+
+class EvalResultScreen(Screen):
+    """One result: its pins and scores, and its per-example predictions (``f``: failed only)."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("f", "toggle_failed", "Failed only")]
+
+    def __init__(self, spec: str) -> None:
+        super().__init__()
+        self.spec = spec
+        self.failed = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("reading…", id="eval-info")
+        yield RowTable(id="examples")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = self.spec
+        self._load()
+
+    @work(thread=True, exclusive=True)
+    def _load(self) -> None:
+        from demoai.porcelain import evaluate
+        try:
+            view = evaluate.show_eval(self.app.repo, self.spec, examples=MAX_EXAMPLES, failed=self.failed)
+        except Exception as e:
+            self.app.call_from_thread(self.app.show_error, e)
+            return
+        self.app.call_from_thread(self._show, view)
+
+    def _show(self, view: Any) -> None:
+        res = view.result
+        t = Table(show_edge=False, title=f"{res.suite_name} · {res.model_ref} · {res.counts.get('examples')} examples"
+                  + (f", {res.counts['errored']} errored" if res.counts.get("errored") else ""),
+                  title_justify="left")
+        for c in ("metric", "value [95% CI]", "stderr", "n"):
+            t.add_column(c)
+        for m, s in res.scores.items():
+            t.add_row(m, score_text(s), _num(s.get("stderr")), str(s.get("n", "")))
+        note = Text("failed only (f: all)" if self.failed else "all examples (f: failed only)", style="dim")
+        from rich.console import Group
+        self.query_one("#eval-info", Static).update(Group(t, note))
+        cols: list[str] = []
+        for ex in view.examples:
+            cols += [k for k in ex if k not in cols]
+        rows = [[cell_text(ex.get(c)) for c in cols] for ex in view.examples]
+        table = self.query_one("#examples", RowTable)
+        table.set_source(ListSource(cols, rows))
+        table.focus()
+
+    def action_toggle_failed(self) -> None:
+        """Show only the failed examples, or all of them."""
+        self.failed = not self.failed
+        self._load()

@@ -1,0 +1,577 @@
+"""The Textual TUI (issue 16), through Textual's pilot (``App.run_test``) and snapshot tests
+(pytest-textual-snapshot) on one fixed repository:
+
+- two commits on main (a dataset with a modified, a removed and an added row; a reworded
+  prompt; a model with 64 KiB rewritten), a branch merged back, a tag, two eval results of
+  the embedded SmolLM2 (4 examples, 2 metrics), and a session with a fork;
+- history: the graph of every ref (the same lanes as ``log --graph --all``), the commit pane
+  (lineage, changed artifacts), filters by text, author, path and kind;
+- typed diffs: changed cells, text diffs, chunk share, eval deltas with paired tests;
+- datasets: rows read a page at a time (never the whole table, at most MAX_PAGES in memory),
+  the end of the table reachable at once, the DuckDB query box;
+- sessions: fork tree, timeline, workspace at a step; fork, continue and replay are confirmed
+  and run through the porcelain; evaluations: leaderboard and failed-only examples;
+- help, command palette, quit, and ``demoai tui`` itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("textual")
+
+from demoai import porcelain as P  # noqa: E402
+from demoai.cli import main  # noqa: E402
+from demoai.porcelain import tui_data as T  # noqa: E402
+from demoai.tui.app import DemoAIApp  # noqa: E402
+from demoai.tui.widgets.rows import MAX_PAGES, PAGE, RowTable  # noqa: E402
+
+SIZE = (140, 42)
+PROMPT = """name: qa
+template: "Compute carefully: {{question}}"
+variables: [question]
+parameters: {temperature: 0, max_tokens: 8}
+"""
+AGENT = """name: files
+system: You write files.
+model: smollm2
+tools: [write_file, finish]
+max_steps: 3
+"""
+SUITE = """name: arith
+task: generate
+dataset: data/qa.jsonl
+key: id
+template: "{{question}} Answer with the number only."
+reference: answer
+parameters: {temperature: 0, max_tokens: MAXTOK}
+metrics: [exact_match, contains]
+"""
+
+
+def _write_rows(p: Path, rows: list[dict[str, Any]]) -> None:
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _build(root: Path) -> dict[str, Any]:
+    from demoai.store.sessions import log as S
+    os.environ["DEMOAI_AUTHOR"] = "Test User <test@example.com>"
+    os.environ["DEMOAI_LLM_THREADS"] = "1"
+    repo = P.init(root)
+    for d in ("data", "prompts", "agents", "models", "evals"):
+        (root / d).mkdir()
+    rows = [{"id": i, "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(12)]
+    _write_rows(root / "data/qa.jsonl", rows)
+    (root / "prompts/qa.prompt.yaml").write_text(PROMPT)
+    (root / "agents/files.agent.yaml").write_text(AGENT)
+    model = bytearray(b"GGUF" + random.Random(1).randbytes(300_000))
+    (root / "models/tiny.gguf").write_bytes(bytes(model))
+    P.add(repo, [root / "data/qa.jsonl"], key="id")
+    P.add(repo, [root / "prompts", root / "agents", root / "models"])
+    c1 = P.commit(repo, "Import data, prompt, agent and model", command="demoai commit -m import")
+    P.tag(repo, "v1", c1, message="first")
+
+    rows[3]["answer"] = "six"
+    rows = rows[:-1] + [{"id": 100, "question": "What is zebra?", "answer": "animal"}]
+    _write_rows(root / "data/qa.jsonl", rows)
+    (root / "prompts/qa.prompt.yaml").write_text(PROMPT.replace("carefully", "step by step"))
+    model[100_000:165_536] = random.Random(2).randbytes(65_536)
+    (root / "models/tiny.gguf").write_bytes(bytes(model))
+    P.add(repo, [root / "data/qa.jsonl", root / "prompts", root / "models"])
+    c2 = P.commit(repo, "Fix row 3, replace row 11, reword the prompt", command="demoai commit -m edit")
+
+    P.branch(repo, "side")
+    P.checkout(repo, "side")
+    (root / "agents/files.agent.yaml").write_text(AGENT.replace("max_steps: 3", "max_steps: 5"))
+    P.commit(repo, "More steps", paths=[root / "agents/files.agent.yaml"])
+    P.checkout(repo, "main")
+    (root / "prompts/qa.prompt.yaml").write_text(PROMPT.replace("carefully", "slowly"))
+    P.commit(repo, "Slower prompt", paths=[root / "prompts/qa.prompt.yaml"])
+    P.merge(repo, "side")
+
+    # two eval results of the embedded model: 4 examples, then the same with fewer tokens
+    from demoai.porcelain import evaluate as PE
+    (root / "evals/arith.suite.yaml").write_text(SUITE.replace("MAXTOK", "6"))
+    P.add(repo, [root / "evals/arith.suite.yaml"])
+    P.commit(repo, "Suite")
+    PE.run_eval(repo, "evals/arith.suite.yaml", limit=4, rounds=200)
+    (root / "evals/arith.suite.yaml").write_text(SUITE.replace("MAXTOK", "1"))
+    P.commit(repo, "Shorter answers", paths=[root / "evals/arith.suite.yaml"])
+    PE.run_eval(repo, "evals/arith.suite.yaml", limit=4, rounds=200)
+
+    agent = repo.artifact_at("HEAD", "agents/files.agent.yaml")
+    log = S.create_session(repo, "run1", agent=agent.digest,
+                           meta={"name": "run1", "agent": "agents/files.agent.yaml", "task": "Write hello.txt"},
+                           start={"task": "Write hello.txt", "agent": {"digest": agent.digest, "path":
+                                  "agents/files.agent.yaml", "rev": "HEAD", "commit": c2}})
+    log.append("model_response", text='{"tool": "write_file"}', completion_tokens=9)
+    log.append("tool_call", tool="write_file", args={"path": "hello.txt", "content": "hello"})
+    log.append("tool_result", exit_code=0, stdout="wrote hello.txt", files={"hello.txt": "blake3:0"})
+    log.commit_step(workspace=S.workspace_tree(repo, {"hello.txt": b"hello"})[0])
+    log.append("tool_call", tool="finish", args={"answer": "done"})
+    log.append("run_end", status="finished", reason="finish", answer="done")
+    log.commit_step(status="finished")
+    log.close()
+    S.fork_session(repo, "run1@1", "run1-alt", overrides={"instruction": "write bye.txt"}).close()
+    repo.close()
+    return {"c1": c1, "c2": c2}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("tui") / "repo"
+    saved = dict(os.environ)
+    os.environ["HOME"] = str(root.parent / "home")
+    os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
+    try:
+        info = _build(root)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return root, info
+
+
+@pytest.fixture
+def repo_dir(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the fixed repository (actions may write), as the cwd."""
+    dst = tmp_path / "repo"
+    shutil.copytree(built[0], dst, symlinks=True)
+    monkeypatch.chdir(dst)
+    return dst
+
+
+async def _until(pilot: Any, cond: Any, timeout: float = 10.0) -> None:
+    """Let the app run until ``cond()`` holds (workers read in threads)."""
+    t = time.monotonic()
+    while not cond():
+        if time.monotonic() - t > timeout:
+            raise AssertionError("timed out waiting for the UI")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+def _text(widget: Any) -> str:
+    """The text a Static shows."""
+    from rich.console import Console
+    content = widget.content
+    if isinstance(content, str):
+        return content
+    c = Console(width=200, record=True, file=open(os.devnull, "w"))
+    c.print(content)
+    return c.export_text()
+
+
+def _sync(fn: Any) -> Any:
+    """Run an async pilot test to completion (no async plugin needed)."""
+    @functools.wraps(fn)
+    def run(*a: Any, **kw: Any) -> Any:
+        return asyncio.run(fn(*a, **kw))
+    return run
+
+
+def _workers_idle(app: Any) -> bool:
+    return not any(w.is_running for w in app.workers)
+
+
+# ------------------------------------------------------------------------- history
+def test_the_history_walker_draws_the_lanes_log_graph_all_draws(built) -> None:
+    root, _ = built
+    repo = P.open_repository(root)
+    w = T.HistoryWalker(repo)
+    mine = []
+    while not w.done:
+        mine += [(r.graph, r.commit.id if r.commit else None) for r in w.next_page(3)]
+    heads = sorted(set(repo.branches().values()) | set(repo.tags().values()))
+    ref = [(g, c.id if c else None) for g, c in P.graph_lines(P.topo_order(repo, heads))]
+    assert mine == ref and any("\\" in g for g, _ in mine) and any("/" in g for g, _ in mine)
+    repo.close()
+
+
+@_sync
+async def test_history_shows_the_graph_the_commit_pane_and_filters(repo_dir: Path) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        hist = app.screen
+        await _until(pilot, lambda: hist.commit_count() >= 13 and _workers_idle(app))
+        repo = P.open_repository(repo_dir)
+        log = P.log(repo, all_refs=True)
+        heads = {c for r, c in repo.refs().items() if r.startswith(("refs/heads/", "refs/tags/", "refs/sessions/"))}
+        everything = [c.id for c in P.topo_order(repo, sorted(repo.peel(h) for h in heads))]
+        assert len(log) == 9 and len(everything) == 13          # 4 commits on session refs
+        assert [c for c in hist._shown if c] == everything
+        assert [c for c in everything if c in {e["id"] for e in log}] == [e["id"] for e in log]
+        table = hist.query_one("#commits")
+        idx = hist._shown.index(log[0]["id"])
+        assert "HEAD -> main" in str(table.get_row_at(idx)[2])
+        table.move_cursor(row=idx)
+        await _until(pilot, lambda: log[0]["id"] in _text(hist.query_one("#commit-detail")))
+        pane = _text(hist.query_one("#commit-detail"))
+        assert log[0]["id"] in pane and "lineage" in pane and "evals/arith/smollm2.eval.json" in pane
+        # move to the import commit: its pane lists every artifact and the lineage command
+        table.move_cursor(row=hist._shown.index(log[-1]["id"]))
+        await _until(pilot, lambda: "demoai commit -m import" in _text(hist.query_one("#commit-detail")))
+        assert "data/qa.jsonl" in _text(hist.query_one("#commit-detail"))
+        # filters: text, author, path, kind
+        for query, expect in (("prompt", {"Slower prompt", "Fix row 3, replace row 11, reword the prompt",
+                                          "Import data, prompt, agent and model"}),
+                              ("path:agents/", {"Import data, prompt, agent and model", "More steps", "Merge side into main"}),
+                              ("kind:eval", {"eval arith on smollm2"}),
+                              ("author:nobody", set())):
+            hist.apply_filter(query)
+            await _until(pilot, lambda: _workers_idle(app))
+            got = {c.summary for r in hist.rows if (c := r.commit) and c.id in hist._shown}
+            if expect == {"eval arith on smollm2"}:
+                assert len(got) == 2 and all(g.startswith("eval arith on smollm2") for g in got)
+            else:
+                assert got == expect, query
+        await pilot.press("escape")
+        await _until(pilot, lambda: hist.commit_count() == 13)
+
+
+@_sync
+async def test_typed_diffs_of_a_commit_and_against_a_ref(repo_dir: Path, built) -> None:
+    c2 = built[1]["c2"]
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.open_diff(c2)
+        diff = app.screen
+        await _until(pilot, lambda: diff.changes)
+        by_path = {d["path"]: d for d in diff.changes}
+        assert set(by_path) == {"data/qa.jsonl", "prompts/qa.prompt.yaml", "models/tiny.gguf"}
+        view = diff.query_one("#change-view")
+        shown = {}
+        for i, d in enumerate(diff.changes):
+            diff.query_one("#changes").index = i
+            await pilot.pause()
+            shown[d["path"]] = _text(view)
+        ds = shown["data/qa.jsonl"]
+        assert "+1 added, -1 removed, ~1 modified" in ds and "6 → six" in ds and "id=100" in ds and "id=11" in ds
+        assert "-template: \"Compute carefully" in shown["prompts/qa.prompt.yaml"].replace("'", "\"") or \
+            "carefully" in shown["prompts/qa.prompt.yaml"]
+        assert "step by step" in shown["prompts/qa.prompt.yaml"]
+        share = by_path["models/tiny.gguf"]["changed_share"]
+        assert f"{share:.2%}" in shown["models/tiny.gguf"] and 0 < share < 0.6
+        # enter on the dataset opens its rows at that commit
+        diff.query_one("#changes").index = list(by_path).index("data/qa.jsonl")
+        diff.query_one("#changes").focus()
+        await pilot.press("r")
+        await _until(pilot, lambda: type(app.screen).__name__ == "DatasetScreen")
+        assert app.screen.ref == c2
+        await pilot.press("escape", "escape")
+        # the eval result against the previous one: metric deltas with paired tests
+        await app.open_diff("HEAD", against="HEAD~2")
+        ev = app.screen
+        await _until(pilot, lambda: ev.changes)
+        d = next(d for d in ev.changes if d["kind"] == "eval")
+        ev.query_one("#changes").index = ev.changes.index(d)
+        await pilot.pause()
+        text = _text(ev.query_one("#change-view"))
+        assert "delta [95% CI]" in text and "McNemar p" in text and "exact_match" in text
+        assert set(d["paired"]) == {"exact_match", "contains"}
+
+
+@_sync
+async def test_diff_against_a_ref_is_asked_for(repo_dir: Path) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        hist = app.screen
+        await _until(pilot, lambda: hist.commit_count() >= 13)
+        await pilot.press("o")
+        await pilot.press(*"v1", "enter")
+        await _until(pilot, lambda: type(app.screen).__name__ == "DiffScreen" and app.screen.changes)
+        assert app.screen.against == "v1"
+        assert {"prompts/qa.prompt.yaml", "data/qa.jsonl"} <= {d["path"] for d in app.screen.changes}
+
+
+# ------------------------------------------------------------------------- datasets
+class _Counting:
+    """A RowSource of ``n`` rows that records every fetch."""
+
+    def __init__(self, n: int) -> None:
+        self.columns, self.total, self.calls = ["i", "square"], n, []
+
+    def fetch(self, offset: int, limit: int) -> list[list[str]]:
+        self.calls.append((offset, limit))
+        return [[str(i), str(i * i)] for i in range(offset, min(self.total, offset + limit))]
+
+
+@_sync
+async def test_the_row_table_pages_and_keeps_few_pages(repo_dir: Path) -> None:
+    from textual.app import App
+
+    class One(App):
+        def compose(self):
+            yield RowTable(src)
+    src = _Counting(1_000_000)
+    app = One()
+    async with app.run_test(size=(80, 30)) as pilot:
+        table = app.query_one(RowTable)
+        table.focus()
+        await _until(pilot, table.visible_ready)
+        assert table.row(0) == ["0", "0"] and src.calls == [(0, PAGE)]
+        for _ in range(120):
+            await pilot.press("pagedown")
+        await _until(pilot, table.visible_ready)
+        assert table.cursor_row == 120 * table._rows_on_screen()
+        await pilot.press("end")
+        await _until(pilot, table.visible_ready)
+        assert table.cursor_row == 999_999 and table.row(999_999) == ["999999", str(999_999 ** 2)]
+        assert table.cached_pages() <= MAX_PAGES
+        assert all(limit == PAGE for _, limit in src.calls)
+        assert len(src.calls) < 30           # the pages passed over at once are never read
+
+
+@_sync
+async def test_dataset_rows_schema_and_query(repo_dir: Path) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.open_dataset("data/qa.jsonl", "v1")
+        ds = app.screen
+        table = ds.query_one(RowTable)
+        await _until(pilot, lambda: ds.pager is not None and table.visible_ready())
+        assert table.total == 12 and table.source.columns == ["id", "question", "answer"]
+        assert table.row(3) == ["3", "What is 3 + 3?", "6"]
+        assert "12 rows" in _text(ds.query_one("#dataset-info")) and "key id" in _text(ds.query_one("#dataset-info"))
+        schema = _text(ds.query_one("#schema"))
+        assert "question" in schema and "string" in schema
+        await pilot.press("end")
+        assert table.cursor_row == 11
+        # the query box: its result in the same table, escape returns to the rows
+        ds.query_one("#query").value = "SELECT answer, count(*) AS n FROM table('data/qa.jsonl') GROUP BY 1 ORDER BY 1"
+        await pilot.press("slash", "enter")
+        await _until(pilot, lambda: ds.result is not None and table.visible_ready())
+        assert table.source.columns == ["answer", "n"] and table.total == 12
+        assert table.row(0) == ["0", "1"]
+        ds.query_one("#query").value = "SELECT nope FROM table('data/qa.jsonl')"
+        await pilot.press("slash", "enter")
+        await _until(pilot, lambda: "query failed" in _text(ds.query_one("#dataset-info")))
+        table.focus()
+        await pilot.press("escape")
+        assert ds.result is None and table.source is ds.pager
+        await pilot.press("escape")
+        assert type(app.screen).__name__ == "HistoryScreen"
+
+
+@_sync
+async def test_the_artifact_tree_opens_datasets_and_eval_results(repo_dir: Path) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        tree = app.screen
+        await _until(pilot, lambda: tree.entries)
+        paths = [e.path for e in tree.entries]
+        assert "data/qa.jsonl" in paths and "evals/arith/smollm2.eval.json" in paths
+        tree.query_one("#artifacts").move_cursor(row=paths.index("data/qa.jsonl"))
+        await _until(pilot, lambda: "last_change" in _text(tree.query_one("#artifact-detail")))
+        await pilot.press("enter")
+        await _until(pilot, lambda: type(app.screen).__name__ == "DatasetScreen")
+        await pilot.press("escape")
+
+
+# ------------------------------------------------------------------------- sessions
+async def _sessions(app: Any, pilot: Any) -> Any:
+    await pilot.press("3")
+    s = app.screen
+    await _until(pilot, lambda: s.session and s.events and s.files is not None and _workers_idle(app))
+    return s
+
+
+@_sync
+async def test_sessions_fork_tree_timeline_and_workspace(repo_dir: Path) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _sessions(app, pilot)
+        tree = s.query_one("#session-tree")
+        top = {str(n.data): [str(c.data) for c in n.children] for n in tree.root.children}
+        assert top == {"run1": ["run1-alt"]}
+        s.open_session("run1")
+        await _until(pilot, lambda: s.session == "run1" and len(s.events) == 6 and _workers_idle(app))
+        assert [e[1] for e in s.events][-2:] == ["tool_call", "run_end"]
+        assert s.files == ["hello.txt"]
+        s.query_one("#timeline").move_cursor(row=0)          # step 0: nothing written yet
+        await _until(pilot, lambda: s.workspace_step == 0 and _workers_idle(app))
+        assert s.files == []
+        s.query_one("#timeline").move_cursor(row=3)
+        await _until(pilot, lambda: s.files == ["hello.txt"] and _workers_idle(app))
+        ws = s.query_one("#workspace")
+        ws.focus()
+        await pilot.press("enter")
+        await _until(pilot, lambda: "hello.txt @ step 1" in _text(s.query_one("#file-view")))
+        assert "hello" in _text(s.query_one("#file-view")).split("step 1", 1)[1]
+        assert "forks: run1-alt" in _text(s.query_one("#session-info"))
+
+
+@_sync
+async def test_fork_is_confirmed_and_runs_through_the_porcelain(repo_dir: Path) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _sessions(app, pilot)
+        s.open_session("run1")
+        await _until(pilot, lambda: s.session == "run1" and len(s.events) == 6 and _workers_idle(app))
+        s.query_one("#timeline").move_cursor(row=3)          # an event of step 1
+        await pilot.pause()
+        # refused at the confirmation: nothing written
+        await pilot.press("f", *"Write bye.txt", "enter", "n")
+        await _until(pilot, lambda: _workers_idle(app))
+        assert {x.name for x in P.browse.session_list(app.repo)} == {"run1", "run1-alt"}
+        await pilot.press("f", *"Write bye.txt", "enter", "y")
+        await _until(pilot, lambda: len(P.browse.session_list(app.repo)) == 3 and _workers_idle(app) and not s.busy)
+        new = next(x for x in P.browse.session_list(app.repo) if x.name not in ("run1", "run1-alt"))
+        assert new.forked_from == "run1" and new.parent["step"] == 1
+        await _until(pilot, lambda: s.session == new.name)
+
+
+@_sync
+async def test_continue_and_replay_run_in_workers_with_their_verdict(repo_dir: Path, monkeypatch) -> None:
+    from demoai.porcelain import agent as A
+    calls: list[str] = []
+
+    def fake_continue(repo, name, on_event=None, **kw):
+        calls.append(name)
+        on_event("tool_result", {"step": 2, "tool": "write_file"})
+        return A.RunResult(session=name, steps=2, status="finished", answer="ok", head="x", commit="y")
+
+    def fake_reexecute(repo, spec, mode, from_step=None, on_step=None, **kw):
+        assert mode == "reexecute"
+        calls.append(f"reexecute {spec}")
+        on_step({"step": 1, "tool": "write_file", "same": True})
+        return A.ReexecuteReplay(session=spec, from_step=0, steps_replayed=1, identical=True,
+                                 first_divergence=None, steps=[])
+    monkeypatch.setattr(A, "continue_session", fake_continue)
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _sessions(app, pilot)
+        s.open_session("run1")
+        await _until(pilot, lambda: s.session == "run1" and _workers_idle(app))
+        log = s.query_one("#action-log")
+        # replay recorded: reads only, runs at once
+        await pilot.press("r")
+        await _until(pilot, lambda: not s.busy and any("hash chain verified" in str(x) for x in log.lines))
+        await pilot.press("c", "n")
+        await _until(pilot, lambda: _workers_idle(app))
+        assert calls == []
+        await pilot.press("c", "y")
+        await _until(pilot, lambda: calls == ["run1"] and not s.busy)
+        assert any("finished after 2 steps" in str(x) for x in log.lines)
+        monkeypatch.setattr(A, "replay", fake_reexecute)
+        await pilot.press("R", "y")
+        await _until(pilot, lambda: not s.busy and any("identical observations" in str(x) for x in log.lines))
+        assert calls[-1] == "reexecute run1"
+
+
+# ------------------------------------------------------------------------- evaluations
+@_sync
+async def test_leaderboard_and_failed_only_examples(repo_dir: Path) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        ev = app.screen
+        await _until(pilot, lambda: ev.rows)
+        expected = P.evaluate.list_evals(app.repo)
+        assert [(r.suite, r.model, r.path) for r in ev.rows] == [(r.suite, r.model, r.path) for r in expected]
+        lb = ev.query_one("#leaderboard")
+        row = [str(c) for c in lb.get_row_at(0)]
+        s = expected[0].scores["exact_match"]
+        assert row[:2] == ["arith", "smollm2"] and row[2].startswith(f"{s['value']:.4g} [")
+        await pilot.press("enter")
+        res = app.screen
+        table = res.query_one(RowTable)
+        await _until(pilot, lambda: table.total and table.visible_ready())
+        assert table.total == 4 and {"item", "input", "output", "reference"} <= set(table.source.columns)
+        view = P.evaluate.show_eval(app.repo, "HEAD:evals/arith/smollm2.eval.json", examples=100, failed=True)
+        await pilot.press("f")
+        await _until(pilot, lambda: res.failed and _workers_idle(app) and table.total == len(view.examples))
+        col = table.source.columns.index("item")
+        score = table.source.columns.index("score:exact_match")
+        assert all(float(table.row(i)[score]) < 1 for i in range(table.total))
+        assert [table.row(i)[col] for i in range(table.total)] == [str(e["item"]) for e in view.examples]
+        await pilot.press("escape")
+
+
+# ------------------------------------------------------------------------- app
+@_sync
+async def test_help_palette_and_quit(repo_dir: Path) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await _until(pilot, lambda: app.screen.commit_count())
+        await pilot.press("question_mark")
+        assert type(app.screen).__name__ == "HelpScreen"
+        keys = {r[1] for r in app.screen.rows}
+        assert {"Quit", "Filter", "Diff vs ref", "Sessions", "Command palette"} <= keys
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "CommandPalette"
+        await pilot.press(*"Sessions")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await _until(pilot, lambda: type(app.screen).__name__ == "SessionsScreen")
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+def test_the_command_starts_it_and_refuses_outside_a_repository(repo_dir: Path, tmp_path: Path) -> None:
+    svg = tmp_path / "shot.svg"
+    res = CliRunner().invoke(main, ["tui", "--screenshot", str(svg), "--size", "120x30"])
+    assert res.exit_code == 0, res.output
+    assert svg.read_text().startswith("<svg") and "Import&#160;data" in svg.read_text()
+    os.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["tui"])
+    assert res.exit_code == 1 and "demoai init" in res.output
+
+
+# ------------------------------------------------------------------------- snapshots
+def _snap_app(repo_dir: Path, start: Any) -> tuple[DemoAIApp, Any]:
+    app = DemoAIApp(repo_dir)
+
+    async def run_before(pilot: Any) -> None:
+        await _until(pilot, lambda: app.screen.commit_count() and _workers_idle(app))
+        await start(app, pilot)
+        await _until(pilot, lambda: _workers_idle(app))
+        await pilot.pause(0.1)
+    return app, run_before
+
+
+def test_snapshot_dataset_screen(repo_dir: Path, snap_compare) -> None:
+    async def start(app, pilot):
+        await app.open_dataset("data/qa.jsonl", "main")
+        await _until(pilot, lambda: app.screen.pager is not None and app.screen.query_one(RowTable).visible_ready())
+    app, run_before = _snap_app(repo_dir, start)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_diff_screen(repo_dir: Path, snap_compare) -> None:
+    async def start(app, pilot):
+        await app.open_diff("main", against="v1")
+        await _until(pilot, lambda: app.screen.changes)
+        app.screen.query_one("#changes").index = [d["path"] for d in app.screen.changes].index("data/qa.jsonl")
+    app, run_before = _snap_app(repo_dir, start)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_sessions_screen(repo_dir: Path, snap_compare) -> None:
+    async def start(app, pilot):
+        await pilot.press("3")
+        s = app.screen
+        await _until(pilot, lambda: s.session and s.events and _workers_idle(app))
+        s.open_session("run1")
+        await _until(pilot, lambda: s.session == "run1" and len(s.events) == 6 and _workers_idle(app))
+    app, run_before = _snap_app(repo_dir, start)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_help_screen(repo_dir: Path, snap_compare) -> None:
+    async def start(app, pilot):
+        await pilot.press("question_mark")
+    app, run_before = _snap_app(repo_dir, start)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
