@@ -24,3 +24,5 @@ from demoai.cli.scan import scan_group  # noqa: E402
 main.add_command(scan_group)
 from demoai.cli.tui import tui  # noqa: E402
 main.add_command(tui)
+from demoai.cli.train import train_group  # noqa: E402
+main.add_command(train_group)

@@ -11,9 +11,10 @@ from demoai.objects.records import ArenaResult, EvalResult, GateRecord, Session
 from demoai.objects.suite import Suite
 from demoai.objects.text import line_stats, merge_text, unified_diff
 from demoai.objects.textspec import Agent, Prompt
+from demoai.objects.trainconfig import TrainConfig
 
 __all__ = ["Artifact", "Dataset", "Prompt", "Model", "Adapter", "EvalResult", "GateRecord", "ArenaResult", "Suite",
-           "Session", "Agent",
+           "Session", "Agent", "TrainConfig",
            "ARTIFACT_TYPES", "KINDS", "encode_manifest", "decode_manifest", "detect_kind",
            "dataset_format", "files_digest", "digest_bytes", "blake3_hex", "merge_text",
            "unified_diff", "line_stats"]

@@ -8,7 +8,7 @@ from demoai.errors import PathNotFound, UnknownKind
 __all__ = ["detect_kind", "dataset_format", "KINDS"]
 
 KINDS = ("dataset", "prompt", "model", "adapter", "eval", "session", "agent", "suite", "gate",
-         "arena")
+         "arena", "train")
 _DATASET_EXT = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -45,6 +45,8 @@ def detect_kind(path: str | Path) -> str:
         return "agent"
     if name.endswith((".suite.yaml", ".suite.yml")):
         return "suite"
+    if name.endswith((".train.yaml", ".train.yml")):
+        return "train"
     for kind in ("eval", "gate", "arena"):
         if name.endswith(f".{kind}.json"):
             return kind
