@@ -46,7 +46,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "DemoAIError", "RepositoryError", "NotARepository", "RepositoryExists", "LockTimeout",
+    "DemoAIError", "TrainingDiverged", "RepositoryError", "NotARepository", "RepositoryExists", "LockTimeout",
     "RefConflict", "RefNotFound", "InvalidRefName", "PathNotFound", "ArtifactError",
     "UnknownKind", "InvalidArtifact", "UnsupportedOperation", "IntegrityError",
     "MissingObject", "MergeError", "MergeConflict", "MergeInProgress", "NothingToCommit",
@@ -213,6 +213,12 @@ class RuntimeFailure(DemoAIError):
     """The agent runtime failed."""
 
     code = "runtime_failure"
+
+
+class TrainingDiverged(RuntimeFailure):
+    """A training run's loss or gradient became NaN or infinite."""
+
+    code = "training_diverged"
 
 
 class SandboxError(RuntimeFailure):

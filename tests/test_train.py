@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from demoai.errors import InvalidArtifact, PathNotFound, RefConflict, RuntimeFailure  # noqa: E402
+from demoai.errors import InvalidArtifact, PathNotFound, RefConflict, TrainingDiverged  # noqa: E402
 from demoai.objects import TrainConfig, detect_kind  # noqa: E402
 from demoai.porcelain import train as T  # noqa: E402
 from demoai.porcelain.commit import commit  # noqa: E402
@@ -179,7 +179,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trepo, tmp_dir) -> No
     path = _config(tmp_dir, learning_rate="learning_rate: 1.0e+30", schedule="schedule: constant",
                    save_every="save_every: 1", lora="lora: {r: 4, alpha: 8, dropout: 0.0}",
                    warmup_steps="warmup_steps: 0")
-    with pytest.raises(RuntimeFailure, match="loss became") as e:
+    with pytest.raises(TrainingDiverged, match="loss became") as e:
         T.train_lora(trepo, path, name="boom")
     assert e.value.reason == "nan" and e.value.run == "boom"
     [info] = T.runs(trepo)

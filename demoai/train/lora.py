@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from demoai.errors import ModelError, RuntimeFailure
+from demoai.errors import ModelError, RuntimeFailure, TrainingDiverged
 from demoai.train.data import IGNORE, Example
 
 __all__ = ["StepInfo", "TrainResult", "OnStep", "OnCheckpoint", "load_base", "train_loop",
@@ -251,7 +251,7 @@ def _run(pm: Any, tokenizer: Any, train: list[Example], val: list[Example], meta
         loss_v = loss_sum / n_lab
         norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         if not (math.isfinite(loss_v) and math.isfinite(norm)):
-            raise RuntimeFailure(f"the loss became {'NaN' if loss_v != loss_v else loss_v} at step "
+            raise TrainingDiverged(f"the loss became {'NaN' if loss_v != loss_v else loss_v} at step "
                                  f"{step + 1} (learning rate {sched.get_last_lr()[0]:g}): training "
                                  "stopped; lower learning_rate", reason="nan", step=step + 1)
         lr = sched.get_last_lr()[0]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from demoai.errors import InvalidArtifact, RefConflict, RefNotFound, RuntimeFailure
+from demoai.errors import InvalidArtifact, RefConflict, RefNotFound, TrainingDiverged
 from demoai.objects import Adapter, Dataset, TrainConfig, decode_manifest, encode_manifest
 from demoai.store.git.lineage import make_lineage
 from demoai.store.git.names import check_ref_name
@@ -211,9 +211,9 @@ def _train(repo: Repository, plan: TrainPlan, chain: _Chain, name: str, *, resum
         pm, res = train_loop(model, tok, train, val, plan.meta, base_ref=plan.base.ref,
                              workdir=workdir, resume=resume_dir, on_step=on_step,
                              on_checkpoint=on_checkpoint, curve=curve)
-    except RuntimeFailure as e:
+    except TrainingDiverged as e:
         if e.fields.get("reason") == "nan":
-            raise RuntimeFailure(f"{e.message}. The run's branch train/{name} keeps its last good "
+            raise TrainingDiverged(f"{e.message}. The run's branch train/{name} keeps its last good "
                                  f"checkpoint (step {last_ck['step']}, commit {chain.tip[:12]}); "
                                  f"nothing else was committed", **{**e.fields, "run": name,
                                                                    "commit": chain.tip}) from e
