@@ -225,3 +225,115 @@ def test_run_steps_commits_each_step_and_stats_history(tmp_dir, cli) -> None:
 def test_porcelain_clean_rule_specs() -> None:
     assert D.rule_spec("length:unit=words,min=3") == {"name": "length", "unit": "words", "min": 3}
     assert D.rule_spec("pii:kinds=email|phone") == {"name": "pii", "kinds": ["email", "phone"]}
+
+
+# ---- import / export (HF datasets), semantic dedup ----------------------------------------
+
+def _hf_dataset():
+    import datetime
+
+    import datasets
+    feats = datasets.Features({
+        "id": datasets.Value("int16"), "small": datasets.Value("uint8"),
+        "text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"]),
+        "meta": {"score": datasets.Value("float32"),
+                 "tags": datasets.List(datasets.Value("string"))},
+        "when": datasets.Value("timestamp[us, tz=UTC]"),
+        "nums": datasets.List(datasets.Value("int64"))})
+    utc = datetime.timezone.utc
+    return datasets.Dataset.from_dict({
+        "id": [1, 2, None, 4], "small": [1, None, 3, 255], "text": ["a", None, "c", "d"],
+        "label": [0, 1, None, 1],
+        "meta": [{"score": 1.5, "tags": ["x"]}, None, {"score": None, "tags": []},
+                 {"score": 2.0, "tags": ["y", None]}],
+        "when": [datetime.datetime(2024, 1, 1, tzinfo=utc), None,
+                 datetime.datetime(2025, 6, 1, 12, 30, tzinfo=utc),
+                 datetime.datetime(1999, 12, 31, tzinfo=utc)],
+        "nums": [[1, 2], None, [], [-(2 ** 40)]]}, features=feats)
+
+
+def _same(a, b) -> None:
+    a, b = a.flatten_indices(), b.flatten_indices()
+    assert a.features == b.features
+    assert a.data.table.schema.equals(b.data.table.schema, check_metadata=False)
+    assert a.data.table.equals(b.data.table)
+    assert a.to_list() == b.to_list()
+
+
+def test_hf_round_trip_dataset_dict_through_the_cli(tmp_dir, cli) -> None:
+    import datasets
+    ds = _hf_dataset()
+    dd = datasets.DatasetDict({"train": ds, "test": ds.select([3, 0])})
+    dd.save_to_disk(str(tmp_dir / "src"))
+    cli("init")
+    res = json.loads(cli("data", "import", "src", "data/hf", "--key", "text",
+                         "--json", code=1).stderr)
+    assert res["error"]["code"] == "invalid_artifact" or "error" in res   # key has nulls
+    res = json.loads(cli("data", "import", "src", "data/hf", "--json").stdout)
+    assert res["paths"] == {"train": "data/hf/train.parquet", "test": "data/hf/test.parquet"}
+    assert res["rows"] == {"train": 4, "test": 2} and res["commit"]
+    log = json.loads(cli("log", "--json").stdout)
+    assert len(log) == 1                                  # the failed import left nothing
+    cli("data", "export", "data/hf", "out")
+    back = datasets.load_from_disk(str(tmp_dir / "out"))
+    assert set(back) == {"train", "test"}
+    for split in dd:
+        _same(dd[split], back[split])
+    again = json.loads(cli("data", "import", "src", "data/hf", "--json").stdout)
+    assert again["up_to_date"] and again["commit"] is None
+    cli("data", "export", "data/hf", "out", code=1)                     # exists: --force
+    cli("data", "export", "data/hf/train.parquet", "t.jsonl")
+    assert len((tmp_dir / "t.jsonl").read_text().splitlines()) == 4
+
+
+def test_import_hf_object_and_to_hf_python_api(tmp_dir, repo) -> None:
+    from demoai.errors import InvalidArtifact
+    ds = _hf_dataset()
+    with pytest.raises(InvalidArtifact):                      # the key column has a null
+        D.import_hf(repo, ds, "data/one.parquet", key="id")
+    assert not (tmp_dir / "data/one.parquet").exists()
+    res = D.import_hf(repo, ds, "data/one.parquet")
+    assert res.rows == {"": 4} and res.commit
+    _same(ds, D.to_hf(repo, "data/one.parquet"))
+    res = D.import_hf(repo, ds.select([0, 1]), "data/two")          # no suffix: .parquet
+    assert res.paths == {"": "data/two.parquet"}
+    _same(ds.select([0, 1]), D.to_hf(repo, "data/two.parquet"))
+    with pytest.raises(InvalidArtifact, match="nested column 'meta'"):
+        D.export_data(repo, "data/one.parquet", tmp_dir / "one.csv")
+    assert not (tmp_dir / "one.csv").exists()
+    out = D.export_data(repo, "data/one.parquet", tmp_dir / "one.jsonl")
+    first = json.loads((tmp_dir / "one.jsonl").read_text().splitlines()[0])
+    assert out.format == "jsonl" and first["meta"] == {"score": 1.5, "tags": ["x"]}
+
+
+def test_import_bad_input_commits_nothing(tmp_dir, cli) -> None:
+    cli("init")
+    tmp_dir.gen({"rows.jsonl": _rows(3), "folder/readme.txt": "not a dataset"})
+    head = _head(tmp_dir)
+    err = json.loads(cli("data", "import", "nope", "x.parquet", "--json", code=1).stderr)
+    assert err["error"]["code"] == "path_not_found"
+    err = json.loads(cli("data", "import", "folder", "x.parquet", "--json", code=1).stderr)
+    assert err["error"]["code"] == "invalid_artifact"
+    err = json.loads(cli("data", "import", "rows.jsonl", "x.parquet", "--key", "nope",
+                         "--json", code=1).stderr)
+    assert err["error"]["fields"]["column"] == "nope"
+    assert _head(tmp_dir) == head and not (tmp_dir / "x.parquet").exists()
+    res = json.loads(cli("data", "import", "rows.jsonl", "data/rows.csv", "--key", "id",
+                         "--json").stdout)
+    assert res["paths"] == {"": "data/rows.csv"}
+    assert (tmp_dir / "data/rows.csv").read_text().splitlines()[0].replace('"', "") == \
+        "id,text,label,score"
+
+
+def test_dedup_semantic_drops_paraphrases(tmp_dir, cli) -> None:
+    rows = [{"id": 0, "text": "The cat sat on the mat all day long."},
+            {"id": 1, "text": "A cat was sitting on the mat for the whole day."},
+            {"id": 2, "text": "Stock markets fell sharply on Monday morning."},
+            {"id": 3, "text": "How do I bake sourdough bread at home?"}]
+    _setup(tmp_dir, cli, rows)
+    cli("data", "dedup", "train.jsonl", "--semantic", "1.5", code=1)
+    res = json.loads(cli("data", "dedup", "train.jsonl", "--semantic", "0.8", "--json").stdout)
+    assert res["summary"]["dropped"] == {"exact": 0, "minhash": 0, "semantic": 1}
+    assert _keys(tmp_dir) == {0, 2, 3}
+    w = _why(cli, "1")["entries"][0]
+    assert w["rule"] == "semantic" and w["duplicate_of"] == "0" and w["similarity"] > 0.8

@@ -24,11 +24,12 @@ _EMPTY = click.option("--allow-empty", is_flag=True,
 
 @click.group("data")
 def data_group() -> None:
-    """Prepare datasets: clean, dedup, split, contamination, stats, why, run.
+    """Prepare datasets: import, clean, dedup, generate, label, search, split, stats.
 
     Each step reads PATH as committed at a revision, writes the new version to PATH in
     the working tree and commits it (only the paths it wrote), with what it removed or
-    changed kept beside it in PATH.prep/why.parquet.
+    changed kept beside it in PATH.prep/ (why.parquet; calls.parquet and rejected.parquet
+    for generated rows).
     """
 
 
@@ -91,26 +92,31 @@ def clean_cmd(path: str, rules: tuple[str, ...], rules_file: str | None, column:
 @click.option("--num-perm", type=int, default=128, show_default=True,
               help="MinHash permutations.")
 @click.option("--ngram", type=int, default=5, show_default=True, help="Words per shingle.")
+@click.option("--semantic", type=float, metavar="THRESHOLD",
+              help="Also drop rows whose wordllama embedding has cosine >= THRESHOLD with a "
+                   "kept row's (quadratic: for small sets).")
 @_REV
 @_EMPTY
 @_MSG
 @json_option
 @handle_errors
 def dedup_cmd(path: str, column: tuple[str, ...], threshold: float, exact: bool, near: bool,
-              against: tuple[str, ...], num_perm: int, ngram: int, rev: str, allow_empty: bool,
-              message: str | None, as_json: bool) -> None:
+              against: tuple[str, ...], num_perm: int, ngram: int, semantic: float | None,
+              rev: str, allow_empty: bool, message: str | None, as_json: bool) -> None:
     """Drop exact and near-duplicate rows of PATH and commit it with the clusters."""
     repo = open_repo()
     with Bars(not as_json) as bars:
         res = D.dedup(repo, path, column=list(column) or None, threshold=threshold, exact=exact,
                       near=near, against=list(against), num_perm=num_perm, ngram=ngram, rev=rev,
-                      allow_empty=allow_empty, message=message, progress=bars)
+                      allow_empty=allow_empty, message=message, semantic=semantic,
+                      progress=bars)
     if as_json:
         return print_json(res.to_dict())
     _step(res)
     s = res.summary
-    print_fields([("dropped", f"{s['dropped']['exact']} exact, {s['dropped']['minhash']} near "
-                              f"(threshold {s['threshold']}, {s['bands'][0]} bands x "
+    sem = f", {s['dropped']['semantic']} semantic" if semantic is not None else ""
+    print_fields([("dropped", f"{s['dropped']['exact']} exact, {s['dropped']['minhash']} near"
+                              f"{sem} (threshold {s['threshold']}, {s['bands'][0]} bands x "
                               f"{s['bands'][1]} rows)"),
                   ("hashed", f"{s['hashed']} rows ({s['reused']} reused from stored signatures)"),
                   ("against", f"{s['against_rows']} rows")])
@@ -285,3 +291,246 @@ def run_cmd(steps_yaml: str, as_json: bool) -> None:
                               on_step=None if as_json else lambda s, r: _step(r))
     if as_json:
         print_json([r.to_dict() for r in results])
+
+
+# ---- import / export ----------------------------------------------------------------------
+
+@data_group.command("import")
+@click.argument("source", type=click.Path(exists=False))
+@click.argument("path")
+@click.option("--format", "fmt", type=click.Choice(["hf", "parquet", "jsonl", "csv", "tsv",
+                                                    "arrow"]),
+              help="Source format (default: a folder is a saved HF dataset, else the extension).")
+@click.option("--key", help="Key column of every dataset written.")
+@_MSG
+@json_option
+@handle_errors
+def import_cmd(source: str, fmt: str | None, path: str, key: str | None, message: str | None,
+               as_json: bool) -> None:
+    """Import a saved HF dataset, Parquet, JSONL or CSV file at PATH and commit it.
+
+    SOURCE is a folder written by datasets' save_to_disk or a table file. A DatasetDict becomes PATH/SPLIT.parquet, one dataset per split; a single table
+    becomes PATH (.parquet unless PATH ends in .jsonl, .csv or .tsv). Parquet keeps the
+    Arrow schema and the HF features as they are.
+    """
+    repo = open_repo()
+    res = D.import_data(repo, source, path, fmt=fmt, key=key, message=message)
+    if as_json:
+        return print_json(res.to_dict())
+    if res.up_to_date:
+        out.print(f"{path}: already holds these rows; nothing committed", markup=False)
+    else:
+        out.print(f"[{(res.commit or '')[:10]}] data import {source} ({res.source_format})",
+                  markup=False)
+    print_rows([{"split": s or "-", "rows": res.rows[s], "path": p}
+                for s, p in res.paths.items()])
+
+
+@data_group.command("export")
+@click.argument("path")
+@click.argument("out_path", metavar="OUT")
+@click.option("--format", "fmt", type=click.Choice(["hf", "parquet", "jsonl", "csv"]),
+              help="Output format (default: OUT's extension, else hf: a save_to_disk folder).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@_REV
+@json_option
+@handle_errors
+def export_cmd(path: str, out_path: str, fmt: str | None, force: bool, rev: str,
+               as_json: bool) -> None:
+    """Export a dataset, or a folder of split datasets, as HF, Parquet, JSONL or CSV.
+
+    OUT is the file or folder to write. A folder of datasets (PATH/SPLIT.parquet) becomes a DatasetDict (hf) or a folder of
+    SPLIT files.
+    """
+    repo = open_repo()
+    res = D.export_data(repo, path, out_path, fmt=fmt, rev=rev, force=force)
+    if as_json:
+        return print_json(res.to_dict())
+    out.print(f"wrote {res.out} ({res.format}): " + ", ".join(
+        f"{s or 'rows'} {n}" for s, n in res.rows.items()), markup=False)
+
+
+# ---- generation ---------------------------------------------------------------------------
+
+_MODEL = click.option("--model", "-m", default="smollm2", show_default=True,
+                      help="smollm2 (embedded), a model path committed in the tree, or openai:NAME.")
+_SEED = click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the example draws and of every model call.")
+_REPLAY = click.option("--replay", is_flag=True,
+                       help="Answer every model call from the calls recorded at REV (no model).")
+
+
+def _reasons(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"
+
+
+@data_group.command("self-instruct")
+@click.argument("seeds_path")
+@click.option("--out", "-o", "out_path", required=True,
+              help="Dataset of kept tasks (.jsonl, .parquet or .csv); earlier rows are kept.")
+@_MODEL
+@click.option("--n", "n", type=int, default=20, show_default=True, help="Model calls to make.")
+@_SEED
+@click.option("--column", "-c", default="instruction", show_default=True,
+              help="Instruction column of the seed tasks.")
+@click.option("--examples", type=int, default=3, show_default=True,
+              help="Seed tasks shown in each call.")
+@click.option("--threshold", type=float, default=0.7, show_default=True,
+              help="Reject a task whose ROUGE-L with a kept one is at least this.")
+@click.option("--max-tokens", type=int, default=128, show_default=True,
+              help="Tokens per model reply.")
+@_REPLAY
+@_REV
+@_MSG
+@json_option
+@handle_errors
+def self_instruct_cmd(seeds_path: str, out_path: str, model: str, n: int, seed: int, column: str,
+                      examples: int, threshold: float, max_tokens: int, replay: bool, rev: str,
+                      message: str | None, as_json: bool) -> None:
+    """Generate tasks from seed tasks with a model, filtered as self-instruct does.
+
+    SEEDS_PATH is a committed dataset of seed tasks (an instruction column, and answers
+    when it has an answer, output or response column). Rejected candidates (invalid output, too short or long, blocked keyword, ROUGE-L
+    similar to a kept task) are committed with their reason in OUT.prep/rejected.parquet,
+    every model call in OUT.prep/calls.parquet.
+    """
+    repo = open_repo()
+    with Bars(not as_json) as bars:
+        res = D.self_instruct(repo, seeds_path, out_path, model=model, n=n, seed=seed,
+                              column=column, examples=examples, threshold=threshold,
+                              max_tokens=max_tokens, replay=replay, rev=rev, message=message,
+                              progress=bars)
+    if as_json:
+        return print_json(res.to_dict())
+    if res.up_to_date:
+        out.print(f"{res.path}: this run is already committed (same seeds, model and "
+                  "parameters); nothing committed", markup=False)
+        return
+    out.print(f"[{(res.commit or '')[:10]}] data self-instruct {res.path}: {res.kept} kept, "
+              f"{res.rejected} rejected of {res.calls} calls ({res.model})", markup=False)
+    print_fields([("rejected", _reasons(res.reasons))])
+    print_rows([{"id": r["id"], "instruction": r["instruction"], "answer": r["answer"]}
+                for r in res.rows])
+
+
+@data_group.command("augment")
+@click.argument("path")
+@click.option("--template", "-t", "templates", multiple=True,
+              help="A template with {column} fields (repeatable; one drawn per new row).")
+@click.option("--model", "-m", help="Rewrite with this model (smollm2, a committed path, openai:NAME).")
+@click.option("--mode", type=click.Choice(["paraphrase", "roundtrip", "reformat"]),
+              default="paraphrase", show_default=True, help="What the model does to the text.")
+@_COLUMN
+@click.option("--out", "-o", "out_path",
+              help="Output dataset (default PATH_stem.augmented.ext).")
+@click.option("--per-row", type=int, default=1, show_default=True,
+              help="New rows per source row (templates).")
+@_SEED
+@click.option("--max-tokens", type=int, default=128, show_default=True,
+              help="Tokens per model reply.")
+@_REPLAY
+@_REV
+@_MSG
+@json_option
+@handle_errors
+def augment_cmd(path: str, templates: tuple[str, ...], model: str | None, mode: str,
+                column: tuple[str, ...], out_path: str | None, per_row: int, seed: int,
+                max_tokens: int, replay: bool, rev: str, message: str | None,
+                as_json: bool) -> None:
+    """Make new rows from PATH by template or by a model, and commit them."""
+    repo = open_repo()
+    with Bars(not as_json) as bars:
+        res = D.augment(repo, path, templates=list(templates), model=model, mode=mode,
+                        column=column[0] if column else None, out=out_path, per_row=per_row,
+                        seed=seed, max_tokens=max_tokens, replay=replay, rev=rev,
+                        message=message, progress=bars)
+    if as_json:
+        return print_json(res.to_dict())
+    if res.up_to_date:
+        out.print(f"{res.path}: already holds these rows; nothing committed", markup=False)
+        return
+    out.print(f"[{(res.commit or '')[:10]}] data augment {res.source} -> {res.path}: "
+              f"{res.made} rows ({res.method}), {res.rejected} rejected", markup=False)
+    if res.rejected:
+        print_fields([("rejected", _reasons(res.reasons))])
+
+
+# ---- label --------------------------------------------------------------------------------
+
+@data_group.command("label")
+@click.argument("path")
+@click.option("--column", "-c", "column", multiple=True, required=True,
+              help="Column to show (repeatable); with --pairwise the two columns compared.")
+@click.option("--labels", help="Labels to choose from, comma-separated, e.g. good,bad.")
+@click.option("--pairwise", is_flag=True, help="Pick the better of two columns: a, b or tie.")
+@click.option("--out", "-o", "out_path", help="Labels dataset (default PATH_stem.labels.jsonl).")
+@click.option("--limit", "-n", type=int, help="Ask about at most this many rows.")
+@_REV
+@_MSG
+@json_option
+@handle_errors
+def label_cmd(path: str, column: tuple[str, ...], labels: str | None, pairwise: bool,
+              out_path: str | None, limit: int | None, rev: str, message: str | None,
+              as_json: bool) -> None:
+    """Label rows of PATH in the terminal and commit who labelled what, and when.
+
+    Answer with a label or its number, s to skip a row, q to stop (what was labelled
+    is committed). Rows you labelled before are not asked again.
+    """
+    if not pairwise and not labels:
+        raise click.UsageError("give --labels a,b,... (or --pairwise)")
+    repo = open_repo()
+
+    def ask(item: D.LabelItem) -> str | None:     # with --json the dialogue is on stderr
+        if item.error:
+            click.echo(item.error, err=as_json)
+        else:
+            click.echo(f"\n[{item.index}/{item.total}] row {item.key}", err=as_json)
+            for i, (col, text) in enumerate(item.texts.items()):
+                tag = f"{'ab'[i]}) " if item.pairwise else ""
+                click.echo(f"  {tag}{col}: {text}", err=as_json)
+        choices = " / ".join(f"{i}={c}" for i, c in enumerate(item.choices, 1))
+        try:
+            return click.prompt(f"{choices}, s=skip, q=quit", default="q",
+                                show_default=False, err=as_json)
+        except click.Abort:
+            return None
+
+    res = D.label(repo, path, columns=list(column), ask=ask,
+                  labels=labels.split(",") if labels else (), pairwise=pairwise, out=out_path,
+                  limit=limit, rev=rev, message=message)
+    if as_json:
+        return print_json(res.to_dict())
+    if res.commit:
+        out.print(f"[{res.commit[:10]}] data label {res.path}: {len(res.labels)} labels by "
+                  f"{res.labeller} in {res.out}", markup=False)
+    else:
+        out.print("no labels given; nothing committed", markup=False)
+    if res.skipped or res.remaining:
+        out.print(f"{res.skipped} skipped, {res.remaining} left", markup=False)
+
+
+# ---- search -------------------------------------------------------------------------------
+
+@data_group.command("search")
+@click.argument("path")
+@click.argument("query")
+@click.option("--k", "-k", "k", type=int, default=5, show_default=True, help="Rows to return.")
+@_COLUMN
+@_REV
+@json_option
+@handle_errors
+def search_cmd(path: str, query: str, k: int, column: tuple[str, ...], rev: str,
+               as_json: bool) -> None:
+    """Find the rows of PATH nearest in meaning to QUERY (LanceDB, wordllama)."""
+    repo = open_repo()
+    with Bars(not as_json) as bars:
+        res = D.search(repo, path, query, k=k, column=list(column) or None, rev=rev,
+                       progress=bars)
+    if as_json:
+        return print_json(res.to_dict())
+    how = "built" if res.built else "reused"
+    out.print(f"{res.path} @ {res.commit[:8]}: {len(res.hits)} of {res.rows} rows "
+              f"(index {how})", markup=False)
+    print_rows([{"key": h["key"], "similarity": f"{h['similarity']:.3f}",
+                 "text": " | ".join(h["text"].splitlines())[:100]} for h in res.hits])

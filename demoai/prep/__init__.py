@@ -9,6 +9,14 @@
 - :mod:`demoai.prep.dedup`: exact, MinHash-LSH and semantic deduplication, incremental and
   across datasets through stored signatures, with a record of which row each dropped row
   duplicates.
+- :mod:`demoai.prep.hf`: Hugging Face ``datasets`` <-> Arrow tables with the schema kept.
+- :mod:`demoai.prep.rougeindex`: ROUGE-L near-duplicate search over a growing pool
+  (prefix-filtered inverted index, exact bit-parallel LCS on the candidates).
+- :mod:`demoai.prep.selfinstruct`: self-instruct generation and the paper's filters.
+- :mod:`demoai.prep.augment`: template and model-based augmentation.
+- :mod:`demoai.prep.search`: semantic search (wordllama embeddings in a LanceDB table).
+
+Other modules: ``split``, ``contamination``, ``stats``, ``steps`` (step files).
 
 These functions take and return Arrow tables, arrays and numpy arrays; committing the results
 with their lineage is the job of the layers above.

@@ -1,4 +1,4 @@
-"""Data preparation verbs (``demoai data ...``): clean, dedup, split, contamination, stats,
+"""The preparation steps of ``demoai data``: clean, dedup, split, contamination, stats,
 why and run. Each verb reads a dataset committed at a revision (default HEAD), writes the new
 version back to the same path in the working tree (same format) and commits only what it
 wrote, with lineage: the verb, its parameters and the input dataset's digest.
@@ -158,8 +158,10 @@ def _check_worktree(repo: Repository, rels: list[str]) -> None:
 
 def _write_commit(repo: Repository, files: dict[str, tuple[pa.Table, str]], message: str, *,
                   keys: dict[str, str | None], inputs: dict[str, str],
-                  parameters: dict[str, Any]) -> str | None:
-    """Write ``files`` (rel -> (table, format)) and commit exactly them; a failure puts the
+                  parameters: dict[str, Any],
+                  writer: Callable[[pa.Table, Path, str], None] | None = None) -> str | None:
+    """Write ``files`` (rel -> (table, format)) with ``writer`` (default
+    :func:`~demoai.store.tables.write_file`) and commit exactly them; a failure puts the
     working files (and the index entries of new paths) back. None: nothing changed."""
     backup: dict[str, bytes | None] = {}
     head = repo.tree_entries(repo.head_commit())
@@ -169,7 +171,7 @@ def _write_commit(repo: Repository, files: dict[str, tuple[pa.Table, str]], mess
             wp = repo.workpath(rel)
             backup[rel] = wp.read_bytes() if wp.is_file() else None
             wp.parent.mkdir(parents=True, exist_ok=True)
-            write_file(table, wp, fmt)
+            (writer or write_file)(table, wp, fmt)
         for rel in files:
             if rel not in head and keys.get(rel):
                 _stage(repo, [repo.workpath(rel)], key=keys[rel])
@@ -359,15 +361,23 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
           threshold: float = DEFAULT_THRESHOLD, exact: bool = True, near: bool = True,
           against: Sequence[str] = (), num_perm: int = 128, ngram: int = 5, rev: str = "HEAD",
           allow_empty: bool = False, message: str | None = None,
+          semantic: float | None = None, embed: Callable[[list[str]], Any] | None = None,
           progress: Progress = None) -> StepResult:
     """Drop exact (normalized text) and MinHash near-duplicate rows (Jaccard >= ``threshold``
     of word ``ngram``-grams) and commit the result, the clusters (each dropped row and the
     kept row it duplicates) and the kept rows' signatures. Rows whose key and text match the
     signatures stored with the input version are not hashed again; ``against``: datasets
-    (``PATH[@REF]``, or ``REF`` for all at REF) whose rows new rows must not duplicate."""
+    (``PATH[@REF]``, or ``REF`` for all at REF) whose rows new rows must not duplicate.
+    ``semantic``: also drop rows whose embedding (``embed``, default wordllama's shipped
+    model) has cosine similarity >= ``semantic`` with a kept row's (quadratic: small sets)."""
     threshold = check_threshold(threshold)
-    if not exact and not near:
-        raise InvalidArtifact("dedup: turn on exact, near, or both")
+    if semantic is not None:
+        semantic = check_threshold(semantic, "semantic threshold")
+        if embed is None:
+            from demoai.prep.search import default_embedder
+            embed = default_embedder()
+    if not exact and not near and semantic is None:
+        raise InvalidArtifact("dedup: turn on exact, near or semantic")
     params = MinHashParams(num_perm=num_perm, ngram=ngram)
     src = _load(repo, path, rev)
     cols = _columns(src.table, column, src.art.key, "dedup")
@@ -415,7 +425,9 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
     new_idx = np.flatnonzero(~is_old)
     existing = Signatures.concat(ex_sigs) if ex_sigs else None
     res = _dedup(texts.take(pa.array(new_idx)), exact=exact, near=near, threshold=threshold,
-                 params=params, existing=existing, progress=progress)
+                 params=params, existing=existing, progress=progress,
+                 embed=embed if semantic is not None else None,
+                 semantic_threshold=semantic if semantic is not None else 0.95)
     keep = np.ones(n, dtype=bool)
     keep[new_idx[~res.keep]] = False
     label = "+".join(cols)
@@ -440,7 +452,9 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
                                                [keys[i] for i in kept], cols)}
     summary = {"hashed": len(new_idx), "reused": len(old_rows), "against_rows": against_rows,
                "dropped": {"exact": res.stats.get("exact_dropped", 0),
-                           "minhash": res.stats.get("minhash_dropped", 0)},
+                           "minhash": res.stats.get("minhash_dropped", 0),
+                           **({"semantic": res.stats.get("semantic_dropped", 0)}
+                              if semantic is not None else {})},
                "threshold": threshold, "bands": [res.stats.get("bands"),
                                                  res.stats.get("rows_per_band")],
                "columns": cols}
@@ -450,7 +464,8 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
     out = src.table.filter(pa.array(keep))
     return _finish(repo, "dedup", src, out, rows, extra=extra if rows or len(new_idx) else None,
                    message=message, parameters={"threshold": threshold, "exact": exact,
-                                                "near": near, "minhash": params.to_dict(),
+                                                "near": near, "semantic": semantic,
+                                                "minhash": params.to_dict(),
                                                 "against": list(against), "columns": cols},
                    inputs=None, allow_empty=allow_empty, summary=summary)
 
@@ -739,3 +754,16 @@ def run_steps(repo: Repository, steps_file: str | os.PathLike, *, progress: Prog
         if on_step is not None:
             on_step(s, r)
     return out
+
+
+# ---- shared with the other data verbs (demoai.porcelain.data.*) ---------------------------
+
+Source = _Source
+load_source = _load
+text_columns = _columns
+joined_texts = _texts
+check_worktree = _check_worktree
+write_commit = _write_commit
+why_row = _why_row
+why_table = _why_table
+changes_of = _changes_of
