@@ -179,7 +179,7 @@ def _tmux_first_paint(cmd: list[str], cwd: Path, needle: str) -> float | None:
     """Seconds from starting ``cmd`` in a 160x48 tmux pane to ``needle`` on screen."""
     if not shutil.which("tmux"):
         return None
-    sock = f"demoai-bench-{os.getpid()}"
+    sock = f"demoai-bench-{os.getpid()}-{time.monotonic_ns()}"
     t0 = time.perf_counter()
     subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-x", "160", "-y", "48", "-c", str(cwd),
                     " ".join(cmd)], check=True)
@@ -202,6 +202,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--pages", type=int, default=200)
     ap.add_argument("--tmux", action="store_true", help="also time the real command under tmux")
+    ap.add_argument("--startup", type=int, default=0, metavar="N",
+                    help="only time `demoai tui` under tmux N times (min and median), nothing else")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -209,6 +211,13 @@ def main() -> None:
     repo_dir = build(work, args.commits, args.rows)
     print(f"repository: {repo_dir} ({args.commits} commits, {args.rows} rows; ready in "
           f"{time.perf_counter() - t:.1f} s; build times {(work / 'build_times.json').read_text()})")
+    if args.startup:
+        demoai = str(Path(sys.executable).parent / "demoai")
+        times = sorted(t for t in (_tmux_first_paint([demoai, "tui"], repo_dir, f"v{args.commits - 1})")
+                                   for _ in range(args.startup)) if t is not None)
+        print(f"demoai tui under tmux, start -> first commits on screen, {len(times)} runs: "
+              f"min {times[0]:.3f} s, median {times[len(times) // 2]:.3f} s, max {times[-1]:.3f} s")
+        return
     res = measure(repo_dir, args.pages)
     if args.tmux:
         demoai = str(Path(sys.executable).parent / "demoai")

@@ -32,6 +32,7 @@ pytest.importorskip("textual")
 
 from demoai import porcelain as P  # noqa: E402
 from demoai.cli import main  # noqa: E402
+from demoai.errors import PathNotFound, RemoteError  # noqa: E402
 from demoai.porcelain import tui_data as T  # noqa: E402
 from demoai.tui.app import DemoAIApp  # noqa: E402
 from demoai.tui.widgets.rows import MAX_PAGES, PAGE, RowTable  # noqa: E402
@@ -319,10 +320,9 @@ async def test_the_row_table_pages_and_keeps_few_pages(repo_dir: Path) -> None:
         table.focus()
         await _until(pilot, table.visible_ready)
         assert table.row(0) == ["0", "0"] and src.calls == [(0, PAGE)]
-        for _ in range(120):
-            await pilot.press("pagedown")
+        await pilot.press(*["pagedown"] * 40)
         await _until(pilot, table.visible_ready)
-        assert table.cursor_row == 120 * table._rows_on_screen()
+        assert table.cursor_row == 40 * table._rows_on_screen()
         await pilot.press("end")
         await _until(pilot, table.visible_ready)
         assert table.cursor_row == 999_999 and table.row(999_999) == ["999999", str(999_999 ** 2)]
@@ -575,3 +575,233 @@ def test_snapshot_help_screen(repo_dir: Path, snap_compare) -> None:
         await pilot.press("question_mark")
     app, run_before = _snap_app(repo_dir, start)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# ------------------------------------------------------------------------- rows, stats, checkout
+def test_row_last_change_finds_the_commit_that_changed_a_row(built) -> None:
+    root, info = built
+    repo = P.open_repository(root)
+    ch = T.row_last_change(repo, "data/qa.jsonl", 3)                 # "6" -> "six" in c2
+    assert ch.commit.id == info["c2"] and ch.status == "modified"
+    assert ch.before["answer"] == "6" and ch.after["answer"] == "six"
+    ch = T.row_last_change(repo, "data/qa.jsonl", "100")             # added in c2
+    assert ch.commit.id == info["c2"] and ch.status == "added" and ch.before is None
+    ch = T.row_last_change(repo, "data/qa.jsonl", "0")               # untouched since the import
+    assert ch.commit.id == info["c1"] and ch.status == "added"
+    assert T.row_last_change(repo, "data/qa.jsonl", "3", "v1").commit.id == info["c1"]
+    with pytest.raises(PathNotFound):
+        T.row_last_change(repo, "data/qa.jsonl", "11")               # removed in c2
+    repo.close()
+
+
+@_sync
+async def test_dataset_stats_pane_and_jump_from_a_row_to_its_last_change(repo_dir: Path, built) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.open_dataset("data/qa.jsonl", "main")
+        ds = app.screen
+        table = ds.query_one(RowTable)
+        await _until(pilot, lambda: ds.pager is not None and table.visible_ready())
+        await pilot.press("i")
+        await _until(pilot, lambda: ds.stats is not None)
+        expected = P.data.stats(app.repo, "data/qa.jsonl", rev=ds.pager.commit, near=False).stats
+        shown = _text(ds.query_one("#stats"))
+        assert expected["rows"] == 12 and "rows" in shown and f"{expected['vocabulary']}" in shown
+        keys = [table.row(i)[0] for i in range(table.total)]
+        table.cursor_row = keys.index("3")
+        await pilot.press("l")
+        await _until(pilot, lambda: type(app.screen).__name__ == "DiffScreen" and app.screen.changes)
+        assert ds.row_change.commit.id == built[1]["c2"] and app.screen.rev == built[1]["c2"]
+        await pilot.press("escape")
+        table.cursor_row = keys.index("0")
+        await pilot.press("l")
+        await _until(pilot, lambda: type(app.screen).__name__ == "DiffScreen")
+        assert app.screen.rev == built[1]["c1"]
+
+
+@_sync
+async def test_checkout_from_the_history_is_confirmed(repo_dir: Path) -> None:
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        hist = app.screen
+        await _until(pilot, lambda: hist.commit_count() >= 13 and _workers_idle(app))
+        side = app.repo.branches()["refs/heads/side"]
+        hist.query_one("#commits").move_cursor(row=hist._shown.index(side))
+        await pilot.pause()
+        assert hist.checkout_target() == "side"
+        await pilot.press("c", "n")
+        await _until(pilot, lambda: _workers_idle(app))
+        assert app.repo.current_branch() == "main"
+        await pilot.press("c", "y")
+        await _until(pilot, lambda: app.repo.current_branch() == "side" and _workers_idle(app))
+        assert (repo_dir / "agents/files.agent.yaml").read_text().count("max_steps: 5") == 1
+        await _until(pilot, lambda: hist.commit_count() >= 13)
+
+
+# ------------------------------------------------------------------------- hub
+@_sync
+async def test_hub_view_ahead_behind_and_confirmed_push_and_fetch(repo_dir: Path, monkeypatch) -> None:
+    import importlib
+    F = importlib.import_module("demoai.porcelain.fetch")      # the modules, not the functions
+    PU = importlib.import_module("demoai.porcelain.push")
+    repo = P.open_repository(repo_dir)
+    main_tip, side_tip = repo.branches()["refs/heads/main"], repo.branches()["refs/heads/side"]
+    c1 = repo.resolve("v1")
+    # a hub nobody answers on: the view falls back to the remote-tracking refs
+    P.remote_add(repo, "origin", "http://127.0.0.1:9/alice/demo")
+    repo.set_ref("refs/remotes/origin/main", c1, None, "test")
+    repo.set_ref("refs/remotes/origin/side", side_tip, None, "test")
+    ahead, behind = T.ahead_behind(repo, main_tip, c1)
+    assert behind == 0 and ahead == len(P.topo_order(repo, [main_tip])) - len(P.topo_order(repo, [c1]))
+    assert T.ahead_behind(repo, c1, side_tip) == (0, len(P.topo_order(repo, [side_tip])) - 1)
+    repo.close()
+    calls: list[Any] = []
+
+    def fake_push(repo, remote, refs=None, progress=None, **kw):
+        calls.append(("push", remote, refs))
+        progress("chunks", 3, 3)
+        return {"url": "u", "updated": [{"ref": "refs/heads/main", "old": c1, "new": main_tip}],
+                "stats": {"bytes_sent": 1234}}
+
+    def fake_fetch(repo, remote, progress=None, **kw):
+        calls.append(("fetch", remote))
+        return {"updated": [], "kept": [], "stats": {"bytes_received": 0}}
+    def unreachable(url, token=None):
+        raise RemoteError(f"cannot reach {url}: connection refused")
+    monkeypatch.setattr(importlib.import_module("demoai.porcelain.remote"), "open_remote", unreachable)
+    monkeypatch.setattr(PU, "push", fake_push)
+    monkeypatch.setattr(F, "fetch", fake_fetch)
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        hub = app.screen
+        await _until(pilot, lambda: hub.status is not None and _workers_idle(app))
+        st = {b.branch: b for b in hub.status.branches}
+        assert hub.status.source == "tracking" and "connection refused" in hub.status.error
+        assert st["main"].state == "ahead" and st["main"].ahead == ahead and st["side"].state == "up to date"
+        assert "tracking refs" in _text(hub.query_one("#hub-info"))
+        hub.query_one("#branches").move_cursor(row=[b.branch for b in hub.status.branches].index("main"))
+        await pilot.press("p", "n")
+        await pilot.press("f", "n")
+        await _until(pilot, lambda: _workers_idle(app))
+        assert calls == []
+        await pilot.press("p", "y")
+        await _until(pilot, lambda: calls and not hub.busy and _workers_idle(app))
+        await pilot.press("f", "y")
+        await _until(pilot, lambda: len(calls) == 2 and not hub.busy and _workers_idle(app))
+        assert calls == [("push", "origin", ["main"]), ("fetch", "origin")]
+        log = " ".join(str(x) for x in hub.query_one("#hub-log").lines)
+        assert "pushed main" in log and "1,234 bytes sent" in log and "fetched from origin" in log
+
+
+# ------------------------------------------------------------------------- evaluations: records, flips
+def _commit_records(root: Path) -> dict[str, Any]:
+    from demoai.objects import ArenaResult, GateRecord
+    from demoai.porcelain import evaluate as PE
+    repo = P.open_repository(root)
+    a, _, _ = PE.load_eval(repo, "HEAD~2:evals/arith/smollm2.eval.json")
+    b, _, _ = PE.load_eval(repo, "HEAD:evals/arith/smollm2.eval.json")
+    gate = GateRecord.create(base=a.digest, candidate=b.digest, metric="exact_match", outcome="fail",
+                      margin=0.0, alpha=0.05, refs={},
+                      test={"effect": -0.25, "lower": -0.75, "upper": 0.0, "p_value": 0.5},
+                      flips={"pass_to_fail": ["1", "2"], "fail_to_pass": []})
+    PE.commit_record(repo, gate, "evals/gates/arith.gate.json", "gate exact_match: fail",
+                     inputs={"base": a.digest, "candidate": b.digest}, parameters={"metric": "exact_match"})
+    rows = [{"model": m, "rating": r, "lower": r - 40, "upper": r + 40, "rank": i + 1, "battles": 8,
+             "wins": w, "losses": 8 - w, "ties": 0} for i, (m, r, w) in enumerate((("big", 1050.0, 6), ("small", 950.0, 2)))]
+    arena = ArenaResult.create(name="duel", models={"big": a.digest, "small": b.digest}, prompts=a.digest,
+                        leaderboard={"rows": rows}, counts={"battles": 8},
+                               judge={}, pins={}, battles=None)
+    PE.commit_record(repo, arena, "evals/arena/duel.arena.json", "arena duel",
+                     inputs={"prompts": a.digest}, parameters={"models": ["big", "small"]})
+    repo.close()
+    return {"rows": rows}
+
+
+@_sync
+async def test_gate_decisions_arena_ratings_and_flipped_examples(repo_dir: Path) -> None:
+    _commit_records(repo_dir)
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        ev = app.screen
+        await _until(pilot, lambda: ev.records is not None and _workers_idle(app))
+        assert [g["outcome"] for g in ev.records.gates] == ["fail"] and ev.records.gates[0]["flips"]["pass_to_fail"] == 2
+        text = _text(ev.query_one("#records"))
+        assert "gate decisions" in text and "fail" in text and "-0.25 [-0.75, 0]" in text
+        assert "arena duel" in text and "1050 [1010, 1090]" in text and "950 [910, 990]" in text
+        # the examples of the newest result, only those flipped against the older one
+        await app.open_eval("HEAD~2:evals/arith/smollm2.eval.json")
+        res = app.screen
+        table = res.query_one(RowTable)
+        await _until(pilot, lambda: table.total and table.visible_ready())
+        assert table.total == 4
+        await pilot.press("x")
+        await pilot.press("ctrl+a", "ctrl+k", *"HEAD:evals/arith/smollm2.eval.json", "enter")
+        await _until(pilot, lambda: res.against and _workers_idle(app) and "flip" in (table.source.columns or [])
+                     and table.visible_ready())
+        cmp = P.evaluate.compare_evals(app.repo, "HEAD:evals/arith/smollm2.eval.json",
+                                       "HEAD~2:evals/arith/smollm2.eval.json", rounds=200)
+        m = next((m for m in cmp.metrics if m.flips), None)
+        want = {str(i) for k in ("pass_to_fail", "fail_to_pass") for i in (m.flips.get(k, []) if m else [])}
+        assert table.total == len(want)
+        assert ("flips of" if m else "no pass/fail metric") in _text(res.query_one("#eval-info"))
+        col = table.source.columns.index("item") if want else 0
+        assert {table.row(i)[col] for i in range(table.total)} == want
+        if m and m.flips.get("pass_to_fail"):
+            i = [table.row(k)[col] for k in range(table.total)].index(str(m.flips["pass_to_fail"][0]))
+            assert table.row(i)[0] == "pass -> fail"
+        await pilot.press("x")
+        await _until(pilot, lambda: not res.against and _workers_idle(app) and table.total == 4)
+
+
+# ------------------------------------------------------------------------- training and scans
+def _commit_scan(root: Path) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from demoai.train.scan import tensor_stats
+    rng = np.random.default_rng(0)
+    rows = [tensor_stats(f"blk.{layer}.{m}.weight", rng.normal(0, 0.1 * (layer + 1), (8, 8)).astype(np.float32)).to_dict()
+            for layer in range(3) for m in ("attn_q", "ffn_up")]
+    rows.append(tensor_stats("token_embd.weight", rng.normal(0, 1, (4, 8)).astype(np.float32)).to_dict())
+    flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]
+    (root / "scans").mkdir()
+    pq.write_table(pa.Table.from_pylist(flat), root / "scans/tiny.weights.parquet")
+    repo = P.open_repository(root)
+    P.commit(repo, "Scan weights of tiny", paths=[root / "scans/tiny.weights.parquet"])
+    repo.close()
+
+
+@_sync
+async def test_training_curves_and_brain_scan_heatmap(repo_dir: Path, monkeypatch) -> None:
+    from demoai.porcelain import train as PT
+    _commit_scan(repo_dir)
+    curve = [{"step": s, "loss": 3.0 / s, "lr": 1e-3 * min(1, s / 3), "val_loss": (3.2 / s if s % 5 == 0 else None)}
+             for s in range(1, 21)]
+    info = PT.RunInfo(name="r1", ref="refs/heads/train/r1", commit="c" * 40, status="finished", step=20, total=20,
+                      config="train/r1.train.yaml", base="smollm2", dataset="data/qa.jsonl", loss=0.15,
+                      val_loss=0.16, tokens_per_s=100.0, wall_s=3.0, adapter="runs/r1/adapter")
+    monkeypatch.setattr(PT, "runs", lambda repo: [info])
+    monkeypatch.setattr(PT, "show_run", lambda repo, name: PT.RunView(info, curve, [{"commit": "c" * 40}]))
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        tr = app.screen
+        await _until(pilot, lambda: tr.curve and tr.scans and _workers_idle(app))
+        assert tr.run_name == "r1" and tr.curve == curve and tr.scans == ["scans/tiny.weights.parquet"]
+        plot = tr.query_one("#curve")
+        assert plot.display and "r1" in _text(tr.query_one("#run-info"))
+        assert "loss" in str(plot.render()) or plot.plt is not None
+        tr.query_one("#scans").focus()
+        tr.open_scan("scans/tiny.weights.parquet")
+        await _until(pilot, lambda: tr.grid is not None and _workers_idle(app))
+        g = tr.grid
+        assert g.value == "norm" and g.layers == [0, 1, 2] and g.modules == ["attn_q.weight", "ffn_up.weight"]
+        assert g.other == 1 and g.grid[2][0] > g.grid[0][0]          # layer 2's weights are wider
+        assert not plot.display and "3 layers x 2 modules" in _text(tr.query_one("#run-info"))
+        assert "ffn_up.weight" in _text(tr.query_one("#heatmap"))
+        await pilot.press("v")
+        await _until(pilot, lambda: tr.grid.value != "norm" and _workers_idle(app))
+        assert tr.grid.value == g.values[1]

@@ -3,26 +3,22 @@ progress bars): ``repo`` (init, query, export, fsck, repair, gc, demo), ``worktr
 rm, status, diff, commit, checkout, merge), ``history`` (log, show, branch, tag, fork),
 ``agent``, ``eval`` (evaluation and arena), ``remote`` (remote, push, fetch, pull, clone, login), ``hub``, ``serve``. Faces
 parse, call porcelain and print; ``demo`` is the main job.
-"""
-from demoai.cli import history, repo, worktree  # noqa: F401  (they attach their commands)
-from demoai.cli.agent import agent
-from demoai.cli.eval import arena_group, eval_group
-from demoai.cli.hub import hub
-from demoai.cli.main import main
-from demoai.cli.remote import clone, fetch, login, pull, push, remote
-from demoai.cli.serve import serve
 
-for _cmd in (agent, eval_group, arena_group, remote, push, fetch, pull, clone, login, hub, serve):
-    main.add_command(_cmd)
+Command modules are imported when their command is used (see
+:class:`demoai.cli.main.LazyCommands`), so ``demoai tui`` does not pay for the others;
+``--help`` and any listing import them all. A module appended below with
+``main.add_command`` is imported at once, which works too.
+"""
+from demoai.cli.main import main
+
+for _module in ("demoai.cli.history", "demoai.cli.repo", "demoai.cli.worktree"):
+    main.commands.lazy_module(_module)        # they attach their commands when imported
+for _name, _target in (("agent", "agent:agent"), ("eval", "eval:eval_group"), ("arena", "eval:arena_group"),
+                       ("remote", "remote:remote"), ("push", "remote:push"), ("fetch", "remote:fetch"),
+                       ("pull", "remote:pull"), ("clone", "remote:clone"), ("login", "remote:login"),
+                       ("hub", "hub:hub"), ("serve", "serve:serve"), ("data", "data:data_group"),
+                       ("train", "train:train_group"), ("model", "model:model_group"),
+                       ("scan", "scan:scan_group"), ("tui", "tui:tui")):
+    main.commands.lazy(_name, f"demoai.cli.{_target}")
 
 __all__ = ["main"]
-from demoai.cli.data import data_group  # noqa: E402
-main.add_command(data_group)
-from demoai.cli.model import model_group  # noqa: E402
-main.add_command(model_group)
-from demoai.cli.scan import scan_group  # noqa: E402
-main.add_command(scan_group)
-from demoai.cli.tui import tui  # noqa: E402
-main.add_command(tui)
-from demoai.cli.train import train_group  # noqa: E402
-main.add_command(train_group)

@@ -15,7 +15,7 @@ import click
 import demoai
 from demoai.cli.common import error_json
 
-__all__ = ["main", "DemoAIGroup"]
+__all__ = ["main", "DemoAIGroup", "LazyCommands"]
 
 _JSON_META = "demoai.json"
 
@@ -46,11 +46,95 @@ def _as_json_usage(e: click.ClickException) -> None:
     e._demoai_json = True  # type: ignore[attr-defined]
 
 
+class LazyCommands(dict):
+    """A group's ``name -> command`` table whose commands may be imported on first use, so
+    that ``demoai tui`` does not import every other command's module (and what they import).
+
+    ``lazy(name, "module:attr")`` registers a command by where it lives; ``lazy_module(m)``
+    a module whose commands attach themselves to the group when it is imported. Looking up a
+    name imports only what that name needs; a name not known yet, or any full listing
+    (``--help``, iteration, ``items()``), first imports every pending module, so the table
+    always holds every command."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self._modules: list[str] = []
+
+    def lazy(self, name: str, target: str) -> None:
+        """Register command ``name`` as ``"package.module:attribute"``, imported on use."""
+        dict.__setitem__(self, name, target)
+
+    def lazy_module(self, module: str) -> None:
+        """Register ``module``, whose commands attach themselves when it is imported."""
+        self._modules.append(module)
+
+    def _load_modules(self) -> None:
+        import importlib
+        while self._modules:
+            importlib.import_module(self._modules.pop(0))
+
+    def load_all(self) -> None:
+        """Import every pending module and lazy command."""
+        self._load_modules()
+        for name in list(dict.keys(self)):
+            self._resolve(name)
+
+    def _resolve(self, name: str) -> Any:
+        v = dict.__getitem__(self, name)
+        if isinstance(v, str):
+            import importlib
+            mod, _, attr = v.partition(":")
+            v = getattr(importlib.import_module(mod), attr)
+            dict.__setitem__(self, name, v)
+        return v
+
+    def __getitem__(self, name: str) -> Any:
+        if not dict.__contains__(self, name):
+            self._load_modules()
+        return self._resolve(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The command ``name`` (imported if need be) or ``default``."""
+        return self[name] if name in self else default
+
+    def __contains__(self, name: object) -> bool:
+        if not dict.__contains__(self, name):
+            self._load_modules()
+        return dict.__contains__(self, name)
+
+    def __iter__(self) -> Any:
+        self.load_all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self.load_all()
+        return dict.__len__(self)
+
+    def keys(self) -> Any:
+        """Every command name."""
+        self.load_all()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        """Every command."""
+        self.load_all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        """Every ``(name, command)``."""
+        self.load_all()
+        return dict.items(self)
+
+
 class DemoAIGroup(click.Group):
     """A click group whose usage errors become JSON when ``--json`` is on the command line.
 
     The flag is read from the raw arguments, since a usage error stops parsing before the
     command's own ``--json`` is known."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(self.commands)
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:

@@ -1,4 +1,5 @@
-"""``demoai tui``: the terminal UI (history, typed diffs, datasets, sessions, evaluations)."""
+"""``demoai tui``: the terminal UI (history, typed diffs, datasets, sessions, evaluations,
+training and scans, hub)."""
 from __future__ import annotations
 
 import click
@@ -7,7 +8,7 @@ from demoai.cli.common import handle_errors, open_repo, out
 
 __all__ = ["tui"]
 
-VIEWS = ("history", "artifacts", "sessions", "evals")
+VIEWS = ("history", "artifacts", "sessions", "evals", "training", "hub")
 
 
 @click.command("tui")
@@ -23,8 +24,8 @@ def tui(view: str, screenshot: str | None, size: str) -> None:
 
     \b
     Keyboard first: the footer shows the keys, ? lists them all, ctrl+p opens the command
-    palette, q quits. Read-only unless an action that writes (fork, continue, replay) is
-    confirmed.
+    palette, q quits. Read-only unless an action that writes (fork, continue, replay,
+    checkout, push, fetch) is confirmed.
     Example:
       demoai tui
       demoai tui --view sessions

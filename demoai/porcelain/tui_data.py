@@ -9,7 +9,10 @@ million-row table in bounded memory, so nothing here reads a whole history or a 
 - :func:`changed_paths` compares a commit's tree with its first parent's (manifests only),
   which is what filtering history by path or kind needs;
 - :class:`DatasetPager` opens one dataset version once and hands out rows by offset (Lance
-  ``take``/``limit``, never the whole table); :class:`QueryPager` pages a DuckDB result.
+  ``take``/``limit``, never the whole table); :class:`QueryPager` pages a DuckDB result;
+- :func:`row_last_change` finds the commit that last changed one row (by key);
+  :func:`hub_status` compares branches with a remote (ahead/behind); :func:`scan_grid` and
+  :func:`eval_records` read brain scans, gate decisions and arenas for their views.
 
 Rows come back as display text (cells cut at ``MAX_CELL`` characters), which is what a table
 widget draws and keeps a page's memory small.
@@ -31,7 +34,8 @@ from demoai.store.kinds import handler_for
 from demoai.store.sessions.log import SESSION_REF
 
 __all__ = ["HistoryRow", "HistoryWalker", "changed_paths", "commit_pane", "CommitPane", "cell_text", "DatasetPager",
-           "QueryPager", "MAX_CELL"]
+           "QueryPager", "MAX_CELL", "RowChange", "row_last_change", "BranchSync", "HubStatus", "ahead_behind",
+           "hub_status", "ScanGrid", "SCAN_VALUES", "scan_grid", "EvalRecords", "eval_records"]
 
 MAX_CELL = 120        # characters of one cell kept for display
 
@@ -277,3 +281,246 @@ def commit_pane(repo: Repository, commit: str) -> CommitPane:
     return CommitPane(CommitSummary.of(repo.commit_info(cid), decorations(repo)),
                       clean(lin) if isinstance(lin, dict) else {"value": clean(lin)},
                       changed_paths(repo, cid))
+
+
+# ---------------------------------------------------------------------------- one row's history
+@dataclass(frozen=True)
+class RowChange:
+    """The commit that last changed one dataset row: ``status`` is ``added`` (the row, or
+    the dataset, appeared there) or ``modified``; ``before``/``after`` the row's values."""
+
+    commit: CommitSummary
+    path: str
+    key: str
+    status: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def _row_at(repo: Repository, commit: str, path: str, key: str, value: str) -> dict[str, Any] | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from demoai.store.kinds import load_table
+    raw = repo.tree_entries(commit).get(path)
+    if raw is None:
+        return None
+    table = load_table(repo, decode_manifest(raw, path))
+    if key not in table.column_names:
+        return None
+    hit = table.filter(pc.equal(pc.cast(table.column(key), pa.string()), value))
+    return clean(hit.slice(0, 1).to_pylist()[0]) if hit.num_rows else None
+
+
+def row_last_change(repo: Repository, path: str, key_value: Any, ref: str | None = None, *,
+                    limit: int = 10_000) -> RowChange | None:
+    """The commit, first-parent history from ``ref``, that last changed the row whose key is
+    ``key_value`` (compared as text) in dataset ``path``: the newest commit whose version of
+    that row differs from its parent's. Only versions of the dataset are read (commits that
+    did not touch ``path`` are skipped by their tree entry). None when that is further back
+    than ``limit`` commits; PathNotFound when there is no such row at ``ref``; InvalidArtifact
+    when the dataset has no key."""
+    from demoai.errors import PathNotFound
+    name, cid = resolve_ref(repo, ref)
+    path = normalize_path(path)
+    raw = repo.tree_entries(cid).get(path)
+    if raw is None:
+        raise PathNotFound(f"{path} is not in {name}", path=path, ref=name)
+    art = decode_manifest(raw, path)
+    key = getattr(art, "key", None)
+    if not key:
+        raise InvalidArtifact(f"{path} has no key column, so its rows have no identity", path=path)
+    value = str(key_value)
+    row = _row_at(repo, cid, path, key, value)
+    if row is None:
+        raise PathNotFound(f"no row {key}={value} in {path} at {name}", path=path, ref=name)
+    c, entry = cid, repo.entry_id(cid, path)
+    for _ in range(limit):
+        parents = repo.commit_info(c).parents
+        if not parents:
+            return RowChange(CommitSummary.of(repo.commit_info(c)), path, value, "added", None, row)
+        p = parents[0]
+        p_entry = repo.entry_id(p, path)
+        if p_entry != entry:
+            before = _row_at(repo, p, path, key, value) if p_entry is not None else None
+            if before != row:
+                return RowChange(CommitSummary.of(repo.commit_info(c), decorations(repo)), path, value,
+                                 "added" if before is None else "modified", before, row)
+        c, entry = p, p_entry
+    return None
+
+
+# ---------------------------------------------------------------------------- hub
+@dataclass(frozen=True)
+class BranchSync:
+    """One branch here and on the remote: commits ``ahead`` (here, not there) and ``behind``
+    (there, not here); both None when the remote's commit is not here yet (fetch first)."""
+
+    branch: str
+    local: str | None
+    remote: str | None
+    ahead: int | None
+    behind: int | None
+
+    @property
+    def state(self) -> str:
+        """``up to date``, ``ahead``, ``behind``, ``diverged``, ``local only``,
+        ``remote only`` or ``fetch to compare``."""
+        if self.remote is None:
+            return "local only"
+        if self.local is None:
+            return "remote only"
+        if self.ahead is None or self.behind is None:
+            return "fetch to compare"
+        if self.ahead and self.behind:
+            return "diverged"
+        return "ahead" if self.ahead else "behind" if self.behind else "up to date"
+
+
+@dataclass(frozen=True)
+class HubStatus:
+    """A remote and every branch compared: ``source`` is ``hub`` (its refs, asked just now)
+    or ``tracking`` (the remote-tracking refs of the last fetch or push, with ``error``
+    saying why the hub was not asked)."""
+
+    remote: str
+    url: str
+    source: str
+    branches: list[BranchSync]
+    error: str | None = None
+
+
+def ahead_behind(repo: Repository, a: str, b: str) -> tuple[int, int]:
+    """(commits reachable from ``a`` and not ``b``, from ``b`` and not ``a``), walking both
+    histories newest first and stopping where only shared commits are left (as git does)."""
+    if a == b:
+        return 0, 0
+    flags: dict[str, int] = {a: 1}
+    flags[b] = flags.get(b, 0) | 2
+    heap = [(-repo.commit_info(c).time, c) for c in flags]
+    heapq.heapify(heap)
+    # Counted at the end, not when popped: commits made in the same second pop in any order,
+    # so a commit may learn late that the other side reaches it too; it is then pushed again
+    # to pass that on to its parents.
+    while heap and any(flags[c] != 3 for _, c in heap):
+        _, c = heapq.heappop(heap)
+        f = flags[c]
+        for p in repo.commit_info(c).parents:
+            old = flags.get(p, 0)
+            if old | f != old:
+                flags[p] = old | f
+                heapq.heappush(heap, (-repo.commit_info(p).time, p))
+    return sum(f == 1 for f in flags.values()), sum(f == 2 for f in flags.values())
+
+
+def hub_status(repo: Repository, remote: str = "origin", *, token: str | None = None,
+               online: bool = True) -> HubStatus:
+    """Every branch here and on ``remote`` (a name or URL) with ahead/behind counts. With
+    ``online`` the hub is asked for its refs; if it cannot be reached (or ``online`` is
+    False) the remote-tracking refs stand in for it. RemoteNotFound for an unknown remote."""
+    from demoai.errors import RemoteNotFound
+    from demoai.porcelain.remote import open_remote, remote_url
+    url, name = remote_url(repo, remote)
+    theirs: dict[str, str] | None = None
+    error = None
+    if online:
+        try:
+            ep = open_remote(url, token)
+            try:
+                refs = ep.refs()["refs"]
+            finally:
+                ep.close()
+            theirs = {r[len("refs/heads/"):]: s for r, s in refs.items() if r.startswith("refs/heads/")}
+        except RemoteNotFound:
+            theirs = {}                   # not on the hub yet: every branch is local only
+        except Exception as e:            # unreachable, refused, ...: say so, use tracking refs
+            error = str(e) or type(e).__name__
+    source = "hub" if theirs is not None else "tracking"
+    if theirs is None:
+        prefix = f"refs/remotes/{name or 'fetched'}/"
+        theirs = {r[len(prefix):]: s for r, s in repo.refs().items() if r.startswith(prefix)}
+    mine = {r.removeprefix("refs/heads/"): c for r, c in repo.branches().items()}
+    rows = []
+    for b in sorted(set(mine) | set(theirs)):
+        lo, re_ = mine.get(b), theirs.get(b)
+        ahead = behind = None
+        if lo and re_ and repo.has_object(re_):
+            ahead, behind = ahead_behind(repo, lo, re_)
+        rows.append(BranchSync(b, lo, re_, ahead, behind))
+    return HubStatus(name or url, url, source, rows, error)
+
+
+# ---------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class ScanGrid:
+    """A brain scan as a layer x module grid of one statistic (None where no tensor is)."""
+
+    path: str
+    value: str
+    values: list[str]
+    layers: list[int]
+    modules: list[str]
+    grid: list[list[float | None]]
+    other: int                       # tensors outside the numbered layers
+
+
+SCAN_VALUES = ("norm", "ratio", "max_abs", "std", "mean", "near_zero", "base_norm")
+
+
+def scan_grid(repo: Repository, path: str, ref: str | None = None, value: str | None = None) -> ScanGrid:
+    """The scan dataset at ``path`` (``scans/*.parquet``, written by ``demoai scan``) as a
+    grid of ``value`` (default ``ratio`` for adapter and diff scans, else ``norm``)."""
+    from demoai.store.kinds import load_table
+    name, cid = resolve_ref(repo, ref)
+    path = normalize_path(path)
+    raw = repo.tree_entries(cid).get(path)
+    if raw is None:
+        from demoai.errors import PathNotFound
+        raise PathNotFound(f"{path} is not in {name}", path=path, ref=name)
+    rows = load_table(repo, decode_manifest(raw, path)).to_pylist()
+    if not rows or "layer" not in rows[0] or "module" not in rows[0]:
+        raise InvalidArtifact(f"{path} is not a scan (no layer and module columns)", path=path)
+    have = [v for v in SCAN_VALUES if any(isinstance(r.get(v), (int, float)) for r in rows)]
+    if value is None:
+        value = "ratio" if "ratio" in have else "norm" if "norm" in have else (have or ["norm"])[0]
+    if value not in have:
+        raise InvalidArtifact(f"{path} has no {value!r} values (it has {', '.join(have)})", path=path)
+    numbered = [r for r in rows if r.get("layer") is not None and isinstance(r.get(value), (int, float))]
+    layers = sorted({int(r["layer"]) for r in numbered})
+    modules = sorted({str(r["module"]) for r in numbered})
+    grid: list[list[float | None]] = [[None] * len(modules) for _ in layers]
+    li, mi = {x: i for i, x in enumerate(layers)}, {x: i for i, x in enumerate(modules)}
+    for r in numbered:
+        grid[li[int(r["layer"])]][mi[str(r["module"])]] = float(r[value])
+    return ScanGrid(path, value, have, layers, modules, grid, len(rows) - len(numbered))
+
+
+@dataclass(frozen=True)
+class EvalRecords:
+    """The gate decisions and arenas in the tree at a ref (manifests only)."""
+
+    ref: str
+    gates: list[dict[str, Any]]
+    arenas: list[dict[str, Any]]
+
+
+def eval_records(repo: Repository, ref: str | None = None) -> EvalRecords:
+    """Every ``*.gate.json`` (outcome, metric, test, flips) and ``*.arena.json`` (ratings
+    with intervals) at ``ref``."""
+    name, cid = resolve_ref(repo, ref)
+    gates, arenas = [], []
+    for path, raw in sorted(repo.tree_entries(cid).items()):
+        if not path.endswith((".gate.json", ".arena.json")):
+            continue
+        try:
+            art = decode_manifest(raw, path)
+        except Exception:
+            continue
+        if art.kind == "gate":
+            gates.append({"path": path, "metric": art.metric, "outcome": art.outcome, "margin": art.margin,
+                          "alpha": art.alpha, "test": clean(art.test), "refs": clean(art.refs),
+                          "flips": {k: len(v) for k, v in (art.flips or {}).items() if isinstance(v, list)}})
+        elif art.kind == "arena":
+            arenas.append({"path": path, "name": art.name, "judge": clean(art.judge), "counts": clean(art.counts),
+                           "rows": clean((art.leaderboard or {}).get("rows", []))})
+    return EvalRecords(name, gates, arenas)

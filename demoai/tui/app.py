@@ -1,9 +1,10 @@
-"""The DemoAI terminal UI: an :class:`~textual.app.App` with four modes (history, artifacts,
-sessions, evaluations) and the screens they open (typed diffs, dataset rows, eval examples).
+"""The DemoAI terminal UI: an :class:`~textual.app.App` with six modes (history, artifacts,
+sessions, evaluations, training and scans, hub) and the screens they open (typed diffs,
+dataset rows, eval examples).
 
 Everything is read through :mod:`demoai.porcelain`, in workers, so the UI never waits on
 I/O; the porcelain is imported after the first screen is drawn. Read-only unless an action
-that writes (fork, continue, replay) is confirmed.
+that writes (fork, continue, replay, checkout, push, fetch) is confirmed.
 """
 from __future__ import annotations
 
@@ -42,6 +43,16 @@ def _evals() -> Screen:
     return EvalsScreen()
 
 
+def _training() -> Screen:
+    from demoai.tui.screens.training import TrainingScreen
+    return TrainingScreen()
+
+
+def _hub() -> Screen:
+    from demoai.tui.screens.hub import HubScreen
+    return HubScreen()
+
+
 class ViewCommands(Provider):
     """Command palette entries: the views, and opening any dataset or eval result at HEAD."""
 
@@ -64,7 +75,8 @@ class ViewCommands(Provider):
         app = self.app
         assert isinstance(app, DemoAIApp)
         for mode, title in (("history", "History"), ("artifacts", "Artifacts"),
-                            ("sessions", "Sessions"), ("evals", "Evaluations")):
+                            ("sessions", "Sessions"), ("evals", "Evaluations"),
+                            ("training", "Training"), ("hub", "Hub")):
             yield f"View: {title}", (lambda m=mode: app.switch_mode(m)), f"switch to the {title.lower()} view"
         for path, kind in getattr(self, "entries", []):
             if kind == "dataset":
@@ -92,7 +104,8 @@ class DemoAIApp(App):
     CSS_PATH = "demoai.tcss"
     TITLE = "DemoAI"
     COMMANDS = App.COMMANDS | {ViewCommands}
-    MODES = {"history": _history, "artifacts": _artifacts, "sessions": _sessions, "evals": _evals}
+    MODES = {"history": _history, "artifacts": _artifacts, "sessions": _sessions, "evals": _evals,
+             "training": _training, "hub": _hub}
     DEFAULT_MODE = "history"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -101,6 +114,8 @@ class DemoAIApp(App):
         Binding("2", "switch_mode('artifacts')", "Artifacts"),
         Binding("3", "switch_mode('sessions')", "Sessions"),
         Binding("4", "switch_mode('evals')", "Evals"),
+        Binding("5", "switch_mode('training')", "Training"),
+        Binding("6", "switch_mode('hub')", "Hub"),
     ]
 
     def __init__(self, repo: "Repository | str | os.PathLike[str] | None" = None, *,

@@ -1,6 +1,7 @@
 """Datasets: the artifacts at a ref (:class:`TreeScreen`), and the rows of one dataset at a
 ref (:class:`DatasetScreen`), read a page at a time from Lance through the porcelain, with
-its schema and a DuckDB query box whose result shows in the same table."""
+its schema, its statistics (``i``: ``data stats``), a DuckDB query box whose result shows in
+the same table, and ``l``: the commit that last changed the highlighted row (its typed diff)."""
 from __future__ import annotations
 
 from rich.table import Table
@@ -132,6 +133,8 @@ class DatasetScreen(Screen):
         Binding("escape", "back", "Back"),
         Binding("slash,colon", "query", "Query"),
         Binding("s", "toggle_schema", "Schema"),
+        Binding("i", "stats", "Stats"),
+        Binding("l", "row_history", "Row's last change"),
     ]
 
     def __init__(self, path: str, ref: str | None = None) -> None:
@@ -139,6 +142,8 @@ class DatasetScreen(Screen):
         self.path, self.ref = path, ref
         self.pager: T.DatasetPager | None = None
         self.result: T.QueryPager | None = None
+        self.stats = None
+        self.row_change: T.RowChange | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -147,6 +152,7 @@ class DatasetScreen(Screen):
             yield RowTable(id="rows")
             with VerticalScroll(id="schema-pane"):
                 yield Static("", id="schema")
+                yield Static("", id="stats")
         with Vertical(id="query-bar"):
             yield Input(placeholder="SQL (DuckDB): table('PATH', 'REV'), commits — enter runs, esc returns",
                         id="query")
@@ -233,6 +239,76 @@ class DatasetScreen(Screen):
             rows.focus()
             return
         self.app.pop_screen()
+
+    # -- statistics ---------------------------------------------------------------------
+    def action_stats(self) -> None:
+        """Text statistics and label balance of this dataset version (``demoai data stats``)."""
+        if self.pager is None:
+            return
+        self.query_one("#schema-pane").display = True
+        self.query_one("#stats", Static).update(Text("computing statistics…", style="dim"))
+        self._stats(self.pager.path, self.pager.commit)
+
+    @work(thread=True, exclusive=True, group="stats")
+    def _stats(self, path: str, commit: str) -> None:
+        from demoai.porcelain import data
+        try:
+            rep = data.stats(self.app.repo, path, rev=commit, near=False)
+        except Exception as e:
+            self.app.call_from_thread(self.query_one("#stats", Static).update, Text(f"no statistics: {e}", style="red"))
+            return
+        self.app.call_from_thread(self._show_stats, rep)
+
+    def _show_stats(self, rep) -> None:
+        self.stats = rep
+        t = Table(title=f"statistics of {', '.join(rep.columns)}", title_justify="left", show_edge=False,
+                  show_header=False)
+        t.add_column("stat", style="dim")
+        t.add_column("value", justify="right")
+        labels = []
+        for k, v in rep.stats.items():
+            if k == "labels":
+                labels = v or []
+            elif not isinstance(v, (list, dict)):
+                t.add_row(k.replace("_", " "), T.cell_text(v))
+        for lab in labels:
+            t.add_row(f"{rep.label}={T.cell_text(lab.get('label'))}",
+                      f"{lab.get('rows', 0):,} ({(lab.get('share') or 0):.0%})")
+        self.query_one("#stats", Static).update(t)
+
+    # -- a row's history ------------------------------------------------------------------
+    def action_row_history(self) -> None:
+        """Open the typed diff of the commit that last changed the highlighted row."""
+        p = self.pager
+        rows = self.query_one("#rows", RowTable)
+        if p is None or self.result is not None or not p.key or p.key not in p.columns:
+            self.app.notify("only the rows of a dataset with a key have a history", severity="warning")
+            return
+        cells = rows.row(rows.cursor_row)
+        if cells is None:
+            return
+        key = cells[p.columns.index(p.key)]
+        self.query_one("#dataset-info", Static).update(f"finding the commit that last changed {p.key}={key}…")
+        self._row_history(p.path, p.commit, key)
+
+    @work(thread=True, exclusive=True, group="row-history")
+    def _row_history(self, path: str, commit: str, key: str) -> None:
+        try:
+            ch = T.row_last_change(self.app.repo, path, key, commit)
+        except Exception as e:
+            self.app.call_from_thread(self.app.show_error, e)
+            self.app.call_from_thread(self._info_dataset)
+            return
+        self.app.call_from_thread(self._show_row_change, ch)
+
+    def _show_row_change(self, ch) -> None:
+        self.row_change = ch
+        self._info_dataset()
+        if ch is None:
+            self.app.notify("the row's last change is further back than the walk goes", severity="warning")
+            return
+        self.app.notify(f"{ch.key}: {ch.status} in {ch.commit.short_id} {ch.commit.summary}")
+        self.app.open_diff(ch.commit.id)
 
     @on(RowTable.Failed)
     def _failed(self, event: RowTable.Failed) -> None:

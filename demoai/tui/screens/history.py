@@ -1,6 +1,7 @@
 """The history screen: the commit graph of every branch, tag and session ref (as ``demoai
 log --graph --all``), read a page at a time in a worker; beside it the highlighted commit's
-message, author, time, lineage and changed artifacts; a filter by text, author, path, kind."""
+message, author, time, lineage and changed artifacts; a filter by text, author, path, kind;
+``c`` checks out the highlighted commit's branch (or the commit, detached), confirmed first."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -64,6 +65,7 @@ class HistoryScreen(Screen):
         Binding("slash", "filter", "Filter"),
         Binding("enter", "open_diff", "Diff vs parent", show=False),
         Binding("o", "diff_against", "Diff vs ref"),
+        Binding("c", "checkout", "Checkout"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -268,3 +270,44 @@ class HistoryScreen(Screen):
             if ref:
                 self.app.open_diff(cid, against=ref.strip())
         self.app.push_screen(AskScreen(f"Diff {cid[:12]} against which ref?", "main~1, v1, a commit id"), done)
+
+    def checkout_target(self) -> str | None:
+        """What ``c`` checks out: the first branch on the highlighted commit, else the commit."""
+        cid = self.selected()
+        if not cid:
+            return None
+        c = next((r.commit for r in self.rows if r.commit is not None and r.commit.id == cid), None)
+        for ref in (c.refs if c is not None else []):
+            ref = ref.removeprefix("HEAD -> ")
+            if ref != "HEAD" and not ref.startswith(("tag: ", "session: ")):
+                return ref
+        return cid
+
+    def action_checkout(self) -> None:
+        """Check out the highlighted commit's branch (or the commit, detached); confirmed first."""
+        from demoai.tui.screens.modals import ConfirmScreen
+        target = self.checkout_target()
+        if target is None:
+            return
+        what = f"the commit {target[:12]} (detached HEAD)" if target == self.selected() else f"branch {target}"
+        self.app.push_screen(ConfirmScreen(f"Check out {what}? (rewrites the working tree's tracked files)"),
+                             lambda yes: yes and self._checkout(target))
+
+    @work(thread=True, exclusive=True, group="checkout")
+    def _checkout(self, target: str) -> None:
+        from demoai.porcelain.checkout import checkout
+        try:
+            checkout(self.app.repo, target)
+        except Exception as e:
+            self.app.call_from_thread(self.app.show_error, e)
+            return
+        self.app.call_from_thread(self.app.notify, f"checked out {target[:40]}")
+        self.app.call_from_thread(self.reload)
+
+    def reload(self) -> None:
+        """Read the history again from the refs (after a checkout moved HEAD)."""
+        self.walker = None
+        self.rows = []
+        self._shown = []
+        self.query_one("#commits", DataTable).clear()
+        self._load_more()
