@@ -15,7 +15,7 @@ import click
 import demoai
 from demoai.cli.common import error_json
 
-__all__ = ["main", "DemoAIGroup", "LazyCommands"]
+__all__ = ["main", "DemoAIGroup", "LazyCommands", "quiet_libraries"]
 
 _JSON_META = "demoai.json"
 
@@ -178,3 +178,19 @@ def main() -> None:
       demoai log --oneline
       demoai demo                 # the whole tour on the embedded data and model
     """
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Keep the engines' own deprecation and advice warnings (torch, transformers, peft)
+    out of the terminal: they speak of those libraries' internals, not of what the user
+    asked; ``PYTHONWARNINGS`` or ``DEMOAI_DEBUG=1`` shows them again."""
+    import os
+    import warnings
+    if os.environ.get("DEMOAI_DEBUG") or os.environ.get("PYTHONWARNINGS"):
+        return
+    for module in ("torch", "transformers", "peft", "accelerate", "datasets", "huggingface_hub"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
