@@ -236,7 +236,8 @@ def short(v: Any, n: int = 60) -> str:
 def print_stat(changes: list[dict[str, Any]]) -> None:
     """One line per changed artifact: status, kind, path, +added -removed ~modified."""
     for d in changes:
-        unit = "bytes" if d["kind"] in ("model", "adapter") else "lines" if d["kind"] in ("prompt", "agent") else "rows"
+        unit = ("bytes" if d["kind"] in ("model", "adapter")
+                else "lines" if d["kind"] in ("prompt", "agent", "suite", "train", "run") else "rows")
         mod = f" ~{d['modified']}" if d.get("modified") else ""
         out.print(f" {d['status']:>8} {d['kind']:<8} {esc(d['path'])}  [green]+{d['added']}[/green] "
                   f"[red]-{d['removed']}[/red]{mod} {unit}")

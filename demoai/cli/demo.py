@@ -6,7 +6,9 @@ prints the log. Then it runs an agent with SmolLM2 in the sandbox, forks its ses
 middle step with another instruction, replays the original (recorded and reexecute) and
 prints the session log and the fork's divergence. It evaluates SmolLM2 on the shipped
 arithmetic suite (scores with intervals, committed), re-runs it from the cache and runs the
-SmolLM2 sanity suite as a test (demo_eval.py). Last, it serves a hub on 127.0.0.1,
+SmolLM2 sanity suite as a test (demo_eval.py). It fine-tunes a LoRA on SmolLM2 for a shipped
+task on its own branch, merges it, shows its lineage, gates it against the base and exports
+it as a GGUF LoRA (demo_train.py). Last, it serves a hub on 127.0.0.1,
 pushes the repository there, clones it and replays the cloned session (demo_hub.py).
 Every step goes through the same porcelain calls the CLI uses.
 
@@ -261,6 +263,9 @@ def _tour(paths: DemoPaths, console: Console) -> None:
         _agent_tour(repo, root, console, step, pool)
     from demoai.cli.demo_eval import eval_tour
     if not eval_tour(repo, root, console, step):
+        raise SystemExit(1)
+    from demoai.cli.demo_train import train_tour
+    if not train_tour(repo, root, console, step):
         raise SystemExit(1)
     from demoai.cli.demo_hub import hub_tour
     if not hub_tour(repo, paths.repo, paths.clone, paths.hub, console, step):

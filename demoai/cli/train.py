@@ -1,4 +1,5 @@
-"""``demoai train``: LoRA fine-tuning as commits (lora, resume, doctor, plot, list, show)."""
+"""``demoai train``: LoRA fine-tuning as commits (lora, resume, doctor, plot, list, show,
+compare)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +9,7 @@ import click
 from demoai.cli.common import err, esc, handle_errors, json_option, open_repo, out, print_json
 from demoai.porcelain import train as T
 
-__all__ = ["train_group", "StepLine"]
+__all__ = ["train_group", "StepLine", "print_run_comparison"]
 
 
 def _n(v: Any, digits: int = 4) -> str:
@@ -30,6 +31,7 @@ class StepLine:
 
     def __init__(self, label: str, enabled: bool = True) -> None:
         self.enabled = enabled and err.is_terminal
+        self.warn = enabled
         self.label, self.task, self.progress = label, None, None
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -55,6 +57,10 @@ class StepLine:
         self.progress.update(self.task, stats=text)
 
     def __call__(self, s: T.StepInfo) -> None:
+        if self.warn:
+            for w in s.warnings:
+                (self.progress.console if self.progress is not None else err).print(
+                    f"[yellow]warning:[/yellow] {esc(w)}")
         if self.progress is None:
             return
         stats = (f"loss {s.loss:.4f}" + (f" val {s.val_loss:.4f}" if s.val_loss is not None else "")
@@ -84,6 +90,11 @@ def _print_result(r: T.RunResult, verb: str) -> None:
     out.print(f"adapter {r.adapter_path} ({r.adapter_digest[:19]}) committed as {r.commit[:12]} "
               f"on branch train/{r.name}", markup=False)
     out.print(f"serve it: --model BASE --adapter {r.adapter_path} at train/{r.name}", markup=False)
+    if r.scan_path:
+        out.print(f"scan: {r.scan_path} ({len(r.warnings)} warning{'s' if len(r.warnings) != 1 else ''})",
+                  markup=False)
+    for w in r.warnings[:10]:
+        out.print(f"[yellow]warning:[/yellow] {esc(w)}")
 
 
 @train_group.command("lora")
@@ -238,3 +249,41 @@ def train_show(run: str, steps: int, as_json: bool) -> None:
     out.print(f"commits ({len(view.commits)}):", markup=False)
     for c in view.commits:
         out.print(f"  {c['commit'][:12]} {c['message']}", markup=False)
+
+
+def print_run_comparison(c: T.RunComparison) -> None:
+    """Two runs side by side: final numbers, differing settings and inputs, config diff."""
+    from rich.table import Table
+    t = Table(title=f"train/{esc(c.a.name)} vs train/{esc(c.b.name)}", title_justify="left",
+              show_edge=False)
+    for col in ("", c.a.name, c.b.name, "change"):
+        t.add_column(esc(col), justify="left" if not col or col == "change" else "right")
+    for k, (va, vb) in c.finals.items():
+        change = f"{vb - va:+.4g}" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else ""
+        t.add_row(f"final {k.replace('_', ' ')}", esc(_n(va)), esc(_n(vb)), change)
+    for k, (va, vb) in c.settings.items():
+        t.add_row(esc(k), esc(_n(va)), esc(_n(vb)), "")
+    for k, (va, vb) in c.inputs.items():
+        t.add_row(f"input {esc(k)}", esc(str(va or "-")[:19]), esc(str(vb or "-")[:19]), "")
+    out.print(t)
+    if not c.settings:
+        out.print("same settings", markup=False)
+    for line in c.config_diff.splitlines():
+        out.print(line, markup=False,
+                  style="green" if line.startswith("+") else "red" if line.startswith("-") else None)
+
+
+@train_group.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@json_option
+@handle_errors
+def train_compare(run_a: str, run_b: str, as_json: bool) -> None:
+    """Compare two runs: config differences and final losses (as `demoai diff` does).
+
+    RUN_A and RUN_B are run names, train/NAME branches or runs/NAME folders."""
+    c = T.compare_runs(open_repo(), run_a, run_b)
+    if as_json:
+        print_json(c.to_dict())
+        return
+    print_run_comparison(c)

@@ -27,6 +27,9 @@ Example::
     validation: {share: 0.1}
     eval_every: 10
     save_every: 10
+    scan_every: 10                # record per-module weight/gradient norms every 10 steps
+    scan_growth: 2.0              # warn when a module's weight norm grows beyond 2x the last scan
+    stop_on_explosion: false      # stop (keeping the last checkpoint) instead of only warning
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ TRAIN_KEYS = ("name", "description", "base", "dataset", "format", "columns", "te
               "chat", "lora", "optimizer", "learning_rate", "weight_decay", "max_grad_norm",
               "schedule", "warmup_steps", "epochs", "max_steps", "batch_size",
               "gradient_accumulation", "max_length", "seed", "threads", "validation",
-              "eval_every", "save_every")
+              "eval_every", "save_every", "scan_every", "scan_growth", "stop_on_explosion")
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
 _COLUMN_KEYS = ("prompt", "completion", "messages")
 _FORMAT_COLUMNS = {"prompt_completion": ("prompt", "completion"), "chat": ("messages",),
@@ -59,7 +62,8 @@ _NUMBERS: dict[str, tuple[type, float, Any]] = {
     "max_grad_norm": (float, 0.0, 1.0), "warmup_steps": (int, 0, 0), "epochs": (int, 1, 1),
     "max_steps": (int, 1, None), "batch_size": (int, 1, 4), "gradient_accumulation": (int, 1, 1),
     "max_length": (int, 8, 512), "seed": (int, 0, 0), "threads": (int, 1, 1),
-    "eval_every": (int, 1, None), "save_every": (int, 1, None),
+    "eval_every": (int, 1, None), "save_every": (int, 1, None), "scan_every": (int, 1, None),
+    "scan_growth": (float, 1.0, 2.0),
 }
 
 
@@ -170,8 +174,9 @@ class TrainConfig(TextArtifact):
         elif tpl is not None:
             raise InvalidArtifact(f"{what}: 'template' is for the template format (format: template)",
                                   key="template")
-        if "chat" in data and not isinstance(data["chat"], bool):
-            raise InvalidArtifact(f"{what}: 'chat' must be true or false", key="chat")
+        for k in ("chat", "stop_on_explosion"):
+            if k in data and not isinstance(data[k], bool):
+                raise InvalidArtifact(f"{what}: {k!r} must be true or false", key=k)
         optimizer = data.get("optimizer", "adamw")
         if optimizer not in OPTIMIZERS:
             raise InvalidArtifact(f"{what}: 'optimizer' must be one of {list(OPTIMIZERS)}", key="optimizer")
@@ -180,6 +185,9 @@ class TrainConfig(TextArtifact):
             raise InvalidArtifact(f"{what}: 'schedule' must be one of {list(SCHEDULES)}, not {schedule!r}",
                                   key="schedule")
         nums = {k: _number(data, k, t, lo, d, what) for k, (t, lo, d) in _NUMBERS.items()}
+        if nums["scan_growth"] <= 1:
+            raise InvalidArtifact(f"{what}: 'scan_growth' must be above 1 (a factor of growth)",
+                                  key="scan_growth")
         if nums["learning_rate"] <= 0:
             raise InvalidArtifact(f"{what}: 'learning_rate' must be positive", key="learning_rate")
         meta: dict[str, Any] = {
@@ -187,6 +195,7 @@ class TrainConfig(TextArtifact):
             "base": data["base"], "dataset": data["dataset"], "format": fmt, "columns": columns,
             "template": tpl, "variables": list(dict.fromkeys(PLACEHOLDER.findall(tpl))) if tpl else [],
             "system": data.get("system"), "chat": data.get("chat", True),
+            "stop_on_explosion": data.get("stop_on_explosion", False),
             "lora": _lora(data.get("lora"), what), "optimizer": optimizer, "schedule": schedule,
             "validation": _validation(data.get("validation"), what), **nums,
         }

@@ -3,7 +3,9 @@
 * ``diff``: the working tree against the index (what ``add`` would still stage);
 * ``diff --staged`` (``--cached``): the index against HEAD (what the next commit records);
 * ``diff A``: the working tree against commit A; ``diff --staged A``: the index against A;
-* ``diff A B``: two commits.
+* ``diff A B``: two commits; when both name training runs (``train/NAME`` branches or
+  ``runs/NAME`` folders), the runs' comparison instead: their configs' differences and
+  final losses, as one entry of kind ``run`` (see :func:`demoai.porcelain.train.compare_runs`).
 
 Datasets report rows added, removed and modified (by key) with samples and per-column
 counts; prompts and agents a unified text diff; models and adapters sizes and the share of
@@ -145,6 +147,17 @@ def _rel(repo: Repository, path: str) -> str:
         return normalize_path(path)
 
 
+def _run_diff(repo: Repository, a: str, b: str) -> dict[str, Any] | None:
+    """The comparison of two training runs, when ``a`` and ``b`` both name one."""
+    from demoai.porcelain import train as T      # lazily: a plain diff loads no training code
+    if not (T.looks_like_run(a) and T.looks_like_run(b)):
+        return None
+    ra, rb = T.run_name(repo, a), T.run_name(repo, b)
+    if ra is None or rb is None:
+        return None
+    return T.compare_runs(repo, ra, rb).diff_entry()
+
+
 def diff(repo: Repository, a: str | None = None, b: str | None = None, *, staged: bool = False,
          stat: bool = False, paths: list[str] | None = None, sample: int = 5) -> list[dict[str, Any]]:
     """Typed diffs of every path that differs between two snapshots (see the module doc):
@@ -156,6 +169,10 @@ def diff(repo: Repository, a: str | None = None, b: str | None = None, *, staged
     if b is not None and staged:
         raise InvalidRefName("diff --staged compares the index with one revision, not two")
 
+    if a is not None and b is not None and not paths:
+        run_diff = _run_diff(repo, a, b)
+        if run_diff is not None:
+            return [run_diff]
     limit = [_rel(repo, q) for q in paths] if paths else None
 
     def wanted(p: str) -> bool:

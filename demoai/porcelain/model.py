@@ -154,7 +154,7 @@ def export_model(repo: Repository, name: str, out: str | os.PathLike, *, fmt: st
                  rev: str = "HEAD", force: bool = False) -> Path:
     """Write a model/adapter as a plain GGUF file or folder upstream tools load."""
     _, _, art = registry.find_model(repo, name, rev)
-    return _export.export_artifact(repo, art, Path(out), fmt, force=force)
+    return _export.export_artifact(repo, art, Path(out), fmt, force=force, rev=rev)
 
 
 def merge_model(repo: Repository, spec: str, out: str, *, rev: str = "HEAD", threads: int = 1,

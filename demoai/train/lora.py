@@ -47,6 +47,8 @@ class StepInfo:
     elapsed_s: float
     eta_s: float
     val_loss: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    """What the training watch (:mod:`demoai.train.watch`) found at this step."""
 
     def row(self) -> dict[str, Any]:
         """The row this step adds to the run's curve table."""
@@ -178,12 +180,14 @@ def save_adapter(model: Any, out: Path, base_ref: str) -> Path:
 def train_loop(model: Any, tokenizer: Any, train: list[Example], val: list[Example],
                meta: dict[str, Any], *, base_ref: str, workdir: Path, resume: Path | None = None,
                on_step: OnStep = None, on_checkpoint: OnCheckpoint = None,
-               curve: list[dict[str, Any]] | None = None) -> tuple[Any, TrainResult]:
+               curve: list[dict[str, Any]] | None = None, watch: Any = None) -> tuple[Any, TrainResult]:
     """Wrap ``model`` with a LoRA per ``meta`` and train it on ``train``; returns the peft
     model and the result. ``resume``: a checkpoint folder to continue from (its curve rows
     in ``curve``). ``on_checkpoint(step, folder, curve)`` is called every ``save_every``
     steps with a checkpoint written under ``workdir``. A non-finite loss or gradient
-    raises :class:`RuntimeFailure` (``reason="nan"``) before the weights are touched."""
+    raises :class:`RuntimeFailure` (``reason="nan"``) before the weights are touched.
+    ``watch``: a :class:`demoai.train.watch.TrainingWatch` that scans the LoRA weights and
+    gradients at its steps and checks every step before its checkpoint is written."""
     import peft
     import torch
     if not train:
@@ -219,7 +223,7 @@ def train_loop(model: Any, tokenizer: Any, train: list[Example], val: list[Examp
             curve = [r for r in curve if r["step"] <= start]
         return pm, _run(pm, tokenizer, train, val, meta, opt, sched, start, total, curve, device,
                         base_ref=base_ref, workdir=workdir, on_step=on_step,
-                        on_checkpoint=on_checkpoint)
+                        on_checkpoint=on_checkpoint, watch=watch)
     except torch.OutOfMemoryError as e:
         raise RuntimeFailure(f"out of memory while training: {e}", reason="oom") from e
     finally:
@@ -228,7 +232,8 @@ def train_loop(model: Any, tokenizer: Any, train: list[Example], val: list[Examp
 
 def _run(pm: Any, tokenizer: Any, train: list[Example], val: list[Example], meta: dict[str, Any],
          opt: Any, sched: Any, start: int, total: int, curve: list[dict[str, Any]], device: str, *,
-         base_ref: str, workdir: Path, on_step: OnStep, on_checkpoint: OnCheckpoint) -> TrainResult:
+         base_ref: str, workdir: Path, on_step: OnStep, on_checkpoint: OnCheckpoint,
+         watch: Any = None) -> TrainResult:
     import torch
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ga, bs = meta["gradient_accumulation"], meta["batch_size"]
@@ -237,6 +242,8 @@ def _run(pm: Any, tokenizer: Any, train: list[Example], val: list[Example], meta
     clip = meta["max_grad_norm"] or float("inf")
     pm.train()
     tokens_all, train_s, val_loss = 0, 0.0, None
+    if watch is not None:
+        watch.begin((n, p) for n, p in pm.named_parameters() if p.requires_grad)
     for step in range(start, total):
         t0 = time.perf_counter()
         micro = [batches.get(step * ga + j) for j in range(ga)]
@@ -249,6 +256,9 @@ def _run(pm: Any, tokenizer: Any, train: list[Example], val: list[Example], meta
             loss_sum += float(loss.detach())
             tokens += int(mask.sum())
         loss_v = loss_sum / n_lab
+        scanned = watch is not None and watch.due(step + 1)
+        if scanned:
+            watch.record_grads((n, p) for n, p in pm.named_parameters() if p.requires_grad)
         norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         if not (math.isfinite(loss_v) and math.isfinite(norm)):
             raise TrainingDiverged(f"the loss became {'NaN' if loss_v != loss_v else loss_v} at step "
@@ -261,12 +271,15 @@ def _run(pm: Any, tokenizer: Any, train: list[Example], val: list[Example], meta
         train_s += time.perf_counter() - t0
         tokens_all += tokens
         done = step + 1
+        warns = [] if watch is None else [w.message for w in watch.after_step(
+            done, norm, [(n, p) for n, p in pm.named_parameters() if p.requires_grad] if scanned else None)]
         evaluated = bool(meta.get("eval_every")) and (done % meta["eval_every"] == 0 or done == total)
         if evaluated:
             val_loss = _val_loss(pm, val, bs, pad)
         speed = tokens_all / train_s if train_s else 0.0
         info = StepInfo(done, total, micro[-1][0], loss_v, lr, norm, tokens, speed, train_s,
-                        train_s / (done - start) * (total - done), val_loss if evaluated else None)
+                        train_s / (done - start) * (total - done), val_loss if evaluated else None,
+                        warns)
         curve.append(info.row())
         if on_step is not None:
             on_step(info)

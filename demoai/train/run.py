@@ -4,7 +4,9 @@ The run starts from the current HEAD: its first commit is HEAD's tree plus the c
 the run's branch holds exactly what trained it), each save interval adds a commit with the
 checkpoint (``runs/<run>/checkpoint``: the peft adapter plus optimizer, scheduler and
 generator state) and the curve table so far (``runs/<run>/curve.jsonl``: step, loss,
-learning rate, gradient norm, validation loss, tokens), and the last commit holds the final
+learning rate, gradient norm, validation loss, tokens; with ``scan_every``, the scan table
+``runs/<run>/scan.jsonl`` of per-module weight and gradient statistics, see
+:mod:`demoai.train.watch`), and the last commit holds the final
 Adapter (``runs/<run>/adapter``) and the whole curve, with the lineage: base model, dataset,
 config, chat template and code digests, seed, versions, hardware, wall time, tokens/s.
 
@@ -32,6 +34,7 @@ from demoai.store.kinds import import_path, load_table, materialize
 from demoai.train.config import TrainPlan, load_config, plan_training
 from demoai.train.data import encode_rows, template_digest
 from demoai.train.lora import OnStep, load_base, save_adapter, total_steps, train_loop
+from demoai.train.watch import SCAN_FILE, TrainingWatch
 
 __all__ = ["RunResult", "RunInfo", "train_run", "resume_run", "list_runs", "run_info", "run_curve",
            "RUN_PREFIX", "RUNS_DIR", "run_ref"]
@@ -62,6 +65,8 @@ class RunResult:
     val_loss: float | None
     checkpoints: list[str] = field(default_factory=list)
     resumed_from: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    scan_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -153,6 +158,15 @@ def _curve_artifact(repo: Repository, workdir: Path, rows: list[dict[str, Any]],
     return art
 
 
+def _scan_artifact(repo: Repository, workdir: Path, rows: list[dict[str, Any]]) -> Dataset:
+    f = workdir / SCAN_FILE
+    rows = sorted(rows, key=lambda r: (r["step"], r["id"]))
+    f.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    art = import_path(repo, f, kind="dataset", key="id")
+    assert isinstance(art, Dataset)
+    return art
+
+
 def _default_name(repo: Repository, cfg: TrainConfig, path: str) -> str:
     stem = cfg.meta.get("name") or Path(path).name.split(".")[0]
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip("-.") or "run"
@@ -188,20 +202,25 @@ def _prepare(plan: TrainPlan, on_phase: OnPhase) -> tuple[Any, Any, Any, Any, di
 
 def _train(repo: Repository, plan: TrainPlan, chain: _Chain, name: str, *, resume_dir: Path | None,
            curve: list[dict[str, Any]], curve_art: Any, t_start: float, on_step: OnStep,
-           on_phase: OnPhase, prepared: tuple[Any, ...] | None = None) -> RunResult:
+           on_phase: OnPhase, prepared: tuple[Any, ...] | None = None,
+           scan_rows: list[dict[str, Any]] | None = None) -> RunResult:
     model, tok, train, val, stats = prepared or _prepare(plan, on_phase)
     chain.inputs["chat_template"] = template_digest(tok)
     chain.params.update(stats)
     workdir = _workdir(repo, name)
     base_dir = f"{RUNS_DIR}/{name}"
     last_ck: dict[str, Any] = {"art": curve_art, "step": int(chain.params.get("step", 0))}
+    watch = TrainingWatch.from_meta(plan.meta, scan_rows or [], [r.get("grad_norm") for r in curve])
+
+    def scan_update() -> dict[str, Any]:
+        return {f"{base_dir}/{SCAN_FILE}": _scan_artifact(repo, workdir, watch.rows)} if watch.rows else {}
 
     def on_checkpoint(step: int, folder: Path, rows: list[dict[str, Any]]) -> None:
         with repo.write_guard():
             ad = import_path(repo, folder, kind="adapter")
             cv = _curve_artifact(repo, workdir, rows, last_ck["art"])
             loss = rows[-1]["loss"] if rows else None
-            chain.commit({f"{base_dir}/checkpoint": ad, f"{base_dir}/curve.jsonl": cv},
+            chain.commit({f"{base_dir}/checkpoint": ad, f"{base_dir}/curve.jsonl": cv, **scan_update()},
                          f"train {name}: checkpoint at step {step}, loss {loss:.4f}",
                          params={"status": "checkpoint", "step": step, "loss": loss})
         last_ck.update(art=cv, step=step)
@@ -210,9 +229,9 @@ def _train(repo: Repository, plan: TrainPlan, chain: _Chain, name: str, *, resum
     try:
         pm, res = train_loop(model, tok, train, val, plan.meta, base_ref=plan.base.ref,
                              workdir=workdir, resume=resume_dir, on_step=on_step,
-                             on_checkpoint=on_checkpoint, curve=curve)
+                             on_checkpoint=on_checkpoint, curve=curve, watch=watch)
     except TrainingDiverged as e:
-        if e.fields.get("reason") == "nan":
+        if e.fields.get("reason") in ("nan", "explosion"):
             raise TrainingDiverged(f"{e.message}. The run's branch train/{name} keeps its last good "
                                  f"checkpoint (step {last_ck['step']}, commit {chain.tip[:12]}); "
                                  f"nothing else was committed", **{**e.fields, "run": name,
@@ -233,14 +252,19 @@ def _train(repo: Repository, plan: TrainPlan, chain: _Chain, name: str, *, resum
                   "device": res.device, "threads": plan.meta["threads"],
                   "processor": platform.processor() or platform.machine(),
                   "deterministic": res.device == "cpu"}
-        c = chain.commit({f"{base_dir}/adapter": ad, f"{base_dir}/curve.jsonl": cv},
+        if watch.every:
+            params.update(scan_every=watch.every, scan_rows=len(watch.rows),
+                          warnings=[w.message for w in watch.warnings][:20],
+                          warning_count=len(watch.warnings))
+        c = chain.commit({f"{base_dir}/adapter": ad, f"{base_dir}/curve.jsonl": cv, **scan_update()},
                          f"train {name}: adapter after {params['step']} steps, loss "
                          f"{(final.get('loss') or float('nan')):.4f}",
                          drop=(f"{base_dir}/checkpoint",), outputs={"adapter": ad.digest}, params=params)
     shutil.rmtree(workdir, ignore_errors=True)
     return RunResult(name, chain.ref, c, f"{base_dir}/adapter", ad.digest, res.steps, res.tokens,
                      res.tokens_per_s, res.train_s, wall, final.get("loss"), res.val_loss,
-                     chain.commits, None)
+                     chain.commits, None, [w.message for w in watch.warnings],
+                     f"{base_dir}/{SCAN_FILE}" if watch.rows else None)
 
 
 def train_run(repo: Repository, config_path: str, *, name: str | None = None,
@@ -299,7 +323,10 @@ def resume_run(repo: Repository, name: str, *, on_step: OnStep = None, on_phase:
     entries = repo.artifacts(tip)
     ck = entries.get(f"{RUNS_DIR}/{name}/checkpoint")
     cv = entries.get(f"{RUNS_DIR}/{name}/curve.jsonl")
-    resume_dir, curve = None, []
+    sc = entries.get(f"{RUNS_DIR}/{name}/{SCAN_FILE}")
+    resume_dir, curve, scan_rows = None, [], []
+    if isinstance(sc, Dataset):
+        scan_rows = sorted(load_table(repo, sc).to_pylist(), key=lambda r: (r["step"], r["id"]))
     if ck is not None:
         d = _workdir(repo, name + ".resume")
         resume_dir = materialize(repo, ck, d / "checkpoint")
@@ -307,7 +334,7 @@ def resume_run(repo: Repository, name: str, *, on_step: OnStep = None, on_phase:
         curve = sorted(load_table(repo, cv).to_pylist(), key=lambda r: r["step"])
     try:
         res = _train(repo, plan, chain, name, resume_dir=resume_dir, curve=curve, curve_art=cv,
-                     t_start=t_start, on_step=on_step, on_phase=on_phase)
+                     t_start=t_start, on_step=on_step, on_phase=on_phase, scan_rows=scan_rows)
     finally:
         if resume_dir is not None:
             shutil.rmtree(resume_dir.parent, ignore_errors=True)
