@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from demoai.store.git.repo import Repository
     from demoai.store.tables import TableRef
 
-__all__ = ["DatasetHandler", "load_table", "table_ref", "read_working", "working_diff"]
+__all__ = ["DatasetHandler", "load_table", "table_ref", "read_working", "check_working",
+           "working_diff"]
 
 _FILE_SUFFIXES = (".jsonl", ".csv", ".parquet")
 _TEXT_FORMATS = ("jsonl", "csv")
@@ -25,6 +26,13 @@ def read_working(path: Path) -> "tuple[pa.Table, str]":
     """The rows of a dataset file and its format (a text file holding unresolved merge
     conflict blocks is refused, naming the line); nothing is stored."""
     from demoai.store.tables import read_file
+    fmt = check_working(path)
+    return read_file(path, fmt), fmt
+
+
+def check_working(path: Path) -> str:
+    """The format of a dataset file, refusing a text file that holds unresolved merge
+    conflict blocks (naming the line)."""
     from demoai.store.tables.conflicts import conflict_marker_line
     fmt = dataset_format(path)
     if fmt in _TEXT_FORMATS:
@@ -34,7 +42,7 @@ def read_working(path: Path) -> "tuple[pa.Table, str]":
                 f"{path}: line {line}: unresolved merge conflict (<<<<<<< / ======= / >>>>>>> "
                 "lines); keep the row you want from each block, delete the marker lines, then "
                 "`demoai add` it", path=str(path), line=line)
-    return read_file(path, fmt), fmt
+    return fmt
 
 
 def working_diff(repo: "Repository", old: Dataset | None, path: Path, *, key: str | None,
@@ -77,13 +85,17 @@ class DatasetHandler(KindHandler[Dataset]):
     def import_path(self, repo: "Repository", path: Path, *, key: str | None = None,
                     base: Artifact | None = None, progress: Progress = None) -> Dataset:
         """Write the file's rows as a table version; onto ``base``'s table (keeping its key
-        column unless ``key`` is given) when the path held a dataset before."""
-        table, fmt = read_working(path)
+        column unless ``key`` is given) when the path held a dataset before. The file is
+        read, checked, hashed and written in batches (bounded memory; see
+        :mod:`demoai.store.tables.stream`)."""
+        from demoai.store.tables.stream import open_source
+        fmt = check_working(path)
+        source = open_source(path, fmt)
         base_ref = None
         if isinstance(base, self.artifact):
             key = key if key is not None else base.key
             base_ref = table_ref(base)
-        ref = repo.tables.write(table, key=key, base=base_ref, progress=progress)
+        ref = repo.tables.write_source(source, key=key, base=base_ref, progress=progress)
         return Dataset(digest=ref.digest, rows=ref.rows, schema=ref.schema, key=ref.key,
                        format=fmt, table=ref.to_dict())
 

@@ -28,6 +28,7 @@ from demoai.store.tables.io import canonical_schema, canonical_type, row_hashes
 from demoai.store.tables.lancemeta import candidates, take_picked, take_rows
 from demoai.store.tables.order import sequence_digest
 from demoai.store.tables.ref import TableRef, sub_schema
+from demoai.store.tables.write import take_scan
 
 __all__ = ["CompareMixin"]
 
@@ -174,12 +175,33 @@ class CompareMixin:
             fast = self._changes_fast(a, b, key, common, verify)
             if fast is not None:
                 return fast
+        kept = self._changes_by_side_files(a, b, key, common, verify)
+        if kept is not None:
+            return kept
         ta_ = self.read(a, columns=common, verify=verify, ordered=False)   # rows as a multiset
         tb_ = self.read(b, columns=common, verify=verify, ordered=False)
         ia, ib = multiset_minus(row_hashes(ta_), row_hashes(tb_))
         return classify(ta_.take(pa.array(ia, type=pa.int64())),
                         tb_.take(pa.array(ib, type=pa.int64())), key, method="full",
                         matched=True)
+
+    def _changes_by_side_files(self, a: TableRef, b: TableRef, key: str | None,
+                               columns: list[str], verify: bool) -> Changes | None:
+        """Rows of two versions that share a schema (any lineages or folders) matched by
+        the row hashes their side files keep: only the rows that differ are read. None
+        when either version has no side files."""
+        sa, sb = a.arrow_schema(), b.arrow_schema()
+        if not (canonical_schema(sa) == canonical_schema(sb) and len(columns) == len(sa)):
+            return None
+        dsa, dsb = self._checked(a, verify), self._checked(b, verify)
+        ha = self.version_hashes(dsa, self._dir_for(a), a.files)
+        hb = self.version_hashes(dsb, self._dir_for(b), b.files) if ha is not None else None
+        if hb is None:
+            return None
+        ia, ib = multiset_minus(ha, hb)
+        ta = take_scan(dsa, ia, sub_schema(a, columns))
+        tb = take_scan(dsb, ib, sub_schema(b, columns))
+        return classify(ta, tb, key, method="full", matched=True)
 
     def _changes_fast(self, a: TableRef, b: TableRef, key: str | None, columns: list[str],
                       verify: bool) -> Changes | None:

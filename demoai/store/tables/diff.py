@@ -33,7 +33,7 @@ from demoai.store.tables.io import canonical_type, jsonable, one_line, row_hashe
 # memory at once, where Arrow's default (mimalloc) keeps several MB of segments per thread.
 _POOL = pa.system_memory_pool()
 
-__all__ = ["TableDiff", "MergeResult", "Changes", "classify", "multiset_minus",
+__all__ = ["TableDiff", "MergeResult", "Changes", "classify", "multiset_minus", "int_keys",
            "build_diff", "check_keys", "keys_usable", "key_order", "match_keys", "plan_keyed",
            "cells_changed", "schema_changes", "merge_keyed", "merge_multiset"]
 
@@ -169,8 +169,39 @@ def multiset_minus(ha: np.ndarray, hb: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.sort(idx[side == 0]), np.sort(idx[side == 1])
 
 
+def int_keys(col: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """An integer key column without nulls as one int64 numpy array (None for other
+    types): sorting it takes 8 bytes a row where Arrow's hash tables take several times
+    that, so keyed checks and matches of many millions of rows stay small."""
+    t = col.type
+    if not (pa.types.is_integer(t) and not pa.types.is_uint64(t)) or col.null_count:
+        return None
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    if not chunks:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([c.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+                           for c in chunks])
+
+
+def _match_sorted(ka: np.ndarray, kb: np.ndarray) -> tuple[np.ndarray, ...]:
+    order = np.argsort(ka, kind="stable")
+    sa = ka[order]
+    pos = np.searchsorted(sa, kb)
+    pos_c = np.minimum(pos, max(len(sa) - 1, 0))
+    found = (pos < len(sa)) & (sa[pos_c] == kb) if len(sa) else np.zeros(len(kb), bool)
+    pb_ = np.flatnonzero(found)
+    pa_ = order[pos_c[pb_]].astype(np.int64)
+    in_b = np.zeros(len(ka), dtype=bool)
+    in_b[pa_] = True
+    return pa_, pb_, np.flatnonzero(~in_b), np.flatnonzero(~found)
+
+
 def match_keys(ka: pa.Array, kb: pa.Array) -> tuple[np.ndarray, ...]:
     """Match two unique-key arrays: (paired a idx, paired b idx, a-only idx, b-only idx)."""
+    na = int_keys(ka)
+    nb = int_keys(kb) if na is not None else None
+    if nb is not None:
+        return _match_sorted(na, nb)
     if ka.type != kb.type:
         try:
             kb = kb.cast(ka.type)
@@ -195,6 +226,12 @@ def check_keys(col: pa.ChunkedArray | pa.Array, key: str, where: str) -> None:
     if col.null_count:
         raise InvalidArtifact(f"key column {key!r} has {col.null_count} null value(s) in {where}",
                               key=key)
+    ints = int_keys(col)
+    if ints is not None:
+        ints.sort()
+        if not np.any(ints[1:] == ints[:-1]):
+            return
+        del ints
     if pc.count_distinct(col, memory_pool=_POOL).as_py() != len(col):
         counts = pc.value_counts(col)
         dups = [c["values"] for c in counts.to_pylist() if c["counts"] > 1][:3]
@@ -207,6 +244,10 @@ def keys_usable(t: pa.Table, key: str) -> bool:
     if key not in t.column_names:
         return False
     col = t[key]
+    ints = int_keys(col)
+    if ints is not None:
+        ints.sort()
+        return not np.any(ints[1:] == ints[:-1])
     return col.null_count == 0 and pc.count_distinct(col, memory_pool=_POOL).as_py() == len(col)
 
 

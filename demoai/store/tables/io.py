@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -147,6 +148,18 @@ def _connect():
     return con
 
 
+_LOCAL = threading.local()
+
+
+def _thread_connection():
+    """This thread's DuckDB connection for hashing (opening one costs ~20 ms: a table
+    hashed in batches reuses it)."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = _connect()
+    return con
+
+
 def _md5_sql(text_sql: str) -> str:
     global _MD5_NUMBER_OK
     if _MD5_NUMBER_OK is None:
@@ -185,15 +198,15 @@ def _hash_query(table: pa.Table, per_cell: bool, py_json: bool) -> list[np.ndarr
     if not per_cell:
         exprs = ["concat(" + ", ".join(exprs) + ")" if exprs else "''"]
     sel = ", ".join(f"{_md5_sql(e)} AS h{i}" for i, e in enumerate(exprs))
-    con = _connect()
-    try:
-        if cols:
-            con.register("__t", pa.table(cols, names=names))
+    con = _thread_connection()
+    if cols:
+        con.register("__t", pa.table(cols, names=names))
+        try:
             res = con.sql(f"SELECT {sel} FROM __t").to_arrow_table()
-        else:  # a column-less table: every row has the same (empty) text
-            res = con.sql(f"SELECT {sel} FROM range({table.num_rows})").to_arrow_table()
-    finally:
-        con.close()
+        finally:
+            con.unregister("__t")
+    else:  # a column-less table: every row has the same (empty) text
+        res = con.sql(f"SELECT {sel} FROM range({table.num_rows})").to_arrow_table()
     return [_to_u64x2(res.column(i)) for i in range(len(exprs))]
 
 
@@ -222,14 +235,23 @@ def cell_hashes(table: pa.Table) -> list[np.ndarray]:
     return _hashes(table, per_cell=True)
 
 
-def sort_hashes(hashes: np.ndarray) -> np.ndarray:
-    """Row hashes sorted by (high word, low word); argsort on one word is ~4x a lexsort."""
+def _sorted_order(hashes: np.ndarray) -> np.ndarray:
+    """Positions of row hashes in (high word, low word) order; argsort on one word is ~4x
+    a lexsort, and equal high words (rare in MD5 output) are checked, in blocks."""
     hi, lo = hashes[:, 0], hashes[:, 1]
     order = np.argsort(hi)
-    hs, ls = hi[order], lo[order]
-    if np.any((hs[1:] == hs[:-1]) & (ls[1:] < ls[:-1])):  # equal high words out of order
-        order = np.lexsort((lo, hi))
-    return hashes[order]
+    step = 1 << 20
+    for s in range(0, len(order), step):
+        o = order[s:s + step + 1]
+        hs, ls = hi[o], lo[o]
+        if np.any((hs[1:] == hs[:-1]) & (ls[1:] < ls[:-1])):  # equal high words out of order
+            return np.lexsort((lo, hi))
+    return order
+
+
+def sort_hashes(hashes: np.ndarray) -> np.ndarray:
+    """Row hashes sorted by (high word, low word)."""
+    return hashes[_sorted_order(hashes)]
 
 
 def digest_from_hashes(schema: pa.Schema, key: str | None, hashes: np.ndarray) -> str:
@@ -238,8 +260,10 @@ def digest_from_hashes(schema: pa.Schema, key: str | None, hashes: np.ndarray) -
     h.update(schema_json(schema, key))
     h.update(b"\n")
     h.update(int(len(hashes)).to_bytes(8, "little"))
-    if len(hashes):
-        h.update(np.ascontiguousarray(sort_hashes(hashes)).astype("<u8", copy=False).tobytes())
+    if len(hashes):   # in blocks: no sorted copy of all the hashes
+        order = _sorted_order(hashes)
+        for s in range(0, len(order), 1 << 20):
+            h.update(np.ascontiguousarray(hashes[order[s:s + (1 << 20)]], dtype="<u8").tobytes())
     return "blake3:" + h.hexdigest()
 
 
@@ -312,10 +336,11 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def check_arrow_data(table: pa.Table, source: str | os.PathLike | None = None,
-                     fmt: str | None = None) -> None:
+                     fmt: str | None = None, row_offset: int = 0) -> None:
     """Raise :class:`InvalidArtifact` unless every column holds valid Arrow data, text
-    columns valid UTF-8 included, naming the column, the row and, for a text file read
-    from ``source``, its line."""
+    columns valid UTF-8 included, naming the column, the row (``table`` being a batch
+    that starts at row ``row_offset`` of the file) and, for a text file read from
+    ``source``, its line."""
     for name in table.column_names:
         col = table[name]
         try:
@@ -323,6 +348,7 @@ def check_arrow_data(table: pa.Table, source: str | os.PathLike | None = None,
         except (pa.ArrowInvalid, pa.ArrowException) as e:
             where = f"{source}: " if source else ""
             row = _first_bad_row(col)
+            row = None if row is None else row + row_offset
             line = _first_bad_line(Path(source), fmt) if source and fmt in _TEXT_FORMATS else None
             at = f"line {line}" if line else (f"row {row + 1}" if row is not None else "a row")
             reason = "invalid UTF-8" if "utf" in str(e).lower() else one_line(e)

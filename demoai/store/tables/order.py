@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from demoai.errors import IntegrityError, MissingObject
 from demoai.store.fsutil import atomic_write
+from demoai.store.tables.diff import int_keys
 from demoai.store.tables.io import row_hashes
 from demoai.store.tables.ref import TableRef, file_blake3
 
@@ -91,6 +92,15 @@ def perm_by_keys(scan_keys: pa.ChunkedArray | pa.Array, file_keys: pa.ChunkedArr
     fk = file_keys.combine_chunks() if isinstance(file_keys, pa.ChunkedArray) else file_keys
     if len(sk) != len(fk):
         raise IntegrityError(f"row order: {len(sk)} stored rows, {len(fk)} in the file")
+    ns = int_keys(sk)
+    nf = int_keys(fk) if ns is not None else None
+    if nf is not None:   # integer keys: a sort, far smaller than a hash table
+        order = np.argsort(ns, kind="stable")
+        ss = ns[order]
+        pos = np.minimum(np.searchsorted(ss, nf), max(len(ss) - 1, 0))
+        if len(nf) and not np.array_equal(ss[pos], nf):
+            raise IntegrityError("row order: a key of the file is not stored")
+        return order[pos].astype(np.int64)
     if fk.type != sk.type:
         fk = fk.cast(sk.type)
     where = pc.index_in(fk, value_set=sk)
@@ -184,11 +194,15 @@ class OrderMixin:
     def _scan_perm(self, ref: TableRef, table: pa.Table, hashes: np.ndarray,
                    key: str | None) -> np.ndarray:
         """The permutation from ``ref``'s scan order to ``table``'s rows (same content):
-        by key (one column read) or by row hashes (every row read)."""
+        by key (one column read) or by row hashes (the side files kept with the data, else
+        every row read). ``table`` needs only the key column."""
         ds = self._checked(ref)
         if key is not None:
             return perm_by_keys(ds.to_table(columns=[key])[key], table[key])
-        return perm_by_hashes(row_hashes(ds.to_table(columns=ref.arrow_schema().names)), hashes)
+        stored = self.version_hashes(ds, self._dir_for(ref), ref.files)
+        if stored is None:
+            stored = row_hashes(ds.to_table(columns=ref.arrow_schema().names))
+        return perm_by_hashes(stored, hashes)
 
     def _same_rows(self, ref: TableRef, table: pa.Table, hashes: np.ndarray, seq: str,
                    key: str | None) -> TableRef:

@@ -3,7 +3,8 @@
 Layout under a store ``root``::
 
     <root>/<table_id>.lance/   one Lance dataset per lineage (stable row ids on), and in
-                               its ``data/demoai-order-*.bin`` the row orders of its versions
+                               its ``data/demoai-order-*.bin`` the row orders of its versions,
+                               ``data/demoai-rowhash-*.bin`` the row hashes of each data file
     <root>/<table_id>~<h>.lance/  an alternate of it: only ``_versions/``, with the data,
                                deletion, transaction and index folders linked to the primary's
     <root>/<table_id>.lock     writers of that lineage take this lock
@@ -92,6 +93,8 @@ from demoai.store.tables.diff import MergeResult, TableDiff  # noqa: E402
 from demoai.store.tables.io import content_digest, one_line, read_file, write_file  # noqa: E402
 from demoai.store.tables.order import ORDER_PREFIX, OrderMixin, apply_order, is_order_file  # noqa: E402
 from demoai.store.tables.ref import TABLE_ID, DigestIndex, TableRef, file_blake3  # noqa: E402
+from demoai.store.tables.ingest import IngestMixin  # noqa: E402
+from demoai.store.tables.rowhash import ROWHASH_PREFIX, RowHashMixin, is_rowhash_file  # noqa: E402
 from demoai.store.tables.verify import VerifyMixin  # noqa: E402
 from demoai.store.tables.write import Progress, WriteMixin  # noqa: E402
 
@@ -101,12 +104,16 @@ __all__ = ["TableRef", "TableStore", "TableDiff", "MergeResult", "content_digest
 _U64 = (1 << 64) - 1
 
 
-class TableStore(WriteMixin, CompareMixin, VerifyMixin, OrderMixin):
+class TableStore(WriteMixin, IngestMixin, CompareMixin, VerifyMixin, OrderMixin,
+                 RowHashMixin):
     """Versioned tables under one folder; see the module docstring for the layout. Writing
     is :class:`~demoai.store.tables.write.WriteMixin`, diffs and merges
     :class:`~demoai.store.tables.compare.CompareMixin`, hash checks
     :class:`~demoai.store.tables.verify.VerifyMixin`, row orders
-    :class:`~demoai.store.tables.order.OrderMixin`; folders, files, reads and gc are here."""
+    :class:`~demoai.store.tables.order.OrderMixin`, row-hash side files
+    :class:`~demoai.store.tables.rowhash.RowHashMixin`, streaming writes
+    :class:`~demoai.store.tables.ingest.IngestMixin`; folders, files, reads and gc are
+    here."""
 
     def __init__(self, root: str | os.PathLike, *, lock_timeout: float = 60.0) -> None:
         self.root = Path(root)
@@ -235,6 +242,7 @@ class TableStore(WriteMixin, CompareMixin, VerifyMixin, OrderMixin):
                 ext = meta.get("External") if isinstance(meta, dict) else None
                 if ext and ext.get("path"):
                     rels.add(str(ext["path"]))
+        rels.update(self.rowhash_files(ds, uri))
         return sorted(rels)
 
     def _hash_files(self, uri: Path, rels: list[str], known: dict[str, str]) -> dict[str, str]:
@@ -345,13 +353,16 @@ class TableStore(WriteMixin, CompareMixin, VerifyMixin, OrderMixin):
         return stats
 
     def _gc_orders(self, live: list[TableRef], now: float, grace: float, stats: dict) -> None:
-        """Remove row-order files no live ref lists (older than ``grace``)."""
-        keep = {(r.table_id, rel) for r in live for rel in r.files if is_order_file(rel)}
+        """Remove row-order and row-hash side files no live ref lists (older than
+        ``grace``)."""
+        keep = {(r.table_id, rel) for r in live for rel in r.files
+                if is_order_file(rel) or is_rowhash_file(rel)}
         for d in sorted(self.root.glob("*.lance")):
             tid = d.name[:-len(".lance")]
             if not TABLE_ID.match(tid) or (d / "data").is_symlink():   # alternates share data/
                 continue
-            for f in (d / "data").glob(f"{ORDER_PREFIX[len('data/'):]}*.bin"):
+            for f in [*(d / "data").glob(f"{ORDER_PREFIX[len('data/'):]}*.bin"),
+                      *(d / "data").glob(f"{ROWHASH_PREFIX[len('data/'):]}*.bin")]:
                 try:
                     st = f.stat()
                 except OSError:

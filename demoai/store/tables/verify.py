@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import lance
+import numpy as np
 
 from demoai.errors import IntegrityError, InvalidArtifact, MissingObject
 from demoai.store.tables.io import digest_from_hashes, one_line, row_hashes
@@ -92,6 +93,10 @@ class VerifyMixin:
                 if got != ref.digest:
                     problems.append(f"{ref.table_id} v{ref.version}: content digest {got} "
                                     f"!= recorded {ref.digest}")
+                elif (kept := self.version_hashes(ds, uri, ref.files)) is not None and \
+                        not np.array_equal(kept, hashes):
+                    problems.append(f"{ref.table_id} v{ref.version}: the row hash files do "
+                                    "not hold the hashes of the version's rows")
                 elif seq and sequence_digest(hashes if perm is None else hashes[perm]) != seq:
                     problems.append(f"{ref.table_id} v{ref.version}: the rows in the "
                                     "recorded order do not hash to the recorded order digest")

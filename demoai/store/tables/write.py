@@ -29,7 +29,8 @@ from demoai.store.tables.io import canonical_schema, check_arrow_data, digest_fr
 from demoai.store.tables.order import perm_by_hashes, perm_by_keys, sequence_digest
 from demoai.store.tables.ref import TableRef, schema_meta
 
-__all__ = ["WriteMixin", "Progress", "report", "RESERVED_COLUMNS", "check_table"]
+__all__ = ["WriteMixin", "Progress", "report", "RESERVED_COLUMNS", "OVERWRITE_FRACTION",
+           "check_table", "take_scan"]
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages: ``hash``, ``write``, ``verify``."""
@@ -37,7 +38,7 @@ Progress = Callable[[str, int, int], None]
 RESERVED_COLUMNS = frozenset({"_rowid", "_rowaddr", "_rowoffset", "_row_offset", "_distance",
                               "_score", "_row_created_at_version",
                               "_row_last_updated_at_version", "_fragid"})
-_OVERWRITE_FRACTION = 0.5   # above this share of changed rows a full rewrite is cheaper
+OVERWRITE_FRACTION = 0.5   # above this share of changed rows a full rewrite is cheaper
 
 
 def report(progress: Progress | None, stage: str, done: int, total: int) -> None:
@@ -115,6 +116,8 @@ class WriteMixin:
                         ds = written.result()
                 digest = digest_from_hashes(table.schema, key, hashes)
                 found = self.digests.lookup(digest)
+                if found is None:
+                    self.store_row_hashes(ds, uri, table.schema, hashes)
                 # Lance keeps the order rows were written in: the scan order is the file's
                 ref = found or self.with_order(
                     self._make_ref(ds, uri, table_id, table, digest, key, {}), None,
@@ -134,7 +137,7 @@ class WriteMixin:
         shutil.rmtree(self._uri(table_id), ignore_errors=True)
         (self.root / f"{table_id}.lock").unlink(missing_ok=True)
 
-    def _make_ref(self, ds: lance.LanceDataset, uri: Path, table_id: str, table: pa.Table,
+    def _make_ref(self, ds: lance.LanceDataset, uri: Path, table_id: str, table: Any,
                   digest: str, key: str | None, known: dict[str, str],
                   delta: dict | None = None) -> TableRef:
         rows = ds.count_rows()
@@ -159,27 +162,32 @@ class WriteMixin:
                     data = None
             if data is None:  # schema changed: a full new version of the lineage
                 return self._overwrite(uri, base, table, digest, key, progress, hashes)
-            scan = ds_base.to_table(with_row_id=True)
+            # The base's rows are not read: its row hashes come from the side files kept
+            # with its data (rowhash.py), its keys and row ids from one narrow scan. Only
+            # the edited rows are fetched, to count changed cells. Versions stored
+            # without side files are read and hashed whole.
+            names = stored.names
+            base_h = self.version_hashes(ds_base, uri, base.files)
+            has_key = key is not None and key in names
+            cols = names if base_h is None else ([key] if has_key else [])
+            scan = ds_base.to_table(columns=cols, with_row_id=True)
             rowids = scan["_rowid"].to_numpy()
-            base_tbl = scan.drop_columns(["_rowid"])
-            del scan
-            base_h = row_hashes(base_tbl)
+            if base_h is None:
+                base_h = row_hashes(scan.select(names))
             seq = sequence_digest(hashes)
-            keyed = key is not None and keys_usable(base_tbl, key)
-            base_keys = base_tbl[key] if keyed else None
+            keyed = has_key and keys_usable(scan.select([key]), key)
+            base_keys = scan[key] if keyed else None
+            del scan
             delta = None
             if keyed:
-                dele, upsert, edit_a, edit_b = plan_keyed(base_tbl[key], base_h, table[key],
-                                                           hashes)
-                cells = cells_changed(base_tbl, data.select(base_tbl.column_names),
-                                      edit_a, edit_b)
+                dele, upsert, edit_a, edit_b = plan_keyed(base_keys, base_h, table[key], hashes)
+                cells = cells_changed(take_scan(ds_base, edit_a, stored),
+                                      data.select(names).take(pa.array(edit_b, type=pa.int64())))
                 delta = {"base": base.digest, "key": key, "added": len(upsert) - len(edit_b),
                          "removed": len(dele), "modified": int(cells.any(axis=1).sum()),
-                         "columns": {c: int(n) for c, n in zip(base_tbl.column_names,
-                                                               cells.sum(axis=0)) if n}}
+                         "columns": {c: int(n) for c, n in zip(names, cells.sum(axis=0)) if n}}
             else:  # rows as a multiset: delete what is gone, append what is new
                 dele, upsert = multiset_minus(base_h, hashes)
-            del base_tbl
             n_change = len(dele) + len(upsert)
             if n_change == 0:  # same rows; only key or exact types differ
                 same = replace(base, digest=digest, key=key, rows=table.num_rows,
@@ -187,7 +195,7 @@ class WriteMixin:
                 perm = (perm_by_keys(base_keys, table[key]) if keyed
                         else perm_by_hashes(base_h, hashes))
                 return self.with_order(same, perm, seq)
-            if n_change > _OVERWRITE_FRACTION * max(base.rows, table.num_rows, 1):
+            if n_change > OVERWRITE_FRACTION * max(base.rows, table.num_rows, 1):
                 return self._overwrite(uri, base, table, digest, key, progress, hashes)
             report(progress, "write", 0, n_change)
             if lance.dataset(str(uri)).version != base.version:
@@ -205,10 +213,15 @@ class WriteMixin:
                 else:
                     ds.insert(rows)
             final = lance.dataset(str(uri))
+            self.store_row_hashes(final, uri, data.schema)   # the new fragments' rows only
             ref = self._make_ref(final, uri, base.table_id, table, digest, key, base.files,
                                  delta)
-            perm = (perm_by_keys(final.to_table(columns=[key])[key], table[key]) if keyed
-                    else self._delta_perm(final, rowids, base_h, hashes, data.schema))
+            if keyed:
+                perm = perm_by_keys(final.to_table(columns=[key])[key], table[key])
+            else:
+                final_h = self.version_hashes(final, uri, ref.files)
+                perm = (perm_by_hashes(final_h, hashes) if final_h is not None
+                        else self._delta_perm(final, rowids, base_h, hashes, data.schema))
             return self.with_order(ref, perm, seq)
 
     def _delta_perm(self, final: lance.LanceDataset, base_rowids: np.ndarray,
@@ -233,8 +246,21 @@ class WriteMixin:
                    key: str | None, progress: Progress | None, hashes: np.ndarray) -> TableRef:
         report(progress, "write", 0, table.num_rows)
         ds = lance.write_dataset(table, str(uri), mode="overwrite", enable_stable_row_ids=True)
+        self.store_row_hashes(ds, uri, table.schema, hashes)
         ref = self._make_ref(ds, uri, base.table_id, table, digest, key, base.files)
         return self.with_order(ref, None, sequence_digest(hashes))
+
+
+def take_scan(ds: lance.LanceDataset, idx: np.ndarray, schema: pa.Schema) -> pa.Table:
+    """Rows ``idx`` (scan positions) of ``ds`` in ``idx`` order, cast to ``schema``."""
+    if len(idx) == 0:
+        return schema.empty_table()
+    order = np.argsort(idx, kind="stable")
+    rows = ds.take(idx[order], columns=schema.names)
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    rows = rows.take(pa.array(back, type=pa.int64()))
+    return rows.cast(schema) if rows.schema != schema else rows
 
 
 def check_table(table: Any, key: str | None) -> pa.Table:

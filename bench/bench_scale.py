@@ -1,0 +1,150 @@
+"""Datasets at any size: time and peak RSS of ``demoai add`` + ``commit`` against rows.
+
+For each size N (default 1M, 3M, 10M, 20M rows) a keyed dataset of 4 columns (``id``
+int64, ``prompt``, ``response``, ``label``; ~110 bytes of zstd Parquet a row) is generated
+chunk by chunk (bounded memory, seeded, cached in the work folder, not in the repository),
+with a v2 that edits 1% of the rows, deletes 0.5% and appends 0.5%. Each size runs the CLI
+in a fresh repository: ``add --key id`` + ``commit`` of v1, then of v2, timed from the
+wrapper (interpreter start-up and imports included) with the children's peak RSS.
+
+    python bench/bench_scale.py [--rows 1000000,3000000] [--workdir bench/.work]
+                                [--pythonpath DIR] [--json OUT]
+
+``--pythonpath`` runs another copy of DemoAI's sources (e.g. an export of an older commit)
+for a before/after in one run. Targets (issue 17): peak RSS flat in the rows and under
+the 1 GB bound; v2 of 1M rows <= 1.0 s and <= 300 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.peers import _env, run_measured  # noqa: E402
+
+__all__ = ["generate", "measure", "main"]
+
+_CHUNK = 250_000
+_LABELS = pa.array(["helpful", "harmless", "refusal", "off_topic", "needs_review"])
+
+
+def _vocab(rng: np.random.Generator, n: int = 8000) -> pa.Array:
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    return pa.array(["".join(rng.choice(letters, k)) for k in rng.integers(2, 10, n)])
+
+
+def _texts(rng: np.random.Generator, vocab: pa.Array, n: int, lo: int, hi: int) -> pa.Array:
+    k = rng.integers(lo, hi, n)
+    offsets = np.concatenate([[0], np.cumsum(k)]).astype(np.int32)
+    words = vocab.take(pa.array(rng.integers(0, len(vocab), int(k.sum()))))
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), words), " ")
+
+
+def _chunk(rng: np.random.Generator, vocab: pa.Array, ids: np.ndarray) -> pa.Table:
+    n = len(ids)
+    return pa.table({"id": pa.array(ids.astype(np.int64)),
+                     "prompt": _texts(rng, vocab, n, 5, 25),
+                     "response": _texts(rng, vocab, n, 8, 30),
+                     "label": _LABELS.take(pa.array(rng.integers(0, 5, n)))})
+
+
+def generate(rows: int, workdir: Path, seed: int = 17) -> tuple[Path, Path]:
+    """``v1-scale-<rows>.parquet`` and its 1%-edited ``v2``, written chunk by chunk."""
+    p1, p2 = workdir / f"v1-scale-{rows}.parquet", workdir / f"v2-scale-{rows}.parquet"
+    if p1.exists() and p2.exists():
+        return p1, p2
+    workdir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    vocab = _vocab(rng)
+    t1, t2 = p1.with_suffix(".tmp"), p2.with_suffix(".tmp")
+    w1 = w2 = None
+    try:
+        for start in range(0, rows, _CHUNK):
+            t = _chunk(rng, vocab, np.arange(start, min(rows, start + _CHUNK)))
+            n = t.num_rows
+            pick = rng.permutation(n)
+            mod, dele = pick[:n // 100], pick[n // 100:n // 100 + n // 200]
+            mask = np.zeros(n, bool)
+            mask[mod] = True
+            edited = pc.binary_join_element_wise(t["response"], pa.scalar(" [edited]"), "")
+            e = t.set_column(2, "response", pc.if_else(pa.array(mask), edited, t["response"]))
+            keep = np.ones(n, bool)
+            keep[dele] = False
+            e = e.filter(pa.array(keep))
+            w1 = w1 or pq.ParquetWriter(t1, t.schema, compression="zstd")
+            w2 = w2 or pq.ParquetWriter(t2, t.schema, compression="zstd")
+            w1.write_table(t, row_group_size=128 * 1024)
+            w2.write_table(e, row_group_size=128 * 1024)
+        extra = np.arange(rows, rows + rows // 200)
+        for s in range(0, len(extra), _CHUNK):
+            w2.write_table(_chunk(rng, vocab, extra[s:s + _CHUNK]), row_group_size=128 * 1024)
+    finally:
+        for w in (w1, w2):
+            if w is not None:
+                w.close()
+    os.replace(t1, p1)
+    os.replace(t2, p2)
+    return p1, p2
+
+
+def measure(v1: Path, v2: Path, pythonpath: str, tmp_root: Path) -> dict:
+    """add+commit of v1 then v2 through the CLI in a fresh repository."""
+    cli = [sys.executable, "-m", "demoai.cli"]
+    with tempfile.TemporaryDirectory(prefix="demoai-scale-", dir=tmp_root) as d:
+        repo, home = Path(d) / "repo", Path(d) / "home"
+        repo.mkdir()
+        home.mkdir()
+        env = _env(home)
+        env["PYTHONPATH"] = pythonpath
+        run_measured([cli + ["init"]], repo, env)
+        out: dict = {}
+        for tag, src in (("v1", v1), ("v2", v2)):
+            shutil.copyfile(src, repo / "data.parquet")
+            a = run_measured([cli + ["add", "data.parquet", "--key", "id"]], repo, env)
+            c = run_measured([cli + ["commit", "-m", tag]], repo, env)
+            out[f"add_{tag}_s"] = a["wall_s"]
+            out[f"commit_{tag}_s"] = c["wall_s"]
+            out[f"add_commit_{tag}_s"] = a["wall_s"] + c["wall_s"]
+            out[f"peak_rss_{tag}_mb"] = max(a["peak_rss_mb"], c["peak_rss_mb"])
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scaling rows and print one table (and JSON with ``--json``)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default="1000000,3000000,10000000,20000000",
+                    help="comma-separated row counts")
+    ap.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / ".work")
+    ap.add_argument("--pythonpath", default=str(Path(__file__).resolve().parents[1]),
+                    help="the DemoAI sources to run (default: this tree)")
+    ap.add_argument("--json", type=Path, default=None, help="write results here")
+    args = ap.parse_args(argv)
+    results = []
+    print(f"{'rows':>11} {'file MB':>8} {'v1 s':>7} {'v1 MiB':>7} {'v2 s':>7} {'v2 MiB':>7}",
+          flush=True)
+    for rows in [int(r) for r in args.rows.split(",")]:
+        v1, v2 = generate(rows, args.workdir)
+        r = {"rows": rows, "file_mb": v1.stat().st_size / 1e6,
+             **measure(v1, v2, args.pythonpath, args.workdir)}
+        results.append(r)
+        print(f"{rows:>11,} {r['file_mb']:>8.0f} {r['add_commit_v1_s']:>7.2f} "
+              f"{r['peak_rss_v1_mb']:>7.0f} {r['add_commit_v2_s']:>7.2f} "
+              f"{r['peak_rss_v2_mb']:>7.0f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
