@@ -6,7 +6,8 @@ prints the log. Then it runs an agent with SmolLM2 in the sandbox, forks its ses
 middle step with another instruction, replays the original (recorded and reexecute) and
 prints the session log and the fork's divergence. It evaluates SmolLM2 on the shipped
 arithmetic suite (scores with intervals, committed), re-runs it from the cache and runs the
-SmolLM2 sanity suite as a test (demo_eval.py). It fine-tunes a LoRA on SmolLM2 for a shipped
+SmolLM2 sanity suite as a test (demo_eval.py); prepares a feedback sample: cleaning with
+reasons, dedup, stats, split and contamination, self-instruct (demo_prep.py). It fine-tunes a LoRA on SmolLM2 for a shipped
 task on its own branch, merges it, shows its lineage, gates it against the base and exports
 it as a GGUF LoRA (demo_train.py). Last, it serves a hub on 127.0.0.1,
 pushes the repository there, clones it and replays the cloned session (demo_hub.py).
@@ -263,6 +264,9 @@ def _tour(paths: DemoPaths, console: Console) -> None:
         _agent_tour(repo, root, console, step, pool)
     from demoai.cli.demo_eval import eval_tour
     if not eval_tour(repo, root, console, step):
+        raise SystemExit(1)
+    from demoai.cli.demo_prep import prep_tour
+    if not prep_tour(repo, root, console, step):
         raise SystemExit(1)
     from demoai.cli.demo_train import train_tour
     if not train_tour(repo, root, console, step):
