@@ -286,6 +286,8 @@ class NamespaceSandbox(Sandbox):
         usage = self._ws_usage = self._measure()
         if reason is not None:  # a limit we enforce by killing
             limit: str | None = reason
+            if code == 0:  # it exited on its own just as the watch struck: still never a success
+                code = 128 + (signal.SIGXFSZ if reason == "disk" else signal.SIGKILL)
         elif cg is not None and cg.oom_kills():
             limit = "memory"
         elif usage is None or usage > self.limits.disk_mb << 20:
