@@ -7,10 +7,6 @@ is checked against the embedded SmolLM2 scored in-process.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from types import SimpleNamespace
 
 import httpx
@@ -20,7 +16,7 @@ from demoai.engines.llm import open_backend
 from demoai.http.serve import ServeClient
 from demoai.porcelain import init
 from demoai.registry.defaults import default_gguf_path
-from tests.helpers.tiny import free_port
+from tests.helpers.serve import serving
 
 for _mod in ("fastapi", "uvicorn", "openai", "llama_cpp", "prometheus_client"):
     pytest.importorskip(_mod)
@@ -40,35 +36,11 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("served")
     home = tmp_path_factory.mktemp("home")
     init(root).close()
-    port = free_port()
-    env = {**os.environ, "DEMOAI_SERVE_TOKEN": TOKEN, "DEMOAI_LLM_THREADS": "1", "HOME": str(home),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log = open(root.parent / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "demoai.cli", "serve", str(root), "--port", str(port),
-                             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/api/health", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"demoai serve did not start: {(root.parent / 'serve.log').read_text()[-3000:]}")
-        time.sleep(0.2)
-    client = ServeClient(url, TOKEN)
-    yield SimpleNamespace(url=url, client=client,
-                          oa=openai.OpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0))
-    client.close()
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    with serving(root, home, TOKEN) as url:
+        client = ServeClient(url, TOKEN)
+        yield SimpleNamespace(url=url, client=client,
+                              oa=openai.OpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0))
+        client.close()
 
 
 @pytest.fixture(scope="module")

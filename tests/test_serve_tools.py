@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import struct
-import subprocess
-import sys
-import time
 from types import SimpleNamespace
 
 import httpx
@@ -18,7 +14,7 @@ import numpy as np
 import pytest
 
 from demoai.porcelain import init
-from tests.helpers.tiny import free_port
+from tests.helpers.serve import serving
 
 for _mod in ("fastapi", "uvicorn", "openai", "llama_cpp", "wordllama"):
     pytest.importorskip(_mod)
@@ -41,32 +37,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("served")
     home = tmp_path_factory.mktemp("home")
     init(root).close()
-    port = free_port()
-    env = {**os.environ, "DEMOAI_SERVE_TOKEN": TOKEN, "DEMOAI_LLM_THREADS": "1", "HOME": str(home),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log = open(root.parent / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "demoai.cli", "serve", str(root), "--port", str(port),
-                             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/api/health", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"demoai serve did not start: {(root.parent / 'serve.log').read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield SimpleNamespace(url=url, oa=openai.OpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0))
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    with serving(root, home, TOKEN) as url:
+        yield SimpleNamespace(url=url, oa=openai.OpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0))
 
 
 def _args_valid(call, schema: dict) -> dict:

@@ -8,10 +8,7 @@ app's OpenAPI spec is fuzzed in-process with schemathesis: no input may get a 5x
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from types import SimpleNamespace
 
@@ -23,6 +20,7 @@ from demoai.http.serve import ServeClient
 from demoai.registry.defaults import default_gguf_path
 from demoai.porcelain import add, commit, init
 from demoai.engines.llm import open_backend
+from tests.helpers.serve import serving
 from tests.helpers.tiny import TASK, agent_yaml, free_port, tiny_llama_with_lora
 
 for _mod in ("fastapi", "uvicorn", "sse_starlette", "openai", "llama_cpp"):
@@ -62,35 +60,11 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     assert kinds == {"agents/t.agent.yaml": "agent", "models/tiny": "model", "adapters/lora": "adapter"}
     commit(repo, "agent, tiny model and adapter")
     repo.close()
-    port = free_port()
-    env = {**os.environ, "DEMOAI_SERVE_TOKEN": TOKEN, "DEMOAI_LLM_THREADS": "1", "HOME": str(home),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DEMOAI_AUTHOR": "Test <t@example.com>"}
-    log = open(root.parent / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "demoai.cli", "serve", str(root), "--port", str(port),
-                             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/api/health", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"demoai serve did not start: {(root.parent / 'serve.log').read_text()[-3000:]}")
-        time.sleep(0.2)
-    client = ServeClient(url, TOKEN)
-    yield SimpleNamespace(url=url, root=root, client=client, base=base, adapter=adapter,
-                          oa=openai.OpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0))
-    client.close()
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    with serving(root, home, TOKEN, DEMOAI_AUTHOR="Test <t@example.com>") as url:
+        client = ServeClient(url, TOKEN)
+        yield SimpleNamespace(url=url, root=root, client=client, base=base, adapter=adapter,
+                              oa=openai.OpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0))
+        client.close()
 
 
 @pytest.fixture(scope="module")

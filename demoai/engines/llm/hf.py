@@ -23,8 +23,7 @@ from demoai.engines.llm.constrain import (
     SchemaAutomaton, TokenConstraint, UnsupportedSchema, parse_and_validate,
 )
 from demoai.engines.llm.llamacpp import CHATML_TEMPLATE
-from demoai.engines.llm.scoring import (Completion, TokenLogprob, TokenScore, TokenScorer,
-                                        TopLogprob)
+from demoai.engines.llm.scoring import (Completion, TokenLogprob, TokenScore, TokenScorer)
 
 __all__ = ["TransformersBackend"]
 
@@ -171,18 +170,8 @@ class TransformersBackend(TokenScorer, ModelBackend):
         if bad or not ids:
             raise ModelError("the prompt is empty" if not ids else
                              f"token ids out of the vocabulary: {bad[:5]}", tokens=bad[:5])
-        if p["max_tokens"] > 0:
-            self._check_fits(len(ids))
-        elif len(ids) > self.n_ctx:
-            raise ContextOverflow(f"prompt is {len(ids)} tokens, the context holds {self.n_ctx}",
-                                  prompt_tokens=len(ids), n_ctx=self.n_ctx)
-        echoed = None
-        if echo:
-            echoed = [self._token(ids[0], None, [])]
-            if logprobs is not None and len(ids) > 1:
-                echoed += [self._scored(s) for s in self._score(ids, 1, top_k=logprobs)]
-            else:
-                echoed += [self._token(t, None, []) for t in ids[1:]]
+        self._check_prompt(ids, p["max_tokens"])
+        echoed = self._echoed(ids, logprobs) if echo else None
         text, finish, out_ids, lps = "", "length", [], None
         if p["max_tokens"] > 0:
             text, finish, out_ids, lps = self._generate(ids, p, None, on_token, logprobs, clock)
@@ -277,16 +266,9 @@ class TransformersBackend(TokenScorer, ModelBackend):
         return [TokenScore(t, v, g, top) for t, v, g, top in
                 zip(tokens[start:], picked, greedy, tops)]
 
-    def _token(self, token: int, logprob: float | None, top: list[TopLogprob]) -> TokenLogprob:
+    def _token_text(self, token: int) -> tuple[str, bytes]:
         text = self.tokenizer.decode([token])
-        return TokenLogprob(text, token, logprob, list(text.encode("utf-8")), top)
-
-    def _scored(self, s: TokenScore) -> TokenLogprob:
-        top = []
-        for i, lp in s.top:
-            text = self.tokenizer.decode([i])
-            top.append(TopLogprob(text, i, lp, list(text.encode("utf-8"))))
-        return self._token(s.id, s.logprob, top)
+        return text, text.encode("utf-8")
 
     def decode_timings(self, prompt: list[int], n_gen: int) -> dict:
         """Seconds to evaluate ``prompt`` (to its first token's argmax: ``ttft_s``) and to

@@ -14,8 +14,7 @@ from demoai.engines.llm.base import (
 )
 from demoai.engines.llm.constrain import (UnsupportedSchema, parse_and_validate, schema_gbnf,
                                          strict_strings)
-from demoai.engines.llm.scoring import (Completion, TokenLogprob, TokenScore, TokenScorer,
-                                        TopLogprob, score_rows)
+from demoai.engines.llm.scoring import (Completion, TokenLogprob, TokenScore, TokenScorer, score_rows)
 
 __all__ = ["LlamaCppBackend", "CHATML_TEMPLATE", "SCORE_CHUNK"]
 
@@ -171,18 +170,8 @@ class LlamaCppBackend(TokenScorer, ModelBackend):
         p, logprobs = resolve_params(params, min_tokens=0 if echo else 1), check_logprobs(logprobs)
         clock = Stopwatch()
         ids = self._prompt_ids(prompt)
-        if p["max_tokens"] > 0:
-            self._check_fits(len(ids))
-        elif len(ids) > self.n_ctx:
-            raise ContextOverflow(f"prompt is {len(ids)} tokens, the context holds {self.n_ctx}",
-                                  prompt_tokens=len(ids), n_ctx=self.n_ctx)
-        echoed = None
-        if echo:
-            echoed = [self._token(ids[0], None, [])]
-            if logprobs is not None and len(ids) > 1:
-                echoed += [self._scored(s) for s in self._score(ids, 1, top_k=logprobs)]
-            else:
-                echoed += [self._token(t, None, []) for t in ids[1:]]
+        self._check_prompt(ids, p["max_tokens"])
+        echoed = self._echoed(ids, logprobs) if echo else None
         text, finish, count, lps = "", "length", 0, []
         if p["max_tokens"] > 0:
             text, finish, count, lps = self._generate(ids, p, None, [], on_token, logprobs, clock)
@@ -259,16 +248,9 @@ class LlamaCppBackend(TokenScorer, ModelBackend):
     def _detok(self, ids: list[int]) -> str:
         return self.llm.detokenize(ids, special=True).decode("utf-8", errors="replace")
 
-    def _token(self, token: int, logprob: float | None, top: list[TopLogprob]) -> TokenLogprob:
+    def _token_text(self, token: int) -> tuple[str, bytes]:
         raw = self.llm.detokenize([token], special=True)
-        return TokenLogprob(raw.decode("utf-8", errors="replace"), token, logprob, list(raw), top)
-
-    def _scored(self, s: TokenScore) -> TokenLogprob:
-        top = []
-        for i, lp in s.top:
-            raw = self.llm.detokenize([i], special=True)
-            top.append(TopLogprob(raw.decode("utf-8", errors="replace"), i, lp, list(raw)))
-        return self._token(s.id, s.logprob, top)
+        return raw.decode("utf-8", errors="replace"), raw
 
     def _decode(self, tokens: list[int], pos: int, outputs: bool) -> None:
         """One llama.cpp batch at positions ``pos...``; logits for every row or none."""

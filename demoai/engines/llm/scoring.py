@@ -18,10 +18,11 @@ The rules are lm-evaluation-harness's, so that a score here equals one made ther
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
-from demoai.errors import BackendUnavailable, ModelError
+from demoai.errors import BackendUnavailable, ContextOverflow, ModelError
 
 __all__ = [
     "LogLikelihood", "RollingLogLikelihood", "TokenLogprob", "TopLogprob", "Completion",
@@ -223,22 +224,57 @@ def offsets(pieces: Sequence[str], start: int = 0) -> list[int]:
     return out
 
 
-class TokenScorer:
-    """The scoring API of a local backend, built on three things it provides:
-    ``_encode(text)`` (:data:`Encoder`), ``_prefix_token()`` and ``_score(tokens, start,
-    top_k)`` (a :class:`TokenScore` for each of ``tokens[start:]``, ``start >= 1``)."""
+class TokenScorer(abc.ABC):
+    """The scoring API of a local backend, built on what it provides: ``_encode(text)``
+    (:data:`Encoder`), ``_prefix_token()``, ``_score(tokens, start, top_k)`` (a
+    :class:`TokenScore` for each of ``tokens[start:]``, ``start >= 1``) and
+    ``_token_text(token)`` (its text and bytes)."""
 
     n_ctx: int
     name: str
 
+    @abc.abstractmethod
     def _encode(self, text: str) -> list[int]:
-        raise NotImplementedError
+        """Token ids of ``text`` as the model's tokenizer gives them."""
 
+    @abc.abstractmethod
     def _prefix_token(self) -> int:
-        raise NotImplementedError
+        """The token that conditions the first one (BOS, else EOS)."""
 
+    @abc.abstractmethod
     def _score(self, tokens: list[int], start: int, top_k: int = 0) -> list[TokenScore]:
-        raise NotImplementedError
+        """The score of each of ``tokens[start:]`` given the tokens before it."""
+
+    @abc.abstractmethod
+    def _token_text(self, token: int) -> tuple[str, bytes]:
+        """A token's text and its exact bytes."""
+
+    def _token(self, token: int, logprob: float | None, top: list[TopLogprob]) -> TokenLogprob:
+        text, raw = self._token_text(token)
+        return TokenLogprob(text, token, logprob, list(raw), top)
+
+    def _scored(self, s: TokenScore) -> TokenLogprob:
+        top = []
+        for i, lp in s.top:
+            text, raw = self._token_text(i)
+            top.append(TopLogprob(text, i, lp, list(raw)))
+        return self._token(s.id, s.logprob, top)
+
+    def _check_prompt(self, ids: list[int], max_tokens: int) -> None:
+        """A prompt that leaves no room to answer (or, echo only, does not fit) is refused."""
+        if max_tokens > 0:
+            self._check_fits(len(ids))      # type: ignore[attr-defined]  (ModelBackend's)
+        elif len(ids) > self.n_ctx:
+            raise ContextOverflow(f"prompt is {len(ids)} tokens, the context holds {self.n_ctx}",
+                                  prompt_tokens=len(ids), n_ctx=self.n_ctx)
+
+    def _echoed(self, ids: list[int], logprobs: int | None) -> list[TokenLogprob]:
+        """The prompt's tokens for an echo, with their logprobs when asked (the first has
+        none: nothing predicts it)."""
+        out = [self._token(ids[0], None, [])]
+        if logprobs is not None and len(ids) > 1:
+            return out + [self._scored(s) for s in self._score(ids, 1, top_k=logprobs)]
+        return out + [self._token(t, None, []) for t in ids[1:]]
 
     def _score_many(self, items: list[tuple[list[int], int]]) -> list[list[TokenScore]]:
         """``_score`` of each (tokens, start); a backend that batches overrides it."""

@@ -15,7 +15,7 @@ from demoai.engines.llm.base import (
 )
 from demoai.engines.llm.constrain import parse_and_validate
 from demoai.engines.llm.scoring import (Completion, LogLikelihood, RollingLogLikelihood,
-                                        TokenLogprob, TokenScore, TokenScorer, TopLogprob)
+                                        TokenLogprob, TokenScore, TokenScorer)
 
 __all__ = ["VLLMBackend"]
 
@@ -152,14 +152,9 @@ class VLLMBackend(TokenScorer, ModelBackend):
     def _score(self, tokens: list[int], start: int, top_k: int = 0) -> list[TokenScore]:
         return self._score_many([(tokens, start)], top_k)[0]
 
-    def _token(self, token: int, logprob: float | None, top: list[TopLogprob]) -> TokenLogprob:
+    def _token_text(self, token: int) -> tuple[str, bytes]:
         text = self.tokenizer.decode([token])
-        return TokenLogprob(text, token, logprob, list(text.encode("utf-8")), top)
-
-    def _scored(self, s: TokenScore) -> TokenLogprob:
-        top = [TopLogprob(self.tokenizer.decode([i]), i, lp,
-                          list(self.tokenizer.decode([i]).encode("utf-8"))) for i, lp in s.top]
-        return self._token(s.id, s.logprob, top)
+        return text, text.encode("utf-8")
 
     def _sample_logprobs(self, gen: Any, k: int | None) -> list[TokenLogprob] | None:
         if k is None:
