@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from typing import Any, Iterator
 
@@ -40,6 +41,7 @@ class HttpClient:
                                  timeout=httpx.Timeout(timeout, connect=connect_timeout or timeout))
         self.bytes_up = 0
         self.bytes_down = 0
+        self._count = threading.Lock()     # calls may come from several threads
 
     @property
     def base(self) -> str:
@@ -73,13 +75,15 @@ class HttpClient:
         for attempt in range(self.retries + 1):
             try:
                 resp = self.http.request(method, path, content=body, params=params, headers=headers)
-                self.bytes_up += len(body or b"")
+                with self._count:
+                    self.bytes_up += len(body or b"")
                 break
             except httpx.TransportError as e:
                 if attempt == self.retries:
                     raise self._unreachable(e) from None
                 time.sleep(0.3 * 2 ** attempt)
-        self.bytes_down += len(resp.content)
+        with self._count:
+            self.bytes_down += len(resp.content)
         raise_for_status(resp.status_code, resp.content, f"{method} {path}")
         return resp
 

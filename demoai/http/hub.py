@@ -85,6 +85,7 @@ class HttpEndpoint(Endpoint):
     """A repository on a hub, as one side of :func:`demoai.store.transfer.transfer`."""
 
     GET_BATCH = 2000   # ids per download request
+    remote = True
 
     def __init__(self, url: str, token: str | None = None) -> None:
         self.url = url

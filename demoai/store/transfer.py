@@ -32,6 +32,10 @@ import abc
 import os
 import re
 import struct
+import itertools
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -55,6 +59,10 @@ __all__ = ["Endpoint", "LocalEndpoint", "Needs", "transfer", "check_complete", "
 FRAME_BYTES = 8 << 20         # the most one batch of objects or chunks carries
 PART_BYTES = 8 << 20          # the most one part of a table file carries
 ID_BATCH = 20_000             # ids per "what do you lack?" question
+THREADS = 4                   # connections a transfer uses at once
+READ_AHEAD = 3                # parts of one file read ahead of the one being written
+CHUNK_BATCH = 128             # chunk ids per download (stored chunks average ~64 KiB)
+_END = object()
 SHAREABLE_REFS = ("refs/heads/", "refs/tags/", "refs/sessions/")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _CID = re.compile(r"^[0-9a-f]{64}$")
@@ -336,7 +344,12 @@ def is_ancestor(repo: "Repository", old: str, new: str) -> bool:
 # ----------------------------------------------------------------------------- endpoints
 
 class Endpoint(abc.ABC):
-    """One side of a transfer. Ids are hex strings; table files are ``(table_id, rel, hash)``."""
+    """One side of a transfer. Ids are hex strings; table files are ``(table_id, rel, hash)``.
+
+    ``remote``: the endpoint is reached over a network and may be called from several
+    threads at once; :func:`transfer` calls a local one from one thread only."""
+
+    remote = False
 
     @abc.abstractmethod
     def refs(self) -> dict[str, Any]:
@@ -504,8 +517,9 @@ class LocalEndpoint(Endpoint):
             if offset != have:
                 raise RefConflict(f"upload {digest[:16]}: part at offset {offset}, have {have} bytes",
                                   offset=have)
+            # No fsync per part: the part is synced once, when it is finished and verified
+            # (a part cut short by a crash hashes wrong there and is uploaded again).
             os.pwrite(fd, data, offset)
-            os.fsync(fd)
             return offset + len(data)
         finally:
             os.close(fd)
@@ -523,6 +537,7 @@ class LocalEndpoint(Endpoint):
                 p.unlink(missing_ok=True)
                 return
             try:
+                _fsync_path(p)
                 got = file_blake3(p, cache=False)
             except FileNotFoundError:
                 raise MissingObject(f"upload {digest[:16]}: nothing received", file=rel) from None
@@ -571,6 +586,14 @@ class LocalEndpoint(Endpoint):
         return [{"ref": r, "old": h, "new": n} for r, h, n in checked]
 
 
+def _fsync_path(p: Path) -> None:
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def check_complete(repo: "Repository", tips: list[str], existing: list[str]) -> None:
     """Raise ``MissingObject`` unless everything ``tips`` reach beyond ``existing`` is here:
     git objects, chunks and the table files their manifests name (with matching hashes)."""
@@ -603,42 +626,121 @@ def _records(frame: bytes) -> int:
     return n
 
 
+def _ahead(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any],
+           depth: int = READ_AHEAD) -> Iterator[Any]:
+    """``fn(item)`` for each item in order, with up to ``depth`` calls running ahead in ``pool``
+    (network and disk overlap; memory stays ``depth`` results)."""
+    pending: deque[Future] = deque()
+    it = iter(items)
+    for item in it:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= depth:
+            break
+    while pending:
+        fut = pending.popleft()
+        nxt = next(it, _END)
+        if nxt is not _END:
+            pending.append(pool.submit(fn, nxt))
+        yield fut.result()
+
+
+def _put_chunks(dst: Endpoint, frame: bytes) -> int:
+    """Store a chunk frame at ``dst``; returns how many chunks it carried."""
+    dst.put_chunks(frame)
+    return _records(frame)
+
+
+def _send_parts(src: Endpoint, dst: Endpoint, f: tuple[str, str, str], off: int,
+                pool: ThreadPoolExecutor | None, sent: Callable[[int], None]) -> bool:
+    """Send one table file's parts from ``off``; False when the receiver turned out to hold a
+    different offset (an earlier try landed but its answer was lost)."""
+    tid, rel, digest = f
+    first, size = src.read_file(tid, rel, digest, off, PART_BYTES)
+    read = lambda o: src.read_file(tid, rel, digest, o, PART_BYTES)[0]   # noqa: E731
+    rest = range(off + len(first), size, PART_BYTES)
+    parts = _ahead(pool, read, rest) if pool is not None else map(read, rest)
+    for data in itertools.chain([first], parts):
+        if off >= size:
+            break
+        if len(data) != min(PART_BYTES, size - off):
+            raise ProtocolError(f"table {tid}: {rel}: {len(data)} bytes at offset {off} of {size}")
+        try:
+            off = dst.upload_part(digest, off, data, size)
+        except RefConflict:
+            return False
+        sent(len(data))
+    return True
+
+
+def _send_file(src: Endpoint, dst: Endpoint, f: tuple[str, str, str],
+               pool: ThreadPoolExecutor | None, sent: Callable[[int], None]) -> None:
+    """Copy one table file from where ``dst`` stopped and install it there. A file whose
+    received bytes hash wrong (a part cut short by a crash of the receiver) starts over once."""
+    tid, rel, digest = f
+    restarts = 0
+    while True:
+        if not _send_parts(src, dst, f, dst.upload_offset(digest), pool, sent):
+            continue
+        try:
+            dst.finish_upload(tid, rel, digest)
+            return
+        except IntegrityError:
+            restarts += 1
+            if restarts > 1:
+                raise
+
+
 def transfer(src: Endpoint, dst: Endpoint, wants: list[str], haves: list[str],
              progress: Progress = None) -> dict[str, Any]:
     """Copy to ``dst`` whatever it lacks of ``wants`` (beyond ``haves``); refs are not moved.
 
-    Returns counts: objects, chunks and files considered and sent, and bytes sent."""
+    Calls to a remote side run ``THREADS`` at a time (table files in parallel, chunk frames
+    and file parts read ahead), so the network, the disks and each side's checks overlap;
+    the local side is written from this thread only. Returns counts: objects, chunks and
+    files considered and sent, and bytes sent."""
     report = progress or (lambda *_: None)
     needs = src.needs(wants, haves)
     stats = {"git_objects": len(needs.git), "chunks": len(needs.chunks), "files": len(needs.files),
              "git_sent": 0, "chunks_sent": 0, "files_sent": 0, "file_bytes_sent": 0}
-    chunks = [c for b in _batched(needs.chunks) for c in dst.missing_chunks(b)]
-    report("chunks", 0, len(chunks))
-    done = 0
-    for frame in src.chunk_frames(chunks):
-        dst.put_chunks(frame)
-        done += _records(frame)
-        report("chunks", done, len(chunks))
-    stats["chunks_sent"] = done
-    files = [f for b in _batched(needs.files, 2000) for f in dst.missing_files(b)]
-    for i, (tid, rel, digest) in enumerate(files):
-        off, size = dst.upload_offset(digest), None
-        while size is None or off < size:
-            data, size = src.read_file(tid, rel, digest, off, PART_BYTES)
-            if off >= size:
-                break
-            if not data:
-                raise ProtocolError(f"table {tid}: {rel} ended at {off} of {size} bytes")
-            try:
-                off = dst.upload_part(digest, off, data, size)
-            except RefConflict:    # an earlier try landed but its answer was lost
-                off = dst.upload_offset(digest)
-                continue
-            stats["file_bytes_sent"] += len(data)
-            report("files", i, len(files))
-        dst.finish_upload(tid, rel, digest)
-        stats["files_sent"] += 1
-    report("files", len(files), len(files))
+    lock = threading.Lock()
+
+    def sent(n: int) -> None:
+        with lock:
+            stats["file_bytes_sent"] += n
+
+    with ThreadPoolExecutor(THREADS, thread_name_prefix="demoai-transfer") as pool, \
+            ThreadPoolExecutor(THREADS * READ_AHEAD, thread_name_prefix="demoai-read") as reads:
+        chunks = [c for b in _batched(needs.chunks) for c in dst.missing_chunks(b)]
+        report("chunks", 0, len(chunks))
+        if src.remote:      # fetch batches ahead, store them here in order
+            frames = itertools.chain.from_iterable(_ahead(
+                pool, lambda b: list(src.chunk_frames(b)), _batched(chunks, CHUNK_BATCH), THREADS))
+            puts: Iterable[int] = (_put_chunks(dst, fr) for fr in frames)
+        elif dst.remote:    # read here, send THREADS frames at once
+            puts = _ahead(pool, lambda fr: _put_chunks(dst, fr),
+                          src.chunk_frames(chunks), THREADS)
+        else:
+            puts = (_put_chunks(dst, fr) for fr in src.chunk_frames(chunks))
+        for n in puts:
+            stats["chunks_sent"] += n
+            report("chunks", stats["chunks_sent"], len(chunks))
+
+        files = [f for b in _batched(needs.files, 2000) for f in dst.missing_files(b)]
+        report("files", 0, len(files))
+
+        def one(f: tuple[str, str, str]) -> None:
+            _send_file(src, dst, f, reads if src.remote else None, sent)
+            with lock:
+                stats["files_sent"] += 1
+                report("files", stats["files_sent"], len(files))
+
+        if dst.remote:
+            for fut in [pool.submit(one, f) for f in files]:
+                fut.result()
+        else:
+            for f in files:
+                one(f)
+
     git = [g for b in _batched(needs.git) for g in dst.missing_git(b)]
     report("objects", 0, len(git))
     done = 0
