@@ -58,7 +58,8 @@ def clean_cmd(path: str, rules: tuple[str, ...], rules_file: str | None, column:
               rev: str, allow_empty: bool, message: str | None, as_json: bool) -> None:
     """Apply cleaning rules to PATH and commit it with the reason for each change.
 
-    Rules: unicode (nfc, nfkc), whitespace, control, empty, length, gopher_repetition, pii.
+    Rules: unicode (nfc, nfkc), whitespace, control, empty, length, gopher_repetition, pii,
+    language (keep=en|fr or drop=..., where a detector is installed).
     """
     specs: list[Any] = list(rules)
     if rules_file:
@@ -195,7 +196,12 @@ _STAT_LABELS = [("rows", "rows"), ("empty_rows", "empty rows"), ("chars_mean", "
                 ("words_max", "words max"), ("vocabulary", "vocabulary"), ("tokens", "tokens"),
                 ("distinct_1", "distinct-1"), ("distinct_2", "distinct-2"),
                 ("type_token_ratio", "type-token ratio"), ("duplicate_rate", "duplicate rate"),
-                ("near_duplicate_rate", "near-duplicate rate")]
+                ("near_duplicate_rate", "near-duplicate rate"),
+                ("language_count", "languages"), ("language_top", "top language"),
+                ("language_top_share", "top language share"),
+                ("embedding_distance_mean", "embedding distance (mean)"),
+                ("embedding_near_pairs", "embedding near pairs"),
+                ("embedding_groups", "embedding groups")]
 
 
 def _num(v: Any) -> str:
@@ -206,46 +212,114 @@ def _num(v: Any) -> str:
     return str(v)
 
 
+def _moved(old: Any, new: Any) -> str:
+    if isinstance(old, bool) or isinstance(new, bool) or not (
+            isinstance(old, (int, float)) and isinstance(new, (int, float))):
+        return "" if old == new else f"{_num(old)} -> {_num(new)}"
+    d = new - old
+    if d == 0:
+        return "="
+    rel = f" ({d / old:+.0%})" if old else ""
+    return (f"{d:+d}" if isinstance(d, int) else f"{d:+.4g}") + rel
+
+
+def _notes(st: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    if st.get("languages"):
+        rows.append(("language mix", ", ".join(
+            f"{d['language']} {d['share']:.0%}" for d in st["languages"][:8]) +
+            f" ({st.get('language_sample')} rows, {st.get('language_detector')})"))
+    elif st.get("language_note"):
+        rows.append(("language", st["language_note"]))
+    if st.get("embedding_sample") is not None and st.get("embedding_note") is None:
+        rows.append(("embedding diversity",
+                     f"{st.get('embedding_sample')} rows sampled; pairs with cosine >= "
+                     f"{st.get('embedding_cosine')} are near pairs, joined into groups"))
+    elif st.get("embedding_note"):
+        rows.append(("embedding diversity", st["embedding_note"]))
+    return rows
+
+
+def _stats_history(repo: Any, path: str, cols: list[str] | None, label: str | None,
+                   rev: str, opts: dict[str, Any], limit: int, plot_dir: str | None,
+                   as_json: bool) -> None:
+    from rich.table import Table
+    reps = D.stats_history(repo, path, column=cols, label=label, rev=rev, limit=limit,
+                           plot_dir=plot_dir, **opts)
+    if as_json:
+        return print_json([r.to_dict() for r in reps])
+    reps = reps[::-1]                           # oldest first: read left to right
+    t = Table("statistic", *(r.commit[:8] for r in reps), "moved", show_edge=False,
+              title=f"{reps[-1].path}: {len(reps)} version(s), oldest first", title_justify="left")
+    for k, name in _STAT_LABELS:
+        vals = [r.stats.get(k) for r in reps]
+        if all(v is None for v in vals):
+            continue
+        t.add_row(name, *(_num(v) for v in vals), _moved(vals[0], vals[-1]))
+    out.print(t)
+    for r in reps:
+        how = "stored report" if r.source == "stored" else "computed now (no stored report)"
+        out.print(f"  {r.commit[:8]}  {how}  {r.message}", markup=False)
+    for p in dict.fromkeys(p for r in reps for p in r.plots):
+        out.print(f"wrote {p}", markup=False)
+
+
 @data_group.command("stats")
 @click.argument("path")
 @_COLUMN
 @click.option("--label", help="Label column whose balance to report (default: 'label' if present).")
-@click.option("--history", is_flag=True, help="One column per commit that changed PATH.")
+@click.option("--history", is_flag=True,
+              help="How each figure moved over the commits that changed PATH.")
+@click.option("--limit", "-n", type=int, default=20, show_default=True,
+              help="Versions shown by --history.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
-              help="Write PNG histograms (chars, words, labels) into this folder.")
+              help="Write PNG histograms (chars, words, labels; history.png with --history).")
 @click.option("--no-near", is_flag=True, help="Skip the near-duplicate rate (MinHash).")
+@click.option("--no-language", is_flag=True, help="Skip the language mix.")
+@click.option("--no-diversity", is_flag=True, help="Skip the embedding diversity.")
+@click.option("--no-commit", is_flag=True,
+              help="Do not store the report beside the data (PATH.prep/stats.parquet).")
 @_REV
+@_MSG
 @json_option
 @handle_errors
-def stats_cmd(path: str, column: tuple[str, ...], label: str | None, history: bool,
-              plot_dir: str | None, no_near: bool, rev: str, as_json: bool) -> None:
-    """Quality and diversity statistics of PATH: lengths, vocabulary, duplicates."""
+def stats_cmd(path: str, column: tuple[str, ...], label: str | None, history: bool, limit: int,
+              plot_dir: str | None, no_near: bool, no_language: bool, no_diversity: bool,
+              no_commit: bool, rev: str, message: str | None, as_json: bool) -> None:
+    """Quality and diversity statistics of PATH, stored with the version.
+
+    Lengths, vocabulary, distinct-n, duplicates, labels, languages, embedding diversity.
+    The report is committed at PATH.prep/stats.parquet with the dataset's digest; an
+    unchanged version reuses it. --history reads the stored reports over the commits.
+    """
     from rich.table import Table
     repo = open_repo()
     cols = list(column) or None
+    opts = {"near": not no_near, "language": not no_language, "diversity": not no_diversity}
     if history:
-        reps = D.stats_history(repo, path, column=cols, label=label, rev=rev, near=not no_near)
-        if as_json:
-            return print_json([r.to_dict() for r in reps])
-        t = Table("statistic", *(f"{r.commit[:8]}" for r in reps), show_edge=False)
-        for k, name in _STAT_LABELS:
-            t.add_row(name, *(_num(r.stats.get(k)) for r in reps))
-        out.print(t)
-        for r in reps:
-            out.print(f"  {r.commit[:8]}  {r.message}", markup=False)
-        return
+        return _stats_history(repo, path, cols, label, rev, opts, limit, plot_dir, as_json)
     rep = D.stats(repo, path, column=cols, label=label, rev=rev, plot_dir=plot_dir,
-                  near=not no_near)
+                  save=not no_commit, message=message, **opts)
     if as_json:
         return print_json(rep.to_dict())
     t = Table("statistic", "value", show_edge=False, title=f"{rep.path} @ {rep.commit[:8]} "
               f"({', '.join(rep.columns)})", title_justify="left")
     for k, name in _STAT_LABELS:
-        t.add_row(name, _num(rep.stats.get(k)))
+        if k in rep.stats:
+            t.add_row(name, _num(rep.stats.get(k)))
     out.print(t)
     if rep.stats.get("labels"):
         print_rows([{rep.label or "label": d["label"], "rows": d["rows"],
                      "share": f"{d['share']:.1%}"} for d in rep.stats["labels"]])
+    print_fields(_notes(rep.stats))
+    side = f"{rep.path}.prep/stats.parquet"
+    if rep.saved:
+        how = "read from an earlier stored report" if rep.source == "stored" else "computed"
+        out.print(f"[{rep.saved[:10]}] {how}; stored at {side}", markup=False)
+    elif rep.up_to_date:
+        out.print(f"stored report reused ({side}); nothing committed", markup=False)
+    elif rep.note:
+        out.print(f"{rep.source}; {rep.note}", markup=False)
     for p in rep.plots:
         out.print(f"wrote {p}", markup=False)
 
@@ -279,16 +353,40 @@ def why_cmd(path: str, rowkey: str, rev: str, as_json: bool) -> None:
                   markup=False)
 
 
+def _run_line(number: int, res: D.StepResult) -> None:
+    head = f"step {number}: "
+    if res.verb in ("clean", "dedup", "contamination", "split"):
+        out.print(head, end="", markup=False)
+        return _step(res)
+    tag = f"[{res.commit[:10]}] " if res.commit else ""
+    if res.verb == "stats":
+        how = ("stored report reused; nothing committed" if res.up_to_date
+               else f"{res.summary['source']}, stored at {res.outputs[0]}" if res.outputs
+               else res.summary.get("note") or res.summary["source"])
+        out.print(f"{head}{tag}data stats {res.path}: {res.rows_out} rows ({how})", markup=False)
+    elif res.up_to_date:
+        out.print(f"{head}data {res.verb} {res.path}: already committed; nothing committed",
+                  markup=False)
+    else:
+        out.print(f"{head}{tag}data {res.verb} {res.path}: {res.rows_out} rows made, "
+                  f"{res.summary.get('rejected', 0)} rejected", markup=False)
+
+
 @data_group.command("run")
 @click.argument("steps_yaml", type=click.Path(dir_okay=False))
 @json_option
 @handle_errors
 def run_cmd(steps_yaml: str, as_json: bool) -> None:
-    """Run the steps of STEPS_YAML in order, committing each in turn."""
+    """Run the steps of STEPS_YAML in order, committing each in turn.
+
+    Steps: clean, dedup, split, contamination, augment, self-instruct, stats, each a
+    mapping of the verb to its options (rules, column, threshold, ratios, against, ...).
+    The whole file is checked before the first step runs.
+    """
     repo = open_repo()
     with Bars(not as_json) as bars:
         results = D.run_steps(repo, steps_yaml, progress=bars,
-                              on_step=None if as_json else lambda s, r: _step(r))
+                              on_step=None if as_json else lambda s, r: _run_line(s.number, r))
     if as_json:
         print_json([r.to_dict() for r in results])
 

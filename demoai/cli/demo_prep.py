@@ -43,10 +43,14 @@ def prep_tour(repo: Any, root: Path, console: Console, step: Any) -> bool:
                           f"({esc(w.rule)}" + (f", similarity {w.similarity:.2f})" if w.similarity else ")"))
 
     step("data stats data/feedback.jsonl")
-    st = D.stats(repo, PATH, column="text", label="channel").stats
+    rep = D.stats(repo, PATH, column="text", label="channel", diversity=False, save=True)
+    st = rep.stats
     keep = ("rows", "vocabulary", "distinct_1", "distinct_2", "type_token_ratio", "duplicate_rate")
     console.print("  " + ", ".join(f"{k} {st[k]:.3g}" if isinstance(st.get(k), float) else f"{k} {st.get(k)}"
                                    for k in keep if k in st))
+    langs = ", ".join(f"{d['language']} {d['share']:.0%}" for d in st.get("languages") or [])
+    console.print(f"  languages: {esc(langs or st.get('language_note', '-'))}; report stored at "
+                  f"{PATH}.prep/stats.parquet ({(rep.saved or 'unchanged')[:12]})")
 
     step("data split 0.8/0.2 by key hash, then a contamination check of test against train")
     sp = D.split(repo, PATH, "0.8,0.2", seed=1)

@@ -16,7 +16,12 @@
 - :mod:`demoai.prep.augment`: template and model-based augmentation.
 - :mod:`demoai.prep.search`: semantic search (wordllama embeddings in a LanceDB table).
 
-Other modules: ``split``, ``contamination``, ``stats``, ``steps`` (step files).
+- :mod:`demoai.prep.stats`: the quality and diversity report, its stored table form and
+  its PNG plots; :mod:`demoai.prep.language` (language identification with py3langid, where
+  installed) and :mod:`demoai.prep.diversity` (embedding diversity, where wordllama is).
+- :mod:`demoai.prep.steps`: step files for ``data run``, every step checked before any runs.
+
+Other modules: ``split``, ``contamination``.
 
 These functions take and return Arrow tables, arrays and numpy arrays; committing the results
 with their lineage is the job of the layers above.

@@ -1,7 +1,8 @@
 """Cleaning: configurable, composable rules over the text columns of an Arrow table.
 
 A rule is a *fix* (rewrites text: ``unicode``, ``whitespace``, ``control``, ``pii``) or a
-*filter* (removes rows: ``empty``, ``length``, ``gopher_repetition``). Rules are given as specs
+*filter* (removes rows: ``empty``, ``length``, ``gopher_repetition``, ``language`` where a
+detector is installed). Rules are given as specs
 (``"nfkc"``, ``{"name": "length", "unit": "words", "min": 3}``), checked by
 :func:`parse_rules` (unknown names and parameters are refused with a suggestion), and applied in
 order by :func:`apply_rules`. Every removed row records the first rule that removed it, and every
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 from demoai.errors import InvalidArtifact
 
 __all__ = ["CleanResult", "apply_rules", "parse_rules", "text_column", "rule_names", "Rule",
+           "rule_from_text",
            "repetition_stats", "luhn_valid", "redact_pii", "GOPHER_THRESHOLDS", "PII_KINDS"]
 
 _REMOVED_SCHEMA = pa.schema([("row", pa.int64()), ("step", pa.int32()), ("rule", pa.string()),
@@ -392,6 +394,48 @@ def redact_pii(text: str, kinds: Sequence[str] = PII_KINDS) -> tuple[str, Counte
     return _PII.sub(sub, text), counts
 
 
+class LanguageRule(Rule):
+    """Keeps only texts detected (:mod:`demoai.prep.language`) as one of ``keep``, or removes
+    those detected as one of ``drop`` (ISO 639 codes; ``und``: empty or below
+    ``min_confidence``). Needs an installed detector: without one the rule is refused."""
+
+    name, kind = "language", "filter"
+    defaults = {"keep": None, "drop": None, "min_confidence": 0.0, "detector": None}
+
+    def validate(self) -> None:
+        from demoai.prep.language import UNDETERMINED, language_detector
+        p = self.params
+        if (p["keep"] is None) == (p["drop"] is None):
+            raise InvalidArtifact("clean: rule 'language' needs keep (languages to keep) or "
+                                  "drop (languages to remove), not both", rule=self.name)
+        which = "keep" if p["keep"] is not None else "drop"
+        langs = p[which] if isinstance(p[which], list) else [p[which]]
+        langs = ["no" if x is False else x for x in langs]    # YAML reads Norwegian as false
+        if not isinstance(langs, list) or not langs or not all(isinstance(x, str) for x in langs):
+            raise self._bad(which, "must be one or more language codes, like en|fr")
+        c = p["min_confidence"]
+        if not isinstance(c, (int, float)) or isinstance(c, bool) or not 0.0 <= c < 1.0:
+            raise self._bad("min_confidence", "must be a number in [0, 1)")
+        self.detector = language_detector()
+        known = set(self.detector.languages) | {UNDETERMINED}
+        for x in langs:
+            if x not in known:
+                raise InvalidArtifact(f"clean: rule 'language': unknown language {x!r}"
+                                      f"{_suggest(x, sorted(known))}", rule=self.name,
+                                      parameter=which)
+        p[which] = list(langs)
+        p["detector"] = self.detector.name
+
+    def check(self, arr):
+        langs, conf = self.detector.detect(arr.to_pylist(), self.params["min_confidence"])
+        keep, drop = self.params["keep"], self.params["drop"]
+        hit = np.array([(lang not in keep) if keep is not None else (lang in drop)
+                        for lang in langs], dtype=bool)
+        why = f"not in keep {keep}" if keep is not None else f"in drop {drop}"
+        return hit, {int(i): f"language {langs[i]} ({conf[i]:.2f}) {why}"
+                     for i in np.flatnonzero(hit)}
+
+
 class PiiRule(Rule):
     """PII redaction (:func:`redact_pii`) of the ``kinds`` asked for; one edit per
     redaction, recorded per kind."""
@@ -426,7 +470,7 @@ class PiiRule(Rule):
 
 RULES: dict[str, type[Rule]] = {r.name: r for r in (
     UnicodeRule, WhitespaceRule, ControlRule, EmptyRule, LengthRule, GopherRepetitionRule,
-    PiiRule)}
+    PiiRule, LanguageRule)}
 _ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "nfc": ("unicode", {"form": "NFC"}), "nfkc": ("unicode", {"form": "NFKC"})}
 
@@ -458,6 +502,22 @@ def make_rule(spec: str | dict[str, Any],
     if tok_name:
         rule._tokenizer_name = tok_name  # type: ignore[attr-defined]
     return rule
+
+
+def rule_from_text(text: str) -> dict[str, Any]:
+    """A rule spec from ``NAME[:k=v,...]`` (values read as YAML scalars; ``a|b`` is a
+    list): ``length:unit=words,min=3`` -> ``{"name": "length", "unit": "words", "min": 3}``."""
+    import yaml
+    name, _, rest = text.partition(":")
+    spec: dict[str, Any] = {"name": name.strip()}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        k, eq, v = part.partition("=")
+        if not eq:
+            raise InvalidArtifact(f"clean: rule parameter {part!r} in {text!r} is not k=v",
+                                  rule=name)
+        vals = [yaml.safe_load(x) if x else "" for x in v.split("|")]
+        spec[k.strip()] = vals if "|" in v else vals[0]
+    return spec
 
 
 def rule_names() -> list[str]:

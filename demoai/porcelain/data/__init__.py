@@ -1,7 +1,9 @@
 """Data preparation verbs (``demoai data ...``), one module per group of verbs:
 
-- :mod:`.prepare`: clean, dedup (exact, MinHash, semantic), split, contamination, stats,
-  why and run (step files); the helpers every verb shares.
+- :mod:`.prepare`: clean, dedup (exact, MinHash, semantic), split, contamination and why;
+  the helpers every verb shares.
+- :mod:`.stats`: the quality and diversity report, stored with the version, and its history.
+- :mod:`.run`: step files (``demoai data run``).
 - :mod:`.io`: import and export of Hugging Face ``datasets`` (``save_to_disk`` folders,
   ``Dataset``/``DatasetDict`` objects), Parquet, JSONL and CSV, schema kept.
 - :mod:`.generate`: self-instruct and augment, model calls recorded and replayable.
@@ -18,10 +20,11 @@ from demoai.porcelain.data.io import (
 )
 from demoai.porcelain.data.label import LabelItem, LabelResult, label
 from demoai.porcelain.data.prepare import (
-    DEFAULT_NGRAM, DEFAULT_THRESHOLD, ContaminationReport, StatsReport, StepResult, WhyEntry,
-    clean, contamination, dedup, load_rules, rule_spec, run_steps, sidecar_path, split, stats,
-    stats_history, why,
+    DEFAULT_NGRAM, DEFAULT_THRESHOLD, ContaminationReport, StepResult, WhyEntry, clean,
+    contamination, dedup, load_rules, rule_spec, sidecar_path, split, why,
 )
+from demoai.porcelain.data.run import run_steps
+from demoai.porcelain.data.stats import StatsReport, stats, stats_history
 from demoai.porcelain.data.search import SearchResult, search
 
 __all__ = ["StepResult", "clean", "dedup", "split", "contamination", "stats", "stats_history",

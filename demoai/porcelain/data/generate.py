@@ -26,6 +26,7 @@ from demoai.porcelain.data.prepare import (
 )
 from demoai.prep.augment import augment_with_model, check_templates, render_templates
 from demoai.prep.selfinstruct import FilterConfig, InstructionFilter, generate_instructions
+from demoai.prep.steps import augmented_path
 from demoai.store import Repository
 from demoai.store.kinds import load_table
 
@@ -267,11 +268,6 @@ def _reasons(rows: list[dict]) -> dict[str, int]:
     return out
 
 
-def _default_out(rel: str) -> str:
-    p = Path(rel)
-    return str(p.with_name(f"{p.stem}.augmented{p.suffix}"))
-
-
 def augment(repo: Repository, path: str, *, templates: Sequence[str] = (),
             model: str | None = None, mode: str = "paraphrase", column: str | None = None,
             out: str | None = None, per_row: int = 1, seed: int = 0,
@@ -289,7 +285,7 @@ def augment(repo: Repository, path: str, *, templates: Sequence[str] = (),
     src = load_source(repo, path, rev)
     cols = text_columns(src.table, column, src.art.key, "augment")
     column = cols[0]
-    rel = repo_path(repo, out) if out else _default_out(src.path)
+    rel = repo_path(repo, out) if out else augmented_path(src.path)
     fmt = _out_format(rel)
     rows = src.table.to_pylist()
     keys = src.keys

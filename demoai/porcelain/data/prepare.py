@@ -1,6 +1,6 @@
-"""The preparation steps of ``demoai data``: clean, dedup, split, contamination, stats,
-why and run. Each verb reads a dataset committed at a revision (default HEAD), writes the new
-version back to the same path in the working tree (same format) and commits only what it
+"""The preparation steps of ``demoai data``: clean, dedup, split, contamination and why
+(stats are in :mod:`.stats`, step files in :mod:`.run`). Each verb reads a dataset committed
+at a revision (default HEAD), writes the new version back to the same path in the working tree (same format) and commits only what it
 wrote, with lineage: the verb, its parameters and the input dataset's digest.
 
 What a step removed or changed is kept with the version, beside the dataset, as ordinary
@@ -37,21 +37,20 @@ from demoai.porcelain._util import repo_path
 from demoai.porcelain.add import add as _stage
 from demoai.porcelain.add import rm as _unstage
 from demoai.porcelain.commit import commit
-from demoai.prep.clean import apply_rules, parse_rules, text_column
+from demoai.prep.clean import apply_rules, parse_rules, rule_from_text, text_column
 from demoai.prep.contamination import DEFAULT_NGRAM, find_contamination
 from demoai.prep.dedup import DEFAULT_THRESHOLD
 from demoai.prep.dedup import dedup as _dedup
 from demoai.prep.minhash import MinHashParams, Signatures, check_threshold, text_hashes
 from demoai.prep.split import split_rows
-from demoai.prep.stats import histograms_png, text_stats
-from demoai.prep.steps import Step, load_steps
+from demoai.prep.steps import split_path
 from demoai.store import Repository
 from demoai.store.kinds import load_table
 from demoai.store.tables import write_file
 
-__all__ = ["StepResult", "clean", "dedup", "split", "contamination", "stats", "stats_history",
-           "why", "WhyEntry", "StatsReport", "ContaminationReport", "run_steps", "rule_spec",
-           "load_rules", "sidecar_path", "DEFAULT_THRESHOLD", "DEFAULT_NGRAM"]
+__all__ = ["StepResult", "clean", "dedup", "split", "contamination", "why", "WhyEntry",
+           "ContaminationReport", "rule_spec", "load_rules", "sidecar_path", "DEFAULT_THRESHOLD",
+           "DEFAULT_NGRAM"]
 
 Progress = Callable[[str, int, int], None] | None
 _COLS_META = b"demoai.columns"
@@ -254,17 +253,7 @@ def _finish(repo: Repository, verb: str, src: _Source, out: pa.Table, why_rows: 
 def rule_spec(text: str) -> dict[str, Any]:
     """A rule spec from ``NAME[:k=v,...]`` (values read as YAML scalars; ``a|b`` is a
     list): ``length:unit=words,min=3`` -> ``{"name": "length", "unit": "words", "min": 3}``."""
-    import yaml
-    name, _, rest = text.partition(":")
-    spec: dict[str, Any] = {"name": name.strip()}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        k, eq, v = part.partition("=")
-        if not eq:
-            raise InvalidArtifact(f"clean: rule parameter {part!r} in {text!r} is not k=v",
-                                  rule=name)
-        vals = [yaml.safe_load(x) if x else "" for x in v.split("|")]
-        spec[k.strip()] = vals if "|" in v else vals[0]
-    return spec
+    return rule_from_text(text)
 
 
 def load_rules(path: str | os.PathLike) -> list[Any]:
@@ -472,11 +461,6 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
 
 # ---- split --------------------------------------------------------------------------------
 
-def _split_path(rel: str, name: str) -> str:
-    p = Path(rel)
-    return str(p.with_name(f"{p.stem}.{name}{p.suffix}")) if p.suffix else f"{rel}.{name}"
-
-
 def split(repo: Repository, path: str, ratios: str | Sequence[float], *, key: str | None = None,
           stratify: str | None = None, seed: int = 0, names: Sequence[str] | None = None,
           rev: str = "HEAD", message: str | None = None) -> StepResult:
@@ -489,7 +473,7 @@ def split(repo: Repository, path: str, ratios: str | Sequence[float], *, key: st
     res = split_rows(src.table, ratios, key=key, stratify=stratify, seed=seed, names=names)
     files = {}
     for k, name in enumerate(res.names):
-        files[_split_path(src.path, name)] = (src.table.filter(pa.array(res.assign == k)), fmt)
+        files[split_path(src.path, name)] = (src.table.filter(pa.array(res.assign == k)), fmt)
     _check_worktree(repo, list(files))
     out = StepResult("split", src.path, src.commit, src.art.digest, src.table.num_rows,
                      src.table.num_rows, outputs=list(files),
@@ -592,72 +576,6 @@ def contamination(repo: Repository, path: str, against: Sequence[str], *,
     return rep
 
 
-# ---- stats --------------------------------------------------------------------------------
-
-@dataclass
-class StatsReport:
-    """The statistics of one dataset version (:func:`demoai.prep.stats.text_stats`), and
-    the PNG files drawn."""
-
-    path: str
-    commit: str
-    columns: list[str]
-    label: str | None
-    stats: dict[str, Any]
-    plots: list[str] = field(default_factory=list)
-    message: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form."""
-        return asdict(self)
-
-
-def _stats_of(repo: Repository, src: _Source, column: Any, label: str | None, near: bool
-              ) -> tuple[StatsReport, dict[str, np.ndarray]]:
-    cols = _columns(src.table, column, src.art.key, "stats")
-    if label is None and "label" in src.table.column_names:
-        label = "label"
-    if label is not None and label not in src.table.column_names:
-        raise InvalidArtifact(f"stats: no label column {label!r} (columns: "
-                              f"{src.table.column_names})", column=label, reason="missing")
-    st, arrays = text_stats(_texts(src.table, cols, "stats"),
-                            src.table.column(label) if label else None, near=near)
-    msg = repo.commit_info(src.commit).summary
-    return StatsReport(src.path, src.commit, cols, label, st, message=msg), arrays
-
-
-def stats(repo: Repository, path: str, *, column: str | Sequence[str] | None = None,
-          label: str | None = None, rev: str = "HEAD", plot_dir: str | os.PathLike | None = None,
-          near: bool = True) -> StatsReport:
-    """Quality and diversity statistics of the text ``column`` (default: every text column
-    but the key, joined) and the balance of ``label`` (default: a ``label`` column); with
-    ``plot_dir``, PNG histograms written there."""
-    src = _load(repo, path, rev)
-    rep, arrays = _stats_of(repo, src, column, label, near)
-    if plot_dir is not None:
-        d = Path(plot_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        for name, png in histograms_png(arrays, src.path, rep.stats.get("labels")).items():
-            (d / name).write_bytes(png)
-            rep.plots.append(str(d / name))
-    return rep
-
-
-def stats_history(repo: Repository, path: str, *, column: str | Sequence[str] | None = None,
-                  label: str | None = None, rev: str = "HEAD", limit: int = 20,
-                  near: bool = True) -> list[StatsReport]:
-    """The statistics at each commit (newest first, at most ``limit``) that changed ``path``."""
-    rel = _rel(repo, path)
-    out = []
-    for c in _changes_of(repo, rel, repo.resolve(rev)):
-        out.append(_stats_of(repo, _load(repo, rel, c, rel=rel), column, label, near)[0])
-        if len(out) >= limit:
-            break
-    if not out:
-        raise PathNotFound(f"no dataset {rel} in the history of {rev}", path=rel)
-    return out
-
-
 def _changes_of(repo: Repository, rel: str, start: str):
     """Commits, first-parent from ``start``, in which the entry at ``rel`` changed."""
     c: str | None = start
@@ -713,49 +631,6 @@ def why(repo: Repository, path: str, key: str, *, rev: str = "HEAD",
     return entries, present
 
 
-# ---- run ----------------------------------------------------------------------------------
-
-def _run_one(repo: Repository, step: Step, progress: Progress) -> StepResult:
-    p = dict(step.params)
-    path = p.pop("path")
-    if step.verb == "clean":
-        return clean(repo, path, p.pop("rules"), progress=progress, **p)
-    if step.verb == "dedup":
-        return dedup(repo, path, progress=progress, **p)
-    if step.verb == "split":
-        return split(repo, path, p.pop("ratios"), **p)
-    rep = contamination(repo, path, p.pop("against"), progress=progress, **p)
-    if rep.removed is not None:
-        rep.removed.summary["hits"] = len(rep.hits)
-        return rep.removed
-    return StepResult("contamination", rep.path, rep.commit, "", rep.rows,
-                      rep.rows, up_to_date=True, summary={"contaminated": rep.contaminated})
-
-
-def run_steps(repo: Repository, steps_file: str | os.PathLike, *, progress: Progress = None,
-              on_step: Callable[[Step, StepResult], None] | None = None) -> list[StepResult]:
-    """Run the steps of a step file (:mod:`demoai.prep.steps`) in order, each committed in
-    turn. The whole file is checked before the first step runs; a failing step stops the run
-    (the steps before it stay committed) and its error names the step."""
-    steps = load_steps(steps_file)
-    out = []
-    for s in steps:
-        if isinstance(s.params.get("against"), str):
-            s.params["against"] = [s.params["against"]]
-        try:
-            r = _run_one(repo, s, progress)
-        except (InvalidArtifact, PathNotFound, DirtyWorkingTree, UnsupportedOperation) as e:
-            e.message = f"step {s.number} ({s.verb}): {e.message}"
-            e.args = (e.message,)
-            raise
-        except TypeError as e:
-            raise InvalidArtifact(f"step {s.number} ({s.verb}): {e}", step=s.number) from None
-        out.append(r)
-        if on_step is not None:
-            on_step(s, r)
-    return out
-
-
 # ---- shared with the other data verbs (demoai.porcelain.data.*) ---------------------------
 
 Source = _Source
@@ -767,3 +642,4 @@ write_commit = _write_commit
 why_row = _why_row
 why_table = _why_table
 changes_of = _changes_of
+rel_path = _rel
