@@ -12,11 +12,11 @@ access rules), the same functions the pages render.
     GET /api/v1/repos/{owner}/{name}/tree?ref=          artifacts at a revision
     GET /api/v1/repos/{owner}/{name}/artifacts/{path}?ref=&rows=
     GET /api/v1/repos/{owner}/{name}/sessions[/{session}]
-    GET /api/v1/search?q=                               prompts and agents, full text
+    GET /api/v1/search?q=&mode=hybrid|semantic|text     prompts, agents, dataset cards
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict
@@ -218,6 +218,11 @@ class Timeline(BaseModel):
 
 
 class SearchHit(BaseModel):
+    """A prompt, agent or dataset card. ``sources``: the searches that found it (``text``,
+    ``semantic``); ``rank``: its full-text BM25 rank (lower is better; None when only the
+    vectors found it); ``similarity``: its cosine similarity to the query (None when only
+    the words found it); ``score``: the reciprocal-rank fusion score the hits are sorted by."""
+
     owner: str
     name: str
     path: str
@@ -225,10 +230,20 @@ class SearchHit(BaseModel):
     title: str
     snippet: str
     rank: float | None
+    similarity: float | None = None
+    score: float
+    sources: list[Literal["text", "semantic"]]
 
 
 class SearchResults(BaseModel):
+    """``mode``: the search that ran (``text`` where no embedding model is installed, even
+    when ``requested`` was another; ``notice`` then says why)."""
+
     query: str
+    mode: Literal["hybrid", "semantic", "text"]
+    requested: Literal["hybrid", "semantic", "text"]
+    notice: str | None = None
+    min_similarity: float | None = None
     hits: list[SearchHit]
 
 
@@ -305,9 +320,15 @@ async def get_session(request: Request, owner: str, name: str, session: str,
 
 
 @router.get("/search", response_model=SearchResults,
-            summary="Full-text search over the prompts and agents the caller may read")
+            summary="Search the prompts, agents and dataset cards the caller may read")
 async def search(request: Request, q: str = Query("", max_length=500), limit: int = Query(50, ge=1, le=200),
+                 mode: Literal["hybrid", "semantic", "text"] = Query(
+                     "hybrid", description="text: by words (FTS5); semantic: by meaning (wordllama "
+                                           "vectors in LanceDB); hybrid: both, by reciprocal-rank fusion"),
+                 min_similarity: float | None = Query(
+                     None, ge=-1.0, le=1.0, description="the least cosine similarity of a semantic "
+                                                        "hit (default 0.2)"),
                  who: Principal = Depends(_who)) -> Any:
-    """Prompts and agents (at each repository's default branch) matching every word of ``q``."""
-    hits = await run_in_threadpool(views.search, _hub(request), who, q, limit)
-    return {"query": q, "hits": hits}
+    """Prompts, agents and dataset cards (at each repository's default branch) matching every
+    word of ``q`` (text), nearest to it in meaning (semantic), or both merged (hybrid)."""
+    return await run_in_threadpool(views.search, _hub(request), who, q, limit, mode, min_similarity)

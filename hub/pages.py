@@ -2,7 +2,7 @@
 stylesheet (``hub/static``), no JavaScript build step.
 
     /                                       repositories the visitor may read
-    /search?q=                              full-text search over prompts and agents
+    /search?q=&mode=                        prompts, agents, dataset cards: by words or meaning
     /login, /logout                         the token cookie (httponly, samesite=strict)
     /{owner}/{name}?ref=                    branches, tags, sessions, artifacts, history
     /{owner}/{name}/commit/{sha}            a commit with its typed diffs
@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from demoai.errors import AuthenticationRequired, DemoAIError
 from demoai.http.errors import status_for
 
-from demoai.hub import indexer, views
+from demoai.hub import indexer, semantic, views
 from demoai.hub.app import Hub, Principal
 
 __all__ = ["install", "router", "COOKIE", "RESERVED"]
@@ -141,11 +141,14 @@ async def index(request: Request) -> Response:
 
 
 @router.get("/search", response_class=HTMLResponse)
-async def search(request: Request, q: str = "") -> Response:
-    """Full-text search over the prompts and agents the visitor may read."""
+async def search(request: Request, q: str = "", mode: str = "hybrid") -> Response:
+    """Search over the prompts, agents and dataset cards the visitor may read: by words,
+    by meaning or both (an unknown ``mode`` is the default, hybrid)."""
     q = q[:500]
+    mode = mode if mode in semantic.MODES else "hybrid"
     return await _page(request, "search.html",
-                       lambda hub, who: {"q": q, "hits": views.search(hub, who, q) if q.strip() else []})
+                       lambda hub, who: {"q": q, "modes": semantic.MODES,
+                                         "result": views.search(hub, who, q, mode=mode)})
 
 
 @router.get("/login", response_class=HTMLResponse)

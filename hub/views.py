@@ -4,7 +4,8 @@ pages (hub/pages.py), so the two faces always show the same thing.
 What a repository holds is computed by the porcelain's browse verbs
 (:mod:`demoai.porcelain.browse`), the same ones the CLI and the TUI call; this module adds
 what only the hub has: access control (:func:`open_repo`), the hub's repository record in
-:func:`repo_detail`, and search over the repositories a caller may read. Each function
+:func:`repo_detail`, and search (by words, by meaning or both: hub/semantic.py) over the
+repositories a caller may read. Each function
 returns the JSON-ready dict the API documents. Bad input raises the typed errors
 (``RefNotFound``, ``PathNotFound``, ``SessionNotFound``), which the faces turn into 404s.
 """
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 from demoai.porcelain import Repository, browse
 from demoai.porcelain.browse import (MAX_EVENTS, PREVIEW_ROWS, clean, default_branch,
                                      resolve_ref, split_ref_path)
+
+from demoai.hub import semantic
 
 if TYPE_CHECKING:
     from demoai.hub.app import Hub, Principal
@@ -74,9 +77,17 @@ def session_timeline(repo: Repository, name: str, limit: int = MAX_EVENTS) -> di
     return browse.session_timeline(repo, name, limit).to_dict()
 
 
-def search(hub: "Hub", who: "Principal", query: str, limit: int = 50) -> list[dict[str, Any]]:
-    """Full-text matches in the prompts and agents of repositories ``who`` may read."""
-    limit = max(1, min(limit, 200))
+def search(hub: "Hub", who: "Principal", query: str, limit: int = 50, mode: str = "hybrid",
+           min_similarity: float | None = None) -> dict[str, Any]:
+    """Prompts, agents and dataset cards of the repositories ``who`` may read that match
+    ``query``: by words (full text), by meaning (vectors) or both fused (``hybrid``, the
+    default); see :func:`demoai.hub.semantic.search` for the answer's keys."""
+    return semantic.search(hub, who, query, limit, mode, min_similarity,
+                           text_hits=lambda n: _text_hits(hub, who, query, n))
+
+
+def _text_hits(hub: "Hub", who: "Principal", query: str, limit: int) -> list[dict[str, Any]]:
+    """Full-text matches in the repositories ``who`` may read, best first."""
     seen: dict[tuple[str, str], bool] = {}
     out = []
     # Ask for more than needed: hits in repositories the caller cannot read are dropped.

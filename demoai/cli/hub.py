@@ -66,7 +66,7 @@ def reindex(data: str) -> None:
     from demoai.hub.indexer import reindex_all
     counts = reindex_all(_hub(data))
     for name, docs in sorted(counts.items()):
-        out.print(f"{name}: {docs} prompts and agents", markup=False)
+        out.print(f"{name}: {docs} prompts, agents and dataset cards", markup=False)
 
 
 @hub.group("user")

@@ -5,7 +5,8 @@ Verbs: :func:`tree` (the artifacts at a revision), :func:`history` (commits), :f
 (the commit that last changed a path), :func:`commit_detail` (a commit, its lineage and typed
 diff), :func:`artifact_detail` (one artifact, by kind), :func:`preview` (rows of a dataset,
 read with a limit), :func:`repo_summary` (branches, tags, sessions), :func:`session_list` and
-:func:`session_timeline`, and :func:`search_documents` (what a full-text index holds).
+:func:`session_timeline`, and :func:`search_documents` (what a search index holds:
+prompts, agents and dataset cards).
 
 Each returns a dataclass whose ``to_dict()`` is JSON-ready (strict JSON: NaN and infinities
 become None, bytes base64, dates ISO text). User input arrives as strings; bad input raises
@@ -24,7 +25,7 @@ from typing import Any
 
 from demoai.errors import (DemoAIError, InvalidArtifact, PathNotFound, RefNotFound,
                            SessionNotFound)
-from demoai.objects import Artifact, decode_manifest
+from demoai.objects import Artifact, Dataset, decode_manifest
 from demoai.porcelain.diff import diff, diff_artifacts
 from demoai.porcelain.log import decorations
 from demoai.runtime.inspect import event_summary
@@ -34,7 +35,7 @@ from demoai.store.sessions.log import SESSION_REF, list_sessions, open_session, 
 
 __all__ = ["clean", "default_branch", "resolve_ref", "split_ref_path", "tree", "history",
            "last_change", "commit_detail", "artifact_detail", "preview", "repo_summary",
-           "session_list", "session_timeline", "search_documents",
+           "session_list", "session_timeline", "search_documents", "dataset_card",
            "CommitSummary", "LastChange", "History", "CommitDetail", "TreeEntry", "Tree",
            "ArtifactDetail", "Preview", "BranchInfo", "TagInfo", "RepoSummary", "SessionSummary",
            "TimelineEvent", "TimelineStep", "WorkspaceFile", "Timeline", "SearchDocument",
@@ -300,7 +301,7 @@ class Timeline(_Result):
 
 @dataclass(frozen=True)
 class SearchDocument(_Result):
-    """A document for full-text search: a prompt or agent at the head of the default branch."""
+    """A document for search: a prompt, agent or dataset card at the head of the default branch."""
 
     path: str
     kind: str
@@ -473,23 +474,43 @@ def preview(repo: Repository, ref: str | None, path: str, rows: int = PREVIEW_RO
     return Preview(path, name, cid, art.kind, h.columns(art), got, offset, h.row_count(art))
 
 
+_CARD_KEYS = ("description", "readme", "card", "summary")   # a dataset manifest's meta texts
+_CARD_COLUMNS = 200        # columns a dataset card lists
+
+
+def dataset_card(path: str, ds: Dataset) -> tuple[str, str]:
+    """(title, text) of a dataset's card: its name (``meta.name``, else the file name), the
+    texts its manifest's ``meta`` holds (description, readme, card, summary) and a summary
+    of its schema (rows, format, key, columns with their types)."""
+    meta = ds.meta if isinstance(ds.meta, dict) else {}
+    title = meta.get("name") if isinstance(meta.get("name"), str) and meta.get("name") else None
+    lines = [str(meta[k]) for k in _CARD_KEYS if isinstance(meta.get(k), str) and meta[k].strip()]
+    fields = [f for f in ds.schema.get("fields", []) if isinstance(f, dict)][:_CARD_COLUMNS]
+    cols = ", ".join(f"{f.get('name')} ({f.get('type')}{', key' if f.get('name') == ds.key else ''})"
+                     for f in fields)
+    lines.append(f"Dataset of {ds.rows} rows ({ds.format}). Columns: {cols}.")
+    return title or path.rsplit("/", 1)[-1], "\n".join(lines)
+
+
 def search_documents(repo: Repository) -> list[SearchDocument]:
-    """The full-text documents of a repository: one per searchable artifact (prompts and
-    agents) at the head of its default branch, text cut at 64 KiB. Only manifests are read,
-    so this costs milliseconds whatever the size of the datasets and models beside them."""
+    """The searchable documents of a repository: one per prompt, agent (the searchable
+    kinds) and dataset (its card, :func:`dataset_card`; kind ``dataset``) at the head of its
+    default branch, text cut at 64 KiB. Only manifests are read, so this costs milliseconds
+    whatever the size of the datasets and models beside them."""
     ref = default_branch(repo)
     commit = repo.ref_value(ref) if ref else None
     if commit is None:
         return []
-    kinds = [k for k, h in handlers().items() if h.searchable]
+    kinds = [k for k, h in handlers().items() if h.searchable] + [Dataset.kind]
     needles = [f'"{k}"'.encode() for k in kinds]
     docs = []
     for path, raw in sorted(repo.tree_entries(commit).items()):
         if not any(n in raw for n in needles):
-            continue        # cheap pre-filter: datasets and models are most manifests
+            continue        # cheap pre-filter: models are most other manifests
         try:
             art = decode_manifest(raw, path)
-            found = handler_for(art).search_text(path, art)
+            found = (dataset_card(path, art) if isinstance(art, Dataset)
+                     else handler_for(art).search_text(path, art))
         except DemoAIError:
             continue
         if found is None:

@@ -1,7 +1,10 @@
-"""Semantic search over the rows of a dataset: wordllama embeddings of a text column in a
-LanceDB table (cosine distance), built once per dataset version and kept in a cache folder
-named by the dataset path, the columns and the embedder; it records the dataset digest it
-was built from, so a new version rebuilds it and an unchanged one is opened as it is.
+"""Semantic search with LanceDB over wordllama embeddings (cosine similarity).
+
+Rows of a dataset (:func:`open_index`): a text column's embeddings in a LanceDB table, built
+once per dataset version and kept in a cache folder named by the dataset path, the columns
+and the embedder, one sub-folder per version (by digest; the :data:`KEEP_VERSIONS` most
+recently used are kept). An unchanged version is opened as it is; a new one embeds only
+the texts the version used before did not hold (a 1% edit embeds about 1% of the rows).
 
     index = open_index(cache_dir, "data/train.jsonl", digest, ["text"], keys, texts, embed)
     hits = index.search(embed(["query"])[0], k=5)
@@ -9,12 +12,22 @@ was built from, so a new version rebuilds it and an unchanged one is opened as i
 The table holds ``key`` (the row's key), ``row`` (its position in the version), ``text``
 and ``vector`` (L2-normalized float32). Search is exact (flat) below
 :data:`ANN_MIN_ROWS` rows and an IVF-PQ index above.
+
+Documents in scopes (:class:`DocumentIndex`): one vector per document (a hub's prompts,
+agents and dataset cards, a scope per repository) in one LanceDB table; a scope's documents
+are replaced in one table commit (``merge_insert``), dropped with the scope, and searched
+with a filter on the scopes the caller may see applied *before* the nearest-neighbour
+search, so a document outside them can never take a result slot or leak.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import threading
+import uuid
+from datetime import timedelta
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,9 +38,11 @@ import pyarrow as pa
 from demoai.errors import BackendUnavailable, InvalidArtifact
 
 __all__ = ["default_embedder", "embed_texts", "SearchHit", "RowIndex", "open_index",
-           "index_dir", "ANN_MIN_ROWS", "EMBEDDER_NAME"]
+           "index_dir", "DocumentIndex", "DocumentHit", "ANN_MIN_ROWS", "KEEP_VERSIONS",
+           "EMBEDDER_NAME"]
 
 ANN_MIN_ROWS = 100_000
+KEEP_VERSIONS = 4       # dataset versions whose row index a cache folder keeps
 EMBEDDER_NAME = "wordllama:l2_supercat_256"
 _TABLE = "rows"
 _BATCH = 4096
@@ -87,10 +102,13 @@ def _lancedb() -> Any:
 
 
 class RowIndex:
-    """An open LanceDB table of row embeddings; ``built`` says whether this call made it."""
+    """An open LanceDB table of row embeddings; ``built`` says whether this call made it,
+    ``embedded`` how many distinct texts it embedded (the others came from the version
+    indexed before)."""
 
-    def __init__(self, table: Any, rows: int, built: bool, where: Path) -> None:
+    def __init__(self, table: Any, rows: int, built: bool, where: Path, embedded: int = 0) -> None:
         self.table, self.rows, self.built, self.path = table, rows, built, where
+        self.embedded = embedded
 
     def search(self, vector: np.ndarray, k: int = 5) -> list[SearchHit]:
         """The ``k`` rows nearest to ``vector`` (cosine), most similar first."""
@@ -105,31 +123,82 @@ class RowIndex:
                 for r in got.to_pylist()]
 
 
+def _version_dir(where: Path, digest: str) -> Path:
+    return where / hashlib.blake2b(digest.encode(), digest_size=10).hexdigest()
+
+
+def _versions(where: Path) -> list[Path]:
+    """The built versions under ``where``, most recently used first."""
+    if not where.is_dir():
+        return []
+    got = [d for d in where.iterdir() if d.is_dir() and (d / "ready.json").is_file()]
+    return sorted(got, key=lambda d: (d / "ready.json").stat().st_mtime_ns, reverse=True)
+
+
+def _known_vectors(lancedb: Any, where: Path) -> tuple[dict[str, int], np.ndarray]:
+    """(text -> row, vectors) of the most recently used version: rows whose text did not
+    change need no new embedding (same folder, same embedder)."""
+    for ver in _versions(where)[:1]:
+        try:
+            got = lancedb.connect(str(ver)).open_table(_TABLE).search().select(
+                ["text", "vector"]).limit(None).to_arrow()
+        except Exception:   # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+            break
+        vec = got.column("vector").combine_chunks()
+        mat = vec.values.to_numpy(zero_copy_only=False).reshape(len(vec), -1) if len(vec) else None
+        if mat is not None:
+            return {t: i for i, t in enumerate(got.column("text").to_pylist())}, mat
+    return {}, np.zeros((0, 0), dtype=np.float32)
+
+
+def _prune(where: Path, keep: int) -> None:
+    for old in _versions(where)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    for legacy in (where / "rows.lance", where / "ready.json"):   # the one-version layout
+        if legacy.is_dir():
+            shutil.rmtree(legacy, ignore_errors=True)
+        elif legacy.exists():
+            legacy.unlink()
+
+
 def open_index(cache: Path, path: str, digest: str, columns: Sequence[str],
                keys: Sequence[str], texts: Sequence[str],
                embed: Callable[[list[str]], Any] | None = None,
                progress: Callable[[str, int, int], None] | None = None) -> RowIndex:
     """The index of ``path`` at the version ``digest``: opened from ``cache`` when it was
-    built for that digest, else (re)built there from ``keys`` and ``texts`` (atomically:
-    into a temp folder renamed into place)."""
+    built for that digest (the :data:`KEEP_VERSIONS` most recently used versions are kept),
+    else built there from ``keys`` and ``texts`` (atomically: into a temp folder renamed
+    into place), embedding only the texts the previously used version did not hold."""
     lancedb = _lancedb()
     where = index_dir(cache, path, columns)
-    done = where / "ready.json"
+    ver = _version_dir(where, digest)
+    done = ver / "ready.json"
     if done.exists():
         meta = json.loads(done.read_text())
         if meta.get("digest") == digest:
-            db = lancedb.connect(str(where))
-            return RowIndex(db.open_table(_TABLE), meta["rows"], False, where)
-    embed = embed or default_embedder()
+            os.utime(done)          # most recently used: pruned last
+            db = lancedb.connect(str(ver))
+            return RowIndex(db.open_table(_TABLE), meta["rows"], False, ver)
+    known, mat = _known_vectors(lancedb, where)
+    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    if missing:
+        embed = embed or default_embedder()
     if progress:
-        progress("embed", 0, len(texts))
-    vec = embed_texts(embed, texts)
+        progress("embed", 0, len(missing))
+    fresh = embed_texts(embed, missing) if missing else np.zeros((0, 0), dtype=np.float32)
+    if known and len(fresh) and fresh.shape[1] != mat.shape[1]:   # another model: start over
+        known, missing = {}, list(dict.fromkeys(texts))
+        fresh = embed_texts(embed, missing)
     if progress:
-        progress("embed", len(texts), len(texts))
-    tmp = where.with_name(where.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+        progress("embed", len(missing), len(missing))
+    dim = fresh.shape[1] if len(fresh) else (mat.shape[1] if mat.size else 1)
+    new = {t: i for i, t in enumerate(missing)}
+    vec = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, t in enumerate(texts):
+        vec[i] = fresh[new[t]] if t in new else mat[known[t]]
+    # A folder of this build's own: two processes building the same index never share one.
+    tmp = where / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
-    dim = vec.shape[1] if len(vec) else 1
     data = pa.table({"key": pa.array(list(keys), pa.string()),
                      "row": pa.array(np.arange(len(texts)), pa.int64()),
                      "text": pa.array(list(texts), pa.string()),
@@ -140,9 +209,200 @@ def open_index(cache: Path, path: str, digest: str, columns: Sequence[str],
     if len(texts) >= ANN_MIN_ROWS:
         tbl.create_index(metric="cosine", vector_column_name="vector")
     (tmp / "ready.json").write_text(json.dumps({"rows": len(texts), "digest": digest,
-                                                "path": path, "columns": list(columns)}))
-    if where.exists():
-        shutil.rmtree(where)
-    tmp.rename(where)
-    db = lancedb.connect(str(where))
-    return RowIndex(db.open_table(_TABLE), len(texts), True, where)
+                                                "path": path, "columns": list(columns),
+                                                "embedded": len(missing)}))
+    _swap_in(tmp, ver)
+    _prune(where, KEEP_VERSIONS)
+    db = lancedb.connect(str(ver))
+    return RowIndex(db.open_table(_TABLE), len(texts), True, ver, len(missing))
+
+
+def _swap_in(tmp: Path, where: Path) -> None:
+    """Move the finished build ``tmp`` to ``where``. The old folder is renamed aside first,
+    so no reader sees a half-removed index; when another process put its own build there in
+    between, that one (of the same version: both read the same digest) is kept."""
+    old = where.with_name(f".old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        if where.exists():
+            where.rename(old)
+        tmp.rename(where)
+    except OSError:
+        if not (where / "ready.json").exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- documents
+_DOCS = "documents"
+_DOC_TEXT = 4000        # characters of a document kept beside its vector (for snippets)
+_OPTIMIZE_EVERY = 32    # table commits between compactions (old versions are dropped then)
+
+
+def _sql(value: str) -> str:
+    """A SQL string literal (LanceDB filters are SQL)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class DocumentHit:
+    """A document found: its scope, path, kind, title, stored text, cosine similarity and
+    position in the ranking (1 = nearest)."""
+
+    scope: str
+    path: str
+    kind: str
+    title: str
+    text: str
+    similarity: float
+    rank: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return asdict(self)
+
+
+class DocumentIndex:
+    """One vector per document in the LanceDB table ``documents`` under ``folder``, grouped
+    by ``scope``; thread-safe (writes are serialized, reads run beside them).
+
+    ``embed`` maps texts to an (n, d) array (default: wordllama's shipped model, loaded on
+    first use). The embedder's name and dimension are kept beside the table: a table made
+    by another embedder is dropped and rebuilt by the next writes (:meth:`scopes` is then
+    empty, so a caller knows what to index again)."""
+
+    def __init__(self, folder: str | os.PathLike, embed: Callable[[list[str]], Any] | None = None,
+                 embedder: str = EMBEDDER_NAME) -> None:
+        self.folder = Path(folder)
+        self.embedder = embedder
+        self._embed = embed
+        self._lancedb = _lancedb()
+        self._write = threading.Lock()
+        self._table: Any = None
+        self._writes = 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._db = self._lancedb.connect(str(self.folder))
+        meta = self._meta()
+        if meta.get("embedder") not in (None, embedder) and _DOCS in self._tables():
+            self._db.drop_table(_DOCS)
+        elif _DOCS in self._tables():
+            self._table = self._db.open_table(_DOCS)
+
+    # -- internals
+    def _tables(self) -> list[str]:
+        got = self._db.list_tables() if hasattr(self._db, "list_tables") else self._db.table_names()
+        return list(getattr(got, "tables", got))
+
+    def _meta(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.folder / "index.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalized embeddings of ``texts`` (loads the embedder on first use)."""
+        if self._embed is None:
+            self._embed = default_embedder()
+        return embed_texts(self._embed, texts)
+
+    def _create(self, data: pa.Table) -> Any:
+        tbl = self._db.create_table(_DOCS, data=data, mode="overwrite")
+        (self.folder / "index.json").write_text(json.dumps(
+            {"embedder": self.embedder, "dim": data.schema.field("vector").type.list_size}))
+        return tbl
+
+    # -- writes
+    def replace(self, scope: str, docs: Sequence[dict[str, Any]], *,
+                if_absent: bool = False) -> int:
+        """Make ``docs`` (``path``, ``kind``, ``title``, ``text``, optionally ``embed``:
+        the text to embed, default ``text``) the documents of ``scope``, in one table
+        commit; returns how many. An empty list drops the scope. ``if_absent``: only when
+        the scope holds no documents yet (checked under the write lock), else 0."""
+        if not docs and not if_absent:
+            self.drop(scope)
+            return 0
+        if not docs:
+            return 0
+        vec = self.embed([str(d.get("embed") or d["text"]) for d in docs])
+        data = pa.table({
+            "id": pa.array([f"{scope}\x00{d['path']}" for d in docs], pa.string()),
+            "scope": pa.array([scope] * len(docs), pa.string()),
+            "path": pa.array([str(d["path"]) for d in docs], pa.string()),
+            "kind": pa.array([str(d.get("kind", "")) for d in docs], pa.string()),
+            "title": pa.array([str(d.get("title", "")) for d in docs], pa.string()),
+            "text": pa.array([str(d["text"])[:_DOC_TEXT] for d in docs], pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1), pa.float32()),
+                                                        vec.shape[1])})
+        with self._write:
+            if if_absent and self._table is not None and self._table.count_rows(
+                    f"scope = {_sql(scope)}"):
+                return 0
+            if self._table is None:
+                self._table = self._create(data)
+            else:
+                (self._table.merge_insert("id").when_matched_update_all()
+                 .when_not_matched_insert_all()
+                 .when_not_matched_by_source_delete(f"scope = {_sql(scope)}").execute(data))
+                self._maintain()
+        return len(docs)
+
+    def drop(self, scope: str) -> None:
+        """Remove every document of ``scope``."""
+        with self._write:
+            if self._table is not None:
+                self._table.delete(f"scope = {_sql(scope)}")
+                self._maintain()
+
+    def _maintain(self) -> None:
+        # Each write is a new table version; compact now and then and let old versions go
+        # (readers that started on one keep it: only versions older than a minute are dropped).
+        self._writes += 1
+        if self._writes % _OPTIMIZE_EVERY == 0:
+            self._table.optimize(cleanup_older_than=timedelta(minutes=1))
+
+    # -- reads
+    def scopes(self) -> set[str]:
+        """The scopes that hold documents."""
+        if self._table is None:
+            return set()
+        got = self._table.search().select(["scope"]).limit(None).to_arrow()
+        return set(got.column("scope").to_pylist())
+
+    def count(self, scope: str | None = None) -> int:
+        """Documents in ``scope`` (all scopes: None)."""
+        if self._table is None:
+            return 0
+        return int(self._table.count_rows(None if scope is None else f"scope = {_sql(scope)}"))
+
+    def vectors(self, scope: str) -> dict[str, np.ndarray]:
+        """The stored vector of each document of ``scope``, by path."""
+        if self._table is None:
+            return {}
+        got = (self._table.search().where(f"scope = {_sql(scope)}").select(["path", "vector"])
+               .limit(None).to_arrow())
+        return {p: np.asarray(v, dtype=np.float32) for p, v in
+                zip(got.column("path").to_pylist(), got.column("vector").to_pylist())}
+
+    def search(self, query: str, k: int = 10, scopes: Sequence[str] | None = None,
+               min_similarity: float | None = None) -> list[DocumentHit]:
+        """The ``k`` documents nearest to ``query`` (cosine), most similar first, among
+        ``scopes`` only (None: every scope), at least ``min_similarity`` similar."""
+        if k < 1:
+            raise InvalidArtifact(f"search: k must be at least 1, not {k}")
+        if self._table is None or (scopes is not None and not scopes) or not query.strip():
+            return []
+        qv = self.embed([query])[0]
+        q = self._table.search(qv).metric("cosine")
+        if scopes is not None:
+            q = q.where(f"scope IN ({', '.join(_sql(s) for s in sorted(set(scopes)))})",
+                        prefilter=True)
+        got = q.select(["scope", "path", "kind", "title", "text", "_distance"]).limit(k).to_arrow()
+        hits = []
+        for r in got.to_pylist():
+            sim = 1.0 - float(r["_distance"])
+            if min_similarity is not None and sim < min_similarity:
+                continue
+            hits.append(DocumentHit(r["scope"], r["path"], r["kind"], r["title"], r["text"],
+                                    sim, len(hits) + 1))
+        return hits

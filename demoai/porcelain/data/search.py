@@ -1,6 +1,10 @@
 """``demoai data search``: the rows of a dataset nearest in meaning to a query (wordllama
 embeddings in a LanceDB index kept under ``.demoai/cache/search``, rebuilt when the
-dataset's digest changes; :mod:`demoai.prep.search`)."""
+dataset's digest changes; :mod:`demoai.prep.search`).
+
+For services that search documents by meaning (the hub's prompts, agents and dataset
+cards): :func:`text_embedder` (wordllama's shipped model, never downloaded) and
+:func:`open_document_index` (a LanceDB table of one vector per document, in scopes)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -8,16 +12,33 @@ from typing import Any, Callable, Sequence
 
 from demoai.errors import InvalidArtifact
 from demoai.porcelain.data.prepare import joined_texts, load_source, text_columns
-from demoai.prep.search import default_embedder, embed_texts, open_index
+from demoai.prep.search import (EMBEDDER_NAME, DocumentHit, DocumentIndex, default_embedder,
+                                embed_texts, open_index)
 from demoai.store import Repository
 
-__all__ = ["SearchResult", "search"]
+__all__ = ["SearchResult", "search", "text_embedder", "open_document_index", "DocumentIndex",
+           "DocumentHit", "EMBEDDER_NAME"]
+
+
+def text_embedder() -> Callable[[list[str]], Any]:
+    """The default text embedder (wordllama's shipped 256-dim model) as ``embed(texts) ->
+    (n, d) L2-normalized float32 array``; ``BackendUnavailable`` where it is not installed."""
+    embed = default_embedder()
+    return lambda texts: embed_texts(embed, list(texts))
+
+
+def open_document_index(folder: Any, embed: Callable[[list[str]], Any] | None = None) -> DocumentIndex:
+    """The document index kept in ``folder`` (created if missing), embedding with ``embed``
+    (default: :func:`text_embedder`, loaded on first use); ``BackendUnavailable`` without
+    lancedb."""
+    return DocumentIndex(folder, embed)
 
 
 @dataclass
 class SearchResult:
-    """The hits (key, row, text, cosine similarity), most similar first, and whether the
-    index was built by this call (``built``) or reused."""
+    """The hits (key, row, text, cosine similarity), most similar first, whether the index
+    was built by this call (``built``) or reused, and how many distinct texts this call
+    embedded (``embedded``: a new version embeds only the texts the last one lacked)."""
 
     path: str
     commit: str
@@ -27,6 +48,7 @@ class SearchResult:
     built: bool
     rows: int
     hits: list[dict[str, Any]] = field(default_factory=list)
+    embedded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -52,4 +74,4 @@ def search(repo: Repository, path: str, query: str, *, k: int = 5,
     qv = embed_texts(embed, [query])[0]
     hits = index.search(qv, k) if index.rows else []
     return SearchResult(src.path, src.commit, src.art.digest, query, cols, index.built,
-                        index.rows, [h.to_dict() for h in hits])
+                        index.rows, [h.to_dict() for h in hits], index.embedded)
