@@ -1,9 +1,9 @@
-"""``demoai model``: list, show, rm, alias, import, export and merge registered models."""
+"""``demoai model``: list, show, rm, alias, import, pull, export and merge registered models."""
 from __future__ import annotations
 
 import click
 
-from demoai.cli.common import (esc, handle_errors, human_bytes, json_option, open_repo, out,
+from demoai.cli.common import (Bars, esc, handle_errors, human_bytes, json_option, open_repo, out,
                                print_json)
 from demoai.porcelain import model as M
 
@@ -83,9 +83,14 @@ def model_show(name: str, rev: str, as_json: bool) -> None:
     for k, v in lin["inputs"].items():
         out.print(f"  input {esc(k)}: {v['digest'][:19]}" + (f" ({esc(v['path'])})" if v["path"] else ""))
     for k, v in (lin.get("parameters") or {}).items():
-        out.print(f"  {esc(k)}: {esc(str(v))[:200]}")
+        if k != "pull":     # said below, as "pulled from"
+            out.print(f"  {esc(k)}: {esc(_plain(v))[:200]}")
     if lin.get("adapter_config"):
         out.print("  adapter: " + esc(", ".join(f"{k}={v}" for k, v in lin["adapter_config"].items())))
+    src = lin.get("pulled_from")
+    if src:
+        out.print(f"  pulled from {esc(str(src.get('url')))} {esc(str(src.get('ref') or '-'))} at "
+                  f"{str(src.get('commit'))[:12]} (path {esc(str(src.get('path')))})")
     if info.evals:
         out.print("evaluations:")
         for ev in info.evals:
@@ -93,6 +98,43 @@ def model_show(name: str, rev: str, as_json: bool) -> None:
             out.print(f"  {esc(ev['path'])}: {esc(sc)}")
     else:
         out.print("evaluations: none at this revision")
+    _print_used_by(info.used_by)
+
+
+def _plain(v: object) -> str:
+    """A parameter as people read it: ``k=v`` pairs for a mapping, commas for a list."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_plain(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_plain(x) for x in v)
+    return str(v)
+
+
+_USED_BY_LABELS = {"agents": "agents", "aliases": "aliases", "adapters": "adapters built on it",
+                   "evaluations": "evaluations", "train_configs": "training configs",
+                   "deployments": "deployments"}
+
+
+def _used_by_item(section: str, item: dict) -> str:
+    if section == "aliases":
+        return item["alias"] + ("" if item.get("current") else f" (an older version, {item['commit'][:12]})")
+    if section == "agents":
+        return f"{item['path']} ({item['field']}: {item['names']})"
+    return str(item.get("path") or item)
+
+
+def _print_used_by(used: dict[str, list[dict]]) -> None:
+    if not any(used.values()):
+        out.print("used by: nothing at this revision (no agents, aliases, adapters, evaluations; "
+                  "no deployments)")
+        return
+    out.print("used by:")
+    for section, items in used.items():
+        label = _USED_BY_LABELS.get(section, section.replace("_", " "))
+        if items:
+            out.print(f"  {label}: " + esc(", ".join(_used_by_item(section, i) for i in items)))
+        elif section == "deployments":
+            out.print("  no deployments")
 
 
 @model_group.command("rm")
@@ -151,22 +193,59 @@ def model_alias(name_or_alias: str, alias: str | None, history: bool, delete: bo
 @click.option("--as", "dest", default=None, help="Path in the tree (default models/NAME...).")
 @click.option("--tag", default=None, help="NAME:TAG of a model in an Ollama store.")
 @click.option("-m", "--message", default=None, help="Commit message.")
+@click.option("--link", type=click.Choice(M.LINK_MODES), default="auto", show_default=True,
+              help="How the working file is made: auto (a copy-on-write clone where the "
+                   "filesystem can; a hard link for a Hugging Face, Ollama or installed "
+                   "package's file; else a copy), copy, or hardlink (shares the source's bytes: "
+                   "edit neither in place).")
 @json_option
 @handle_errors
-def model_import(path: str, dest: str | None, tag: str | None, message: str | None,
+def model_import(path: str, dest: str | None, tag: str | None, message: str | None, link: str,
                  as_json: bool) -> None:
     """Import a GGUF, safetensors, HF cache or Ollama model and commit it.
 
     PATH is a .gguf or .safetensors file, a transformers or peft folder, a Hugging Face
     cache entry (models--ORG--NAME) or snapshot, or an Ollama store (~/.ollama/models)
     or manifest. Bytes the store already has are not stored again."""
-    r = M.import_model(open_repo(), path, dest=dest, tag=tag, message=message)
+    r = M.import_model(open_repo(), path, dest=dest, tag=tag, message=message, link=link)
     if as_json:
         print_json(r.to_dict())
         return
     what = f"committed in {r.commit[:12]}" if r.commit else "already at HEAD, nothing committed"
     out.print(f"{esc(r.path)}: {r.kind} {r.format} from {r.layout}, {human_bytes(r.size)}, "
               f"{human_bytes(r.new_bytes)} new in the store, {what} ({r.seconds:.2f} s)")
+    if r.placed == "hardlink":
+        out.print("[dim]the working file is a hard link to the source (the same bytes on disk); "
+                  "`demoai restore` gives it bytes of its own[/dim]")
+
+
+@model_group.command("pull")
+@click.argument("remote")
+@click.argument("name")
+@click.option("--rev", default=None, help="Branch or tag on the remote (default: its default branch).")
+@click.option("--as", "dest", default=None, help="Path in the tree (default: the path it has there).")
+@click.option("-m", "--message", default=None, help="Commit message.")
+@click.option("--force", is_flag=True, help="Overwrite local changes to the file at that path.")
+@json_option
+@handle_errors
+def model_pull(remote: str, name: str, rev: str | None, dest: str | None, message: str | None,
+               force: bool, as_json: bool) -> None:
+    """Fetch a model or adapter from a hub and commit it on the current branch.
+
+    REMOTE is a remote name (see `demoai remote`) or a hub repository URL; NAME the
+    model's path there, or its file or folder name. Only chunks this repository lacks
+    are transferred; the commit's lineage names the remote commit it came from."""
+    with Bars(not as_json) as bars:
+        r = M.pull_model(open_repo(), remote, name, rev=rev, dest=dest, message=message,
+                         force=force, progress=bars)
+    if as_json:
+        print_json(r.to_dict())
+        return
+    what = f"committed in {r.commit[:12]}" if r.commit else "already at HEAD, nothing committed"
+    out.print(f"{esc(r.path)}: {r.kind} {r.format}, {human_bytes(r.size)} from {esc(r.remote)} "
+              f"{esc(r.ref or r.remote_commit[:12])} at {r.remote_commit[:12]}; {what}")
+    out.print(f"[dim]{r.chunks_received} of {r.chunks} chunks transferred, "
+              f"{human_bytes(r.bytes_received)} received ({r.seconds:.2f} s)[/dim]")
 
 
 @model_group.command("export")

@@ -165,14 +165,28 @@ def train_doctor(config: str, as_json: bool) -> None:
 
 @train_group.command("plot")
 @click.argument("runs", nargs=-1, required=True)
-@click.option("-o", "--output", default="loss.png", show_default=True,
-              help="The PNG file to write.")
+@click.option("-o", "--output", default=None,
+              help="The PNG file to write (default loss.png, or scans.png with --scans).")
+@click.option("--scans", is_flag=True,
+              help="Plot the run's recorded scans (scan_every): per-layer norms over the steps "
+                   "and a layer x module heatmap of the last scan.")
 @json_option
 @handle_errors
-def train_plot(runs: tuple[str, ...], output: str, as_json: bool) -> None:
-    """Draw the loss curves of RUNS overlaid in one PNG (training and validation)."""
+def train_plot(runs: tuple[str, ...], output: str | None, scans: bool, as_json: bool) -> None:
+    """Draw the loss curves of RUNS overlaid in one PNG, or one run's scans (--scans).
+
+    RUNS are run names (see `demoai train list`); --scans takes exactly one."""
     repo = open_repo()
-    path = T.plot(repo, list(runs), output)
+    if scans:
+        if len(runs) != 1:
+            raise click.UsageError("--scans plots one run's scans: give exactly one RUN")
+        path = T.plot_scans(repo, runs[0], output or "scans.png")
+        if as_json:
+            print_json({"output": str(path), "runs": list(runs), "scans": True})
+            return
+        out.print(f"wrote {path} (scans of {runs[0]})", markup=False)
+        return
+    path = T.plot(repo, list(runs), output or "loss.png")
     if as_json:
         print_json({"output": str(path), "runs": list(runs)})
         return

@@ -20,11 +20,12 @@ from demoai.train.config import load_config
 from demoai.train.doctor import Check, DoctorReport
 from demoai.train.doctor import doctor as _doctor
 from demoai.train.lora import StepInfo
-from demoai.train.plot import plot_curves
+from demoai.train.plot import plot_curves, scan_rows
+from demoai.train.plot import plot_scans as _plot_scans
 from demoai.train.run import (RUN_PREFIX, RUNS_DIR, RunInfo, RunResult, list_runs, resume_run,
                               run_curve, run_info, train_run)
 
-__all__ = ["train_lora", "resume", "doctor", "plot", "runs", "show_run", "RunView", "RunResult",
+__all__ = ["train_lora", "resume", "doctor", "plot", "plot_scans", "runs", "show_run", "RunView", "RunResult",
            "RunInfo", "StepInfo", "DoctorReport", "Check", "OnStep", "OnPhase", "run_name",
            "compare_runs", "RunComparison", "looks_like_run"]
 
@@ -54,6 +55,13 @@ def doctor(repo: Repository, config: str) -> DoctorReport:
 def plot(repo: Repository, run_names: list[str], out: str | Path) -> Path:
     """Overlay the loss curves of ``run_names`` in the PNG ``out``."""
     return plot_curves({run_info(repo, r).name: run_curve(repo, r) for r in run_names}, out)
+
+
+def plot_scans(repo: Repository, run: str, out: str | Path) -> Path:
+    """Draw the scans run ``run`` recorded (``scan_every``) to the PNG ``out``: per-layer LoRA
+    weight and gradient norms over the steps, and a layer x module heatmap of the last scan.
+    ``PathNotFound`` when the run recorded no scans."""
+    return _plot_scans(scan_rows(repo, run), out, title=f"scans of run {run.removeprefix('train/')}")
 
 
 def runs(repo: Repository) -> list[RunInfo]:

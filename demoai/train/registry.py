@@ -28,7 +28,7 @@ from demoai.store.kinds import materialize
 
 __all__ = ["ModelEntry", "ModelInfo", "AliasEvent", "ALIAS_PREFIX", "list_models", "model_info",
            "find_model", "local_path", "weights_meta", "list_aliases", "set_alias",
-           "alias_history", "delete_alias", "check_alias_name", "evals_for"]
+           "alias_history", "delete_alias", "check_alias_name", "evals_for", "added_in"]
 
 ALIAS_PREFIX = "refs/aliases/"
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -68,11 +68,13 @@ class ModelInfo:
     file_list: list[dict[str, Any]]
     lineage: dict[str, Any]
     evals: list[dict[str, Any]]
+    used_by: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
         return {**self.entry.to_dict(), "rev": self.rev, "commit": self.commit, "meta": self.meta,
-                "file_list": self.file_list, "lineage": self.lineage, "evals": self.evals}
+                "file_list": self.file_list, "lineage": self.lineage, "evals": self.evals,
+                "used_by": self.used_by}
 
 
 @dataclass
@@ -379,7 +381,7 @@ def find_model(repo: Repository, name: str, rev: str = "HEAD") -> tuple[str, str
                        path=name, ref=rev)
 
 
-def _added_in(repo: Repository, commit: str, path: str) -> str:
+def added_in(repo: Repository, commit: str, path: str) -> str:
     """The oldest commit on the first-parent chain from ``commit`` since which ``path`` has
     held the same manifest."""
     want = repo.entry_id(commit, path)
@@ -406,8 +408,9 @@ def model_info(repo: Repository, name: str, rev: str = "HEAD") -> ModelInfo:
     evaluations at ``rev`` that pin its digest."""
     path, commit, art = find_model(repo, name, rev)
     arts = repo.artifacts(commit)
-    entry, meta = _entry(repo, path, art, arts, list_aliases(repo), commit)
-    added = _added_in(repo, commit, path)
+    aliases = list_aliases(repo)
+    entry, meta = _entry(repo, path, art, arts, aliases, commit)
+    added = added_in(repo, commit, path)
     info = repo.commit_info(added)
     lin = repo.lineage(added)
     lineage = {"commit": added, "message": info.summary, "time": info.time, "author": info.author,
@@ -419,7 +422,29 @@ def model_info(repo: Repository, name: str, rev: str = "HEAD") -> ModelInfo:
         lineage["adapter_config"] = {k: art.config.get(k) for k in
                                      ("peft_type", "r", "lora_alpha", "lora_dropout", "target_modules",
                                       "base_model_name_or_path", "task_type") if k in art.config}
+    pulled = (lin.get("parameters") or {}).get("pull")
+    if isinstance(pulled, dict):
+        lineage["pulled_from"] = pulled
     files = [{"path": p, "size": f["size"], "digest": f["digest"], "chunks": len(f["chunks"])}
              for p, f in sorted(art.files.items())]
     return ModelInfo(entry=entry, rev=rev, commit=commit, meta=meta, file_list=files,
-                     lineage=lineage, evals=evals_for(arts, art.digest))
+                     lineage=lineage, evals=evals_for(arts, art.digest),
+                     used_by=_used_by_now(repo, path, art, commit, rev, arts, aliases))
+
+
+def _used_by_now(repo: Repository, path: str, art: Model | Adapter, commit: str, rev: str,
+                 arts: dict[str, Any], aliases: dict[str, dict]) -> dict[str, list[dict[str, Any]]]:
+    """:func:`demoai.train.usage.used_by` at ``rev`` (what uses the model now) when ``path``
+    holds the same version there; otherwise (an alias naming an older version) at the commit
+    it was read from."""
+    from demoai.train.usage import used_by     # usage reads this module's aliases and evals
+    try:
+        now = repo.resolve(rev)
+    except RefNotFound:
+        now = commit
+    if now != commit:
+        other = repo.artifacts(now)
+        held = other.get(path)
+        if held is not None and held.digest == art.digest:
+            return used_by(repo, path, art, now, arts=other, aliases=aliases)
+    return used_by(repo, path, art, commit, arts=arts, aliases=aliases)
