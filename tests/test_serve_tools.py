@@ -127,3 +127,15 @@ def test_embeddings_wordllama_and_pooled_smollm2(served):
     assert not np.allclose(v[0], v[2], atol=1e-3)
     with pytest.raises(openai.NotFoundError):
         served.oa.embeddings.create(model="models/none.gguf", input="x")
+
+
+def test_loading_wordllama_leaves_the_root_logger_alone() -> None:
+    """wordllama configures the root logger at INFO when imported; loading it through the
+    embedder must not, or every later httpx request would be printed."""
+    import logging
+    import subprocess
+    import sys
+    code = ("import logging; from demoai.engines.embed import wordllama_embedder; "
+            "wordllama_embedder(); r = logging.getLogger(); print(r.level, len(r.handlers))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(logging.WARNING), "0"]

@@ -7,10 +7,12 @@ the last hidden state). Nothing is downloaded.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from demoai.engines.llm.base import require
 from demoai.errors import BackendUnavailable, ModelError
@@ -20,14 +22,32 @@ __all__ = ["Embedder", "wordllama_embedder", "open_embedder", "EmbedderPool", "W
 WORDLLAMA_IDS = ("wordllama", "wordllama:l2_supercat_256")
 
 
+@contextlib.contextmanager
+def _keep_root_logging() -> Iterator[None]:
+    """Undo what a library does to the root logger while it is imported (wordllama calls
+    ``logging.basicConfig(level=INFO)`` at import, which would print every HTTP request
+    httpx makes afterwards)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        for h in root.handlers[:]:
+            if h not in handlers:
+                root.removeHandler(h)
+        root.setLevel(level)
+
+
 def wordllama_embedder() -> Callable[[list[str]], Any]:
     """wordllama's shipped 256-dim ``l2_supercat`` model as ``embed(texts) -> array``, loaded
     without network (``WordLlama.load`` with downloads off; where a release looks for its
     tokenizer in the wrong folder, the wheel's own files are read directly).
     BackendUnavailable when wordllama or its files are missing."""
     try:
-        import wordllama
-        from wordllama import WordLlama
+        with _keep_root_logging():
+            import wordllama
+            import wordllama.inference  # noqa: F401 - configures logging at import too
+            from wordllama import WordLlama
     except ImportError as e:
         raise BackendUnavailable("embeddings need wordllama: pip install 'demoai[embed]'",
                                  package="wordllama") from e
