@@ -8,10 +8,11 @@ in a fresh repository: ``add --key id`` + ``commit`` of v1, then of v2, timed fr
 wrapper (interpreter start-up and imports included) with the children's peak RSS.
 
     python bench/bench_scale.py [--rows 1000000,3000000] [--workdir bench/.work]
-                                [--pythonpath DIR] [--json OUT]
+                                [--pythonpath DIR] [--before DIR] [--json OUT]
 
-``--pythonpath`` runs another copy of DemoAI's sources (e.g. an export of an older commit)
-for a before/after in one run. Targets (issue 17): peak RSS flat in the rows and under
+``--pythonpath`` runs another copy of DemoAI's sources; ``--before DIR`` runs DIR's
+sources (e.g. ``git archive HEAD demoai | tar -x -C DIR``) beside them on every row, for
+a before/after in one run. Targets (issue 17): peak RSS flat in the rows and under
 the 1 GB bound; v2 of 1M rows <= 1.0 s and <= 300 MB.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.peers import _env, run_measured  # noqa: E402
 
-__all__ = ["generate", "measure", "main"]
+__all__ = ["generate", "measure", "main", "TARGETS"]
 
 _CHUNK = 250_000
 _LABELS = pa.array(["helpful", "harmless", "refusal", "off_topic", "needs_review"])
@@ -98,6 +100,11 @@ def generate(rows: int, workdir: Path, seed: int = 17) -> tuple[Path, Path]:
     return p1, p2
 
 
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def measure(v1: Path, v2: Path, pythonpath: str, tmp_root: Path) -> dict:
     """add+commit of v1 then v2 through the CLI in a fresh repository."""
     cli = [sys.executable, "-m", "demoai.cli"]
@@ -111,13 +118,34 @@ def measure(v1: Path, v2: Path, pythonpath: str, tmp_root: Path) -> dict:
         out: dict = {}
         for tag, src in (("v1", v1), ("v2", v2)):
             shutil.copyfile(src, repo / "data.parquet")
+            cpu0 = _children_cpu()
             a = run_measured([cli + ["add", "data.parquet", "--key", "id"]], repo, env)
             c = run_measured([cli + ["commit", "-m", tag]], repo, env)
+            # CPU seconds (user + system) of add and commit: on a busy machine wall time
+            # measures the neighbours too
+            out[f"cpu_{tag}_s"] = _children_cpu() - cpu0
             out[f"add_{tag}_s"] = a["wall_s"]
             out[f"commit_{tag}_s"] = c["wall_s"]
             out[f"add_commit_{tag}_s"] = a["wall_s"] + c["wall_s"]
             out[f"peak_rss_{tag}_mb"] = max(a["peak_rss_mb"], c["peak_rss_mb"])
         return out
+
+
+TARGETS = {"v2_s_1m": 1.0, "v2_mib_1m": 300, "peak_mib": 1024}
+
+
+def _targets(r: dict) -> list[str]:
+    """One line per figure of a result row, beside its issue-17 target."""
+    out = []
+    for tag in ("v1", "v2"):
+        out.append(f"  {tag} peak RSS {r[f'peak_rss_{tag}_mb']:7.0f} MiB   target <= "
+                   f"{TARGETS['peak_mib']} MiB at any size")
+    if r["rows"] == 1_000_000:
+        out.append(f"  v2 add+commit {r['add_commit_v2_s']:6.2f} s     target <= "
+                   f"{TARGETS['v2_s_1m']:.1f} s  ({r['cpu_v2_s']:.2f} CPU s)")
+        out.append(f"  v2 peak RSS {r['peak_rss_v2_mb']:8.0f} MiB   target <= "
+                   f"{TARGETS['v2_mib_1m']} MiB")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,19 +156,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / ".work")
     ap.add_argument("--pythonpath", default=str(Path(__file__).resolve().parents[1]),
                     help="the DemoAI sources to run (default: this tree)")
+    ap.add_argument("--before", default=None,
+                    help="other DemoAI sources (e.g. an export of an older commit) run "
+                         "beside them on each row, for a before/after in one run")
     ap.add_argument("--json", type=Path, default=None, help="write results here")
     args = ap.parse_args(argv)
     results = []
-    print(f"{'rows':>11} {'file MB':>8} {'v1 s':>7} {'v1 MiB':>7} {'v2 s':>7} {'v2 MiB':>7}",
+    runs = [("after" if args.before else "", args.pythonpath)]
+    if args.before:
+        runs.insert(0, ("before", args.before))
+    print(f"{'rows':>11} {'':>6} {'file MB':>8} {'v1 s':>7} {'v1 cpu':>7} {'v1 MiB':>7} "
+          f"{'v2 s':>7} {'v2 cpu':>7} {'v2 MiB':>7}   (load {os.getloadavg()[0]:.1f})",
           flush=True)
     for rows in [int(r) for r in args.rows.split(",")]:
         v1, v2 = generate(rows, args.workdir)
-        r = {"rows": rows, "file_mb": v1.stat().st_size / 1e6,
-             **measure(v1, v2, args.pythonpath, args.workdir)}
-        results.append(r)
-        print(f"{rows:>11,} {r['file_mb']:>8.0f} {r['add_commit_v1_s']:>7.2f} "
-              f"{r['peak_rss_v1_mb']:>7.0f} {r['add_commit_v2_s']:>7.2f} "
-              f"{r['peak_rss_v2_mb']:>7.0f}", flush=True)
+        for label, path in runs:
+            r = {"rows": rows, "sources": label or "this tree", "file_mb": v1.stat().st_size / 1e6,
+                 **measure(v1, v2, path, args.workdir)}
+            results.append(r)
+            print(f"{rows:>11,} {label:>6} {r['file_mb']:>8.0f} {r['add_commit_v1_s']:>7.2f} "
+                  f"{r['cpu_v1_s']:>7.2f} {r['peak_rss_v1_mb']:>7.0f} "
+                  f"{r['add_commit_v2_s']:>7.2f} {r['cpu_v2_s']:>7.2f} "
+                  f"{r['peak_rss_v2_mb']:>7.0f}   (load {os.getloadavg()[0]:.1f})", flush=True)
+    print("against the targets (issue 17):")
+    for r in results:
+        if r["sources"] in ("this tree", "after"):
+            print(f" {r['rows']:,} rows")
+            print("\n".join(_targets(r)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -243,3 +243,166 @@ def test_diff_across_lineages_reads_only_changed_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(TableStore, "read", no_full_read)
     d = store.diff(r1, r2)
     assert (d.modified, d.removed, d.added) == (60, 30, 30)
+
+
+# -- change-proportional deltas by integer key; new tables spilled to disk -------------------
+
+@pytest.fixture()
+def spill_always(monkeypatch):
+    """Every new table spills its hashes and keys to disk, whatever its size."""
+    monkeypatch.setattr(ingest_mod, "spill_threshold", lambda: 0)
+
+
+def shuffled(t: pa.Table, seed: int = 3) -> pa.Table:
+    return t.take(pa.array(np.random.default_rng(seed).permutation(t.num_rows)))
+
+
+def test_keyed_delta_matches_the_whole_table_path(tmp_path, monkeypatch):
+    """An integer-keyed delta streamed in batches (keys looked up batch by batch, the
+    file order derived from the plan: no whole-table key match or sort) gives the
+    whole-table writer's digest, delta, row order and stored rows, for a file in key
+    order and for one shuffled (its order is recorded and read back)."""
+    def whole_table(*a, **k):
+        raise AssertionError("the streamed keyed delta matched or sorted every key")
+    v1 = make(20_000)
+    for i, v2 in enumerate((edit(v1), shuffled(edit(v1)))):
+        a, b = TableStore(tmp_path / f"a{i}"), TableStore(tmp_path / f"b{i}")
+        ra, rb = a.write(v1, key="id"), b.write(v1, key="id")
+        wa = a.write(v2, key="id", base=ra)
+        with monkeypatch.context() as m:
+            for name in ("plan_keyed", "perm_by_keys", "check_keys"):
+                m.setattr(ingest_mod, name, whole_table)
+            wb = b.write_source(table_source(v2, batch_rows=3000), key="id", base=rb)
+        assert (wb.digest, wb.delta, wb.order["digest"]) == (wa.digest, wa.delta, wa.order["digest"])
+        assert wb.table_id == rb.table_id and wb.version > rb.version
+        assert b.read(wb).equals(v2.cast(b.read(wb).schema)), "file order read back"
+        assert b.verify(wb, base=rb) == []
+        # only the changed rows were written: the new fragment holds 200 edited + 100 new
+        ds = b._checked(wb)
+        assert sum(f.metadata.physical_rows for f in ds.get_fragments()) == 20_000 + 300
+
+
+def test_keyed_delta_onto_a_shuffled_base(tmp_path):
+    v1 = shuffled(make(8000), seed=7)
+    store = TableStore(tmp_path / "s")
+    r1 = store.write_source(table_source(v1, 1000), key="id")
+    v2 = edit(v1)
+    r2 = store.write_source(table_source(v2, 1000), key="id", base=r1)
+    assert r2.digest == content_digest(v2, "id")
+    assert store.read(r2).equals(v2.cast(store.read(r2).schema))
+    assert (r2.delta["modified"], r2.delta["removed"], r2.delta["added"]) == (80, 40, 40)
+
+
+@pytest.mark.parametrize("bad", ["repeat_base_key", "repeat_new_key", "null"])
+def test_keyed_delta_refuses_bad_keys_and_writes_nothing(tmp_path, bad):
+    v1 = make(6000)
+    store = TableStore(tmp_path / "s")
+    r1 = store.write(v1, key="id")
+    v2 = edit(v1)
+    ids = v2["id"].to_pylist()
+    if bad == "repeat_base_key":      # two batches apart, both keys in the base
+        ids[5500] = ids[10]
+    elif bad == "repeat_new_key":     # a key the base lacks, twice
+        ids[-1] = ids[-2]
+    else:
+        ids[4000] = None
+    v2 = v2.set_column(0, "id", pa.array(ids, pa.int64()))
+    before = store.stored_bytes()
+    with pytest.raises(InvalidArtifact, match="null" if bad == "null" else "duplicate values"):
+        store.write_source(table_source(v2, 1000), key="id", base=r1)
+    assert store.stored_bytes() == before
+    assert len(list(store._checked(r1).versions())) == 1
+
+
+def test_spilled_new_table_equals_the_in_memory_one(tmp_path, spill_always):
+    t = shuffled(make(30_000))
+    store = TableStore(tmp_path / "s")
+    ref = store.write_source(table_source(t, 4000), key="id")
+    mem = TableStore(tmp_path / "m").write(t, key="id")
+    assert (ref.digest, ref.order["digest"]) == (mem.digest, mem.order["digest"])
+    assert ref.digest == content_digest(t, "id")
+    ds = store._checked(ref)
+    side = store.version_hashes(ds, store._dir_for(ref), ref.files)
+    assert np.array_equal(side, row_hashes(t))
+    assert not any((tmp_path / "s" / "_spill").iterdir()), "spill files removed"
+    # the same rows in another order: the stored lineage, with this file's order
+    again = store.write_source(table_source(shuffled(t, 9), 4000), key="id")
+    assert again.table_id == ref.table_id
+    assert store.read(again).equals(shuffled(t, 9).cast(store.read(again).schema))
+    # unkeyed tables spill their hashes alone
+    u = t.drop_columns(["id"])
+    assert store.write_source(table_source(u, 4000)).digest == content_digest(u)
+
+
+@pytest.mark.parametrize("bad", ["repeat", "null"])
+def test_spilled_new_table_refuses_bad_keys(tmp_path, spill_always, bad):
+    t = make(20_000)
+    ids = t["id"].to_pylist()
+    if bad == "repeat":
+        ids[19_000] = ids[3]
+    else:
+        ids[12_000] = None
+    t = t.set_column(0, "id", pa.array(ids, pa.int64()))
+    store = TableStore(tmp_path / "s")
+    with pytest.raises(InvalidArtifact) as e:
+        store.write_source(table_source(t, 3000), key="id")
+    if bad == "repeat":
+        assert "duplicate values" in str(e.value) and "[3]" in str(e.value)
+    else:
+        assert "1 null value(s)" in str(e.value)
+    assert not list((tmp_path / "s").glob("*.lance")), "nothing half-written"
+    assert not any((tmp_path / "s" / "_spill").iterdir())
+
+
+def test_delta_perm_from_the_plan_and_its_refusals():
+    from demoai.store.tables.keyplan import KeyMatcher, delta_perm
+    base_keys = np.array([5, 1, 9, 3, 7], dtype=np.int64)          # scan order, not sorted
+    base_h = np.arange(10, dtype=np.uint64).reshape(5, 2)
+    m = KeyMatcher(base_keys, base_h)
+    file_keys = np.array([3, 11, 5, 9], dtype=np.int64)             # 1, 7 gone; 11 new
+    new_h = np.array([base_h[3], [99, 99], base_h[0], [42, 42]], dtype=np.uint64)  # 9 edited
+    changed = m.probe(pa.array(file_keys), new_h)
+    assert changed.tolist() == [False, True, False, True]
+    plan = m.plan()
+    assert (plan.dele.tolist(), plan.upsert.tolist()) == ([1, 4], [1, 3])
+    assert (plan.edit_a.tolist(), plan.edit_b.tolist()) == ([2], [3])
+    assert m.file_keys().tolist() == file_keys.tolist()
+    # Lance's scan after the delta: the survivors (5, 3) in base order, then the upserts
+    final = np.array([5, 3, 9, 11], dtype=np.int64)
+    perm = delta_perm(base_keys, file_keys, m.base_positions(), plan, final)
+    assert final[perm].tolist() == file_keys.tolist()
+    # any other shape is refused (the caller then matches keys in full)
+    assert delta_perm(base_keys, file_keys, m.base_positions(), plan,
+                      np.array([3, 5, 9, 11], dtype=np.int64)) is None
+    assert delta_perm(base_keys, file_keys, m.base_positions(), plan, final[:3]) is None
+
+
+def test_spilled_keyed_delta_equals_the_in_memory_one(tmp_path, spill_always):
+    """A delta whose new hashes are spilled to disk: same digest, delta and order as the
+    whole-table writer; also when nothing changed, and when most rows changed (a full
+    new version from a second pass, side files from the spill)."""
+    v1 = make(12_000)
+    mem = TableStore(tmp_path / "m")
+    m1 = mem.write(v1, key="id")
+    store = TableStore(tmp_path / "s")
+    r1 = store.write_source(table_source(v1, 2000), key="id")
+    for v2 in (shuffled(edit(v1)), shuffled(v1, 4), make(12_000, seed=8)):
+        want = mem.write(v2, key="id", base=m1)
+        got = store.write_source(table_source(v2, 2000), key="id", base=r1)
+        assert (got.digest, got.delta, got.order["digest"]) == \
+            (want.digest, want.delta, want.order["digest"])
+        assert store.read(got).equals(v2.cast(store.read(got).schema))
+        assert store.verify(got) == []
+    assert not any((tmp_path / "s" / "_spill").iterdir())
+
+
+def test_gc_removes_what_a_killed_ingest_spilled(tmp_path):
+    store = TableStore(tmp_path / "s")
+    ref = store.write(make(100), key="id")
+    left = tmp_path / "s" / "_spill" / "0123abcd"
+    left.mkdir(parents=True)
+    (left / "order.bin").write_bytes(b"x" * 64)
+    store.gc([ref], grace_seconds=3600)
+    assert left.exists(), "a writer may still be using it"
+    store.gc([ref], grace_seconds=0)
+    assert not left.exists()

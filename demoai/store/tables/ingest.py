@@ -1,16 +1,25 @@
-"""Writing a table version from a stream of batches (:mod:`demoai.store.tables.stream`),
-in memory that does not grow with the table.
+"""Writing a table version from a stream of batches (:mod:`demoai.store.tables.stream`).
 
 A new lineage: each batch is checked and hashed on its way into Lance's writer; what is
 kept is the row hashes and the key column (for the digest, the key check and the side
-files of :mod:`~demoai.store.tables.rowhash`). A delta onto a version with side files:
-one pass over the batches keeps only the rows whose hash the base does not hold (edited
-and new rows), then the plan is made from the base's side files and key column exactly
-as :meth:`~demoai.store.tables.write.WriteMixin.write` makes it, and only the change is
-written. When most rows changed the version is written whole from a second pass. Other
-cases (no side files on the base, a changed schema) read the table whole and go through
-:meth:`~demoai.store.tables.write.WriteMixin.write`. Digests, deltas and row orders are
-the same as that method's for the same rows.
+files of :mod:`~demoai.store.tables.rowhash`), in memory for tables up to
+:func:`~demoai.store.tables.spill.spill_threshold` rows and on disk beyond it
+(:mod:`~demoai.store.tables.spill`), so memory does not grow with the table.
+
+A delta onto a version with side files: one pass over the batches (read and decoded in
+a second thread while this one hashes) keeps only the rows the base does not hold as
+they are, edited and new rows (:mod:`~demoai.store.tables.keyplan`): with an integer
+key, looked up among the base's keys, which gives the plan, the key check and the new
+file order without a whole-table sort; otherwise by hash, with the plan made from the
+base's side files and key column exactly as :meth:`~demoai.store.tables.write.WriteMixin.write`
+makes it. Only the change is written: deletion vectors, one fragment of edited and new
+rows (``merge_insert``, which keeps the stable row ids of edited rows), their side file;
+the base's data files are neither rewritten nor re-read (one narrow scan of its key
+column and row ids; the edited rows' old values, to count changed cells, are read while
+the digest sorts). When most rows changed the version is written whole from a second
+pass. Other cases (no side files on the base, a changed schema) read the table whole and
+go through :meth:`~demoai.store.tables.write.WriteMixin.write`. Digests, deltas and row
+orders are the same as that method's for the same rows.
 
 :class:`IngestMixin` is part of :class:`~demoai.store.tables.store.TableStore`.
 """
@@ -27,12 +36,15 @@ import numpy as np
 import pyarrow as pa
 
 from demoai.errors import InvalidArtifact
-from demoai.store.tables.diff import (cells_changed, check_keys, keys_usable, multiset_minus,
-                                      plan_keyed)
+from demoai.store.tables.diff import (cells_changed, check_keys, int_keys, keys_usable,
+                                      multiset_minus, plan_keyed)
 from demoai.store.tables.io import canonical_schema, digest_from_hashes, row_hashes
-from demoai.store.tables.order import hash_order, perm_by_hashes, perm_by_keys, sequence_digest
+from demoai.store.tables.order import perm_by_hashes, perm_by_keys, sequence_digest
 from demoai.store.tables.ref import TableRef, schema_meta
-from demoai.store.tables.stream import BatchSource, Reread
+from demoai.store.tables.keyplan import (HashMatcher, KeyMatcher, KeyPlan, KeysNotClean,
+                                         delta_perm, int_key_type)
+from demoai.store.tables.spill import HashSpill, spill_threshold
+from demoai.store.tables.stream import BatchSource, Reread, grouped, prefetch
 from demoai.store.tables.write import (OVERWRITE_FRACTION, Progress, check_table, report,
                                        take_scan)
 
@@ -42,6 +54,43 @@ __all__ = ["IngestMixin"]
 class _Shape(NamedTuple):
     schema: pa.Schema
     num_rows: int
+
+
+class _Pass(NamedTuple):
+    h: np.ndarray                    # every row's hash, in file order
+    kept: list                       # the rows the base lacks (tables), unless too_many
+    kept_idx: list                   # their file positions
+    too_many: bool
+    plan: KeyPlan | None             # a KeyMatcher's plan
+    keys: list | None                # a HashMatcher's key chunks
+    file_keys: np.ndarray | None     # a KeyMatcher's keys in file order
+    bpos: np.ndarray | None          # and the base position of each file row (-1: none)
+    spill: HashSpill | None          # the hashes on disk instead of in ``h`` (large files)
+
+
+class _Later:
+    """``fn(*args)`` running in a thread (native work that releases the GIL); ``result()``
+    waits for it and raises what it raised."""
+
+    def __init__(self, fn, *args) -> None:
+        self._out: list = []
+        self._thread = threading.Thread(target=self._run, args=(fn, args),
+                                        name="demoai-table-take", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._out.append((fn(*args), None))
+        except BaseException as e:   # noqa: BLE001 - raised again in result()
+            self._out.append((None, e))
+
+    def result(self):
+        """The value ``fn`` returned."""
+        self._thread.join()
+        value, err = self._out[0]
+        if err is not None:
+            raise err
+        return value
 
 
 class _Fallback(Exception):
@@ -82,6 +131,12 @@ class IngestMixin:
         hashes: list[np.ndarray] = []
         keys: list = []
         total = source.rows or 0
+        schema = source.schema
+        spill = spill_keys = None
+        if source.rows is None or source.rows > spill_threshold():
+            spill_keys = bool(key) and int_key_type(schema.field(key).type)
+            spill = HashSpill(self.root, keyed=spill_keys)
+        nulls = [0]
 
         failed: list[BaseException] = []
         ready: queue.Queue = queue.Queue(maxsize=2)   # bounds the batches in flight
@@ -99,12 +154,21 @@ class IngestMixin:
         def produce() -> None:
             # reads, checks and hashes batch k+1 while Lance encodes batch k
             try:
-                for b in source.batches():
-                    hashes.append(row_hashes(pa.Table.from_batches([b])))
-                    if key:
-                        keys.append(b.column(key))
-                    if not offer(b):
-                        return
+                for g in grouped(source.batches()):
+                    h = row_hashes(g)
+                    if spill is None:
+                        hashes.append(h)
+                    if key and spill_keys:
+                        kc = g.column(key)
+                        nulls[0] += kc.null_count
+                        spill.add(h, int_keys(kc) if not kc.null_count else None)
+                    elif spill is not None:
+                        spill.add(h)
+                    if key and not spill_keys:
+                        keys.extend(g.column(key).chunks)
+                    for b in g.to_batches():
+                        if not offer(b):
+                            return
             except BaseException as e:   # noqa: BLE001 - handed to the writer's thread
                 failed.append(e)
             offer(None)
@@ -118,9 +182,18 @@ class IngestMixin:
             if failed:   # Lance reports it as its own error: the caller raises ours
                 raise InvalidArtifact("the table could not be read")
 
-        schema = source.schema
         table_id = uuid.uuid4().hex
         uri = self._uri(table_id)
+        try:
+            return self._ingest_new_locked(source, key, progress, table_id, uri, spill,
+                                           hashes, keys, nulls, batches, produce, stop, failed)
+        finally:
+            if spill is not None:
+                spill.close()
+
+    def _ingest_new_locked(self, source, key, progress, table_id, uri, spill, hashes, keys,
+                           nulls, batches, produce, stop, failed) -> TableRef:
+        schema, total = source.schema, source.rows or 0
         with self._lock(table_id):
             report(progress, "write", 0, total)
             producer = threading.Thread(target=produce, name="demoai-table-read", daemon=True)
@@ -138,18 +211,33 @@ class IngestMixin:
                     producer.join()
                 if failed:
                     raise failed[0]
-                h = _concat(hashes)
-                kcol = _keys(keys, schema, key)
-                if key:
-                    check_keys(kcol, key, "the table")
-                digest = digest_from_hashes(schema, key, h)
-                seq = sequence_digest(h)
+                kcol = _keys(keys, schema, key) if key and keys else None
+                if spill is None:
+                    h = fresh = _concat(hashes)
+                    if key:
+                        check_keys(kcol, key, "the table")
+                    digest, seq, rows = digest_from_hashes(schema, key, h), sequence_digest(h), len(h)
+                else:
+                    if key and nulls[0]:
+                        raise InvalidArtifact(f"key column {key!r} has {nulls[0]} null value(s) "
+                                              "in the table", key=key)
+                    if key and kcol is not None:
+                        check_keys(kcol, key, "the table")
+                    elif key:
+                        spill.check_keys(key)
+                    digest, seq, rows = spill.digest(schema, key), spill.sequence(), spill.rows
+                    fresh = spill.view()
                 found = self.digests.lookup(digest)
                 ref = None
                 if found is None:
-                    self.store_row_hashes(ds, uri, schema, h)
-                    ref = self.with_order(self._make_ref(ds, uri, table_id, _Shape(schema, len(h)),
+                    self.store_row_hashes(ds, uri, schema, fresh)
+                    ref = self.with_order(self._make_ref(ds, uri, table_id, _Shape(schema, rows),
                                                          digest, key, {}), None, seq)
+                elif spill is not None:   # stored already: the re-import's order, from disk
+                    h = spill.hashes(0, spill.rows)
+                    if key and kcol is None:
+                        kcol = pa.chunked_array([pa.array(spill.keys())]).cast(
+                            schema.field(key).type)
             except BaseException:
                 self._discard_new(table_id)
                 raise
@@ -181,68 +269,88 @@ class IngestMixin:
     def _ingest_delta_locked(self, source, key, base, progress, uri, ds_base, stored,
                              box: list) -> TableRef:
         base_h = box.pop()
-        order = hash_order(base_h)
-        bhi, blo = base_h[order, 0], base_h[order, 1]
-        hashes, keys, kept, kept_idx = [], [], [], []
-        kept_rows, off, too_many = 0, 0, False
-        limit = OVERWRITE_FRACTION * max(base.rows, 1)
-        for b in source.batches():
-            try:
-                t = pa.Table.from_batches([b]).cast(stored)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-                raise _Fallback() from None
-            h = row_hashes(t)
-            hashes.append(h)
-            if key:
-                keys.append(b.column(key))
-            if len(bhi):
-                pos = np.minimum(np.searchsorted(bhi, h[:, 0]), len(bhi) - 1)
-                new = ~((bhi[pos] == h[:, 0]) & (blo[pos] == h[:, 1]))
-            else:
-                new = np.ones(len(h), dtype=bool)
-            cand = np.flatnonzero(new)
-            kept_rows += len(cand)
-            if kept_rows > limit:
-                too_many, kept, kept_idx = True, [], []
-            elif len(cand):
-                kept.append(t.take(pa.array(cand, type=pa.int64())))
-                kept_idx.append(cand + off)
-            off += len(h)
-            report(progress, "hash", off, max(off, source.rows or 0))
-        del order, bhi, blo
-        h = _concat(hashes)
-        del hashes
-        kcol = _keys(keys, source.schema, key)
-        if key:
-            check_keys(kcol, key, "the table")
-        digest = digest_from_hashes(source.schema, key, h)
-        seq = sequence_digest(h)
-        shape = _Shape(source.schema, len(h))
-        if digest == base.digest:
-            return self._same_rows(base, pa.table({key: kcol}) if key else None, h, seq, key)
         names = stored.names
         has_key = key is not None and key in names
-        scan = ds_base.to_table(columns=[key] if has_key else [], with_row_id=True)
-        rowids = scan["_rowid"].to_numpy()
+        scan = ds_base.to_table(columns=[key] if has_key else [])
         # a base stored with this key was checked unique and non-null when written
         keyed = has_key and (base.key == key or keys_usable(scan.select([key]), key))
         base_keys = scan[key] if keyed else None
         del scan
-        if keyed:
+        base_ints = (int_keys(base_keys) if keyed and int_key_type(source.schema.field(key).type)
+                     else None)
+        seen = None
+        if base_ints is not None:
+            base_keys = None   # one copy of the keys (8 bytes a row) during the pass
+            try:
+                seen = self._delta_pass(source, stored, key, KeyMatcher(base_ints, base_h),
+                                        base, progress)
+            except KeysNotClean:   # a null or repeated key: the full check names it
+                seen = None
+                base_keys = ds_base.to_table(columns=[key])[key]
+        if seen is None:
+            seen = self._delta_pass(source, stored, key, HashMatcher(base_h), base, progress)
+        spill = seen.spill
+        held = [seen, base_h, base_keys, base_ints]   # handed over: freed as the callee goes
+        del seen, base_h, base_keys, base_ints
+        try:
+            return self._delta_write(source, key, base, progress, uri, ds_base, stored, keyed,
+                                     held)
+        finally:
+            if spill is not None:
+                spill.close()
+
+    def _delta_write(self, source, key, base, progress, uri, ds_base, stored, keyed,
+                     held: list) -> TableRef:
+        """The plan, the delta record and the write of :meth:`_ingest_delta_locked`."""
+        seen, base_h, base_keys, base_ints = held
+        held.clear()
+        names = stored.names
+        h, kept, kept_idx, too_many, plan, spill = (seen.h, seen.kept, seen.kept_idx,
+                                                    seen.too_many, seen.plan, seen.spill)
+        fkeys = bpos = before = None
+        if plan is not None:
+            fkeys, bpos = seen.file_keys, seen.bpos
+            kcol = pa.chunked_array([pa.array(fkeys)]).cast(source.schema.field(key).type)
+            if len(plan.edit_a):   # the base's edited rows are read while the digest sorts
+                before = _Later(take_scan, ds_base, plan.edit_a, stored)
+        else:
+            kcol = _keys(seen.keys, stored, key)
+            if key:
+                if kcol.type != source.schema.field(key).type:
+                    kcol = kcol.cast(source.schema.field(key).type)
+                check_keys(kcol, key, "the table")
+        del seen
+        if spill is None:
+            digest, seq = digest_from_hashes(source.schema, key, h), sequence_digest(h)
+        else:
+            digest, seq = spill.digest(source.schema, key), spill.sequence()
+        n_rows = len(h) if spill is None else spill.rows
+        shape = _Shape(source.schema, n_rows)
+        if spill is not None and (digest == base.digest or not keyed):
+            h = spill.hashes(0, n_rows)   # the rare paths that need them all
+        if digest == base.digest:
+            return self._same_rows(base, pa.table({key: kcol}) if key else None, h, seq, key)
+        if plan is not None:
+            dele, upsert, edit_a, edit_b = plan
+        elif keyed:
             dele, upsert, edit_a, edit_b = plan_keyed(base_keys, base_h, kcol, h)
         else:
             dele, upsert = multiset_minus(base_h, h)
             edit_a = edit_b = np.zeros(0, dtype=np.int64)
         n_change = len(dele) + len(upsert)
         if n_change == 0:
-            same = replace(base, digest=digest, key=key, rows=len(h),
+            same = replace(base, digest=digest, key=key, rows=n_rows,
                            schema=schema_meta(source.schema), delta=None)
+            if keyed and base_keys is None:
+                base_keys = pa.array(base_ints)
             perm = (perm_by_keys(base_keys, kcol) if keyed else perm_by_hashes(base_h, h))
             return self.with_order(same, perm, seq)
-        if too_many or n_change > OVERWRITE_FRACTION * max(base.rows, len(h), 1):
-            return self._overwrite_stream(uri, base, source, stored, digest, key, h, progress)
-        dele_ids = rowids[dele]      # all the rest of the base's columns can go now
-        del rowids, base_keys, base_h
+        if too_many or n_change > OVERWRITE_FRACTION * max(base.rows, n_rows, 1):
+            return self._overwrite_stream(uri, base, source, stored, digest, key,
+                                          h if spill is None else spill.view(), progress, seq)
+        # the stable row ids of the rows to delete: read now, not held through the pass
+        dele_ids = ds_base.to_table(columns=[], with_row_id=True)["_rowid"].to_numpy()[dele]
+        del base_keys, base_h
         kidx = np.concatenate(kept_idx) if kept_idx else np.zeros(0, dtype=np.int64)
         kept_t = (pa.concat_tables(kept) if kept else stored.empty_table())
         del kept
@@ -255,8 +363,9 @@ class IngestMixin:
         delta = None
         if keyed:
             eb = np.searchsorted(upsert, edit_b)
-            cells = cells_changed(take_scan(ds_base, edit_a, stored),
-                                  rows.take(pa.array(eb, type=pa.int64())))
+            old = before.result() if before is not None else take_scan(ds_base, edit_a, stored)
+            cells = cells_changed(old, rows.take(pa.array(eb, type=pa.int64())))
+            del old
             delta = {"base": base.digest, "key": key, "added": len(upsert) - len(edit_b),
                      "removed": len(dele), "modified": int(cells.any(axis=1).sum()),
                      "columns": {c: int(n) for c, n in zip(names, cells.sum(axis=0)) if n}}
@@ -278,13 +387,93 @@ class IngestMixin:
         ref = self._make_ref(final, uri, base.table_id, shape, digest, key, base.files, delta)
         report(progress, "write", n_change, n_change)
         if keyed:
-            perm = perm_by_keys(final.to_table(columns=[key])[key], kcol)
+            final_keys = final.to_table(columns=[key])[key]
+            perm = None
+            if fkeys is not None:
+                final_ints = int_keys(final_keys)
+                if final_ints is not None:
+                    del final_keys   # one copy of the keys
+                    perm = delta_perm(base_ints, fkeys, bpos,
+                                      KeyPlan(dele, upsert, edit_a, edit_b), final_ints)
+                    final_keys = pa.array(final_ints)
+                del final_ints, bpos
+            if perm is None:
+                perm = perm_by_keys(final_keys, kcol)
         else:
             final_h = self.version_hashes(final, uri, ref.files)
             if final_h is None:
                 final_h = row_hashes(final.to_table(columns=names).cast(stored))
             perm = perm_by_hashes(final_h, h)
         return self.with_order(ref, perm, seq)
+
+    def _delta_pass(self, source: BatchSource, stored: pa.Schema, key: str | None,
+                    matcher: "KeyMatcher | HashMatcher", base: TableRef,
+                    progress: Progress | None) -> "_Pass":
+        """One pass over the new file: every row hashed, the rows ``matcher`` does not
+        find in the base kept (unless more than :data:`OVERWRITE_FRACTION` of the base
+        changed), and with a :class:`KeyMatcher` the plan."""
+        by_key = isinstance(matcher, KeyMatcher)
+        limit = OVERWRITE_FRACTION * max(base.rows, 1)
+        spill = None
+        if by_key and (source.rows is None or source.rows > spill_threshold()):
+            spill = HashSpill(self.root, keyed=False)   # the new hashes go to disk
+        all_h = (np.empty((source.rows, 2), dtype=np.uint64)
+                 if source.rows and spill is None else None)
+
+        def cast(t: pa.Table) -> pa.Table:
+            try:
+                return t.cast(stored)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+                raise _Fallback() from None
+
+        try:
+            return self._delta_batches(source, key, matcher, progress, cast, spill, all_h, limit)
+        except BaseException:
+            if spill is not None:
+                spill.close()
+            raise
+
+    def _delta_batches(self, source, key, matcher, progress, cast, spill, all_h,
+                       limit) -> "_Pass":
+        """The loop of :meth:`_delta_pass`."""
+        by_key = isinstance(matcher, KeyMatcher)
+        hashes, keys, kept, kept_idx = [], [], [], []
+        kept_rows, off, too_many, filled = 0, 0, False, 0
+        for t in prefetch(cast(g) for g in grouped(source.batches())):
+            h = row_hashes(t)
+            if spill is not None:
+                spill.add(h)
+            elif all_h is not None and not hashes and off + len(h) <= len(all_h):
+                all_h[off:off + len(h)] = h   # no second copy of every hash at the end
+                filled = off + len(h)
+            else:
+                hashes.append(h)
+            if by_key:
+                new = matcher.probe(t.column(key), h)
+            else:
+                if key:
+                    keys.extend(t.column(key).chunks)
+                new = matcher.probe(h)
+            cand = np.flatnonzero(new)
+            kept_rows += len(cand)
+            if kept_rows > limit:
+                too_many, kept, kept_idx = True, [], []
+            elif len(cand):
+                kept.append(t.take(pa.array(cand, type=pa.int64())))
+                kept_idx.append(cand + off)
+            off += len(h)
+            report(progress, "hash", off, max(off, source.rows or 0))
+        if spill is not None:
+            h = None
+        elif all_h is not None and not hashes and off == len(all_h):
+            h = all_h
+        else:   # the row count was not known, or was wrong
+            h = _concat(([all_h[:filled]] if all_h is not None else []) + hashes)
+        del hashes, all_h
+        if not by_key:
+            return _Pass(h, kept, kept_idx, too_many, None, keys, None, None, None)
+        return _Pass(h, kept, kept_idx, too_many, matcher.plan(), None, matcher.file_keys(),
+                     matcher.base_positions(), spill)
 
     @staticmethod
     def _pick(source: BatchSource, idx: np.ndarray, schema: pa.Schema) -> pa.Table:
@@ -299,9 +488,10 @@ class IngestMixin:
         return pa.concat_tables(parts) if parts else schema.empty_table()
 
     def _overwrite_stream(self, uri, base: TableRef, source: BatchSource, stored: pa.Schema,
-                          digest: str, key: str | None, h: np.ndarray,
-                          progress: Progress | None) -> TableRef:
-        """A full new version of the lineage from a second pass over the stream."""
+                          digest: str, key: str | None, h, progress: Progress | None,
+                          seq: str) -> TableRef:
+        """A full new version of the lineage from a second pass over the stream (``h``:
+        the hashes in file order, an array or a spill's view)."""
         report(progress, "write", 0, len(h))
         schema = source.schema
         ds = lance.write_dataset(pa.RecordBatchReader.from_batches(schema, source.batches()),
@@ -309,4 +499,4 @@ class IngestMixin:
         self.store_row_hashes(ds, uri, schema, h)
         ref = self._make_ref(ds, uri, base.table_id, _Shape(schema, len(h)), digest, key,
                              base.files)
-        return self.with_order(ref, None, sequence_digest(h))
+        return self.with_order(ref, None, seq)

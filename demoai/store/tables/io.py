@@ -43,7 +43,7 @@ from demoai.store.fsutil import replacing
 __all__ = [
     "content_digest", "row_hashes", "cell_hashes", "digest_from_hashes", "canonical_schema",
     "canonical_type", "schema_json", "one_line", "read_file", "write_file", "detect_format",
-    "jsonable", "sort_hashes", "check_arrow_data",
+    "jsonable", "sort_hashes", "check_arrow_data", "digest_from_sorted",
 ]
 
 _DIGEST_DOMAIN = b"demoai.table.v1\n"
@@ -256,14 +256,23 @@ def sort_hashes(hashes: np.ndarray) -> np.ndarray:
 
 def digest_from_hashes(schema: pa.Schema, key: str | None, hashes: np.ndarray) -> str:
     """``blake3:<hex>`` over the canonical schema and the *sorted* row hashes."""
+    def blocks() -> Iterable[np.ndarray]:   # no sorted copy of all the hashes
+        order = _sorted_order(hashes)
+        for s in range(0, len(order), 1 << 20):
+            yield hashes[order[s:s + (1 << 20)]]
+    return digest_from_sorted(schema, key, len(hashes), blocks() if len(hashes) else ())
+
+
+def digest_from_sorted(schema: pa.Schema, key: str | None, rows: int,
+                       blocks: Iterable[np.ndarray]) -> str:
+    """:func:`digest_from_hashes` of ``rows`` row hashes given already sorted, as
+    consecutive ``(n, 2)`` blocks (a table's hashes sorted on disk, a bucket at a time)."""
     h = blake3.blake3(_DIGEST_DOMAIN)
     h.update(schema_json(schema, key))
     h.update(b"\n")
-    h.update(int(len(hashes)).to_bytes(8, "little"))
-    if len(hashes):   # in blocks: no sorted copy of all the hashes
-        order = _sorted_order(hashes)
-        for s in range(0, len(order), 1 << 20):
-            h.update(np.ascontiguousarray(hashes[order[s:s + (1 << 20)]], dtype="<u8").tobytes())
+    h.update(int(rows).to_bytes(8, "little"))
+    for block in blocks:
+        h.update(np.ascontiguousarray(block, dtype="<u8").tobytes())
     return "blake3:" + h.hexdigest()
 
 

@@ -41,7 +41,7 @@ from demoai.store.tables.io import row_hashes
 from demoai.store.tables.ref import TableRef, file_blake3
 
 __all__ = ["OrderMixin", "ORDER_PREFIX", "is_order_file", "apply_order", "sequence_digest", "perm_by_keys", "perm_by_hashes",
-           "encode_perm", "decode_perm", "hash_order"]
+           "encode_perm", "decode_perm", "hash_order", "sequence_digest_blocks"]
 
 ORDER_PREFIX = "data/demoai-order-"
 _MAGIC = b"DMAIORD1"
@@ -55,10 +55,17 @@ def is_order_file(rel: str) -> bool:
 
 def sequence_digest(hashes: np.ndarray) -> str:
     """``blake3:<hex>`` over row hashes in the order given (a file's row order)."""
+    return sequence_digest_blocks(len(hashes), (hashes[s:s + (1 << 20)]
+                                                for s in range(0, len(hashes), 1 << 20)))
+
+
+def sequence_digest_blocks(rows: int, blocks) -> str:
+    """:func:`sequence_digest` of ``rows`` row hashes given as consecutive ``(n, 2)``
+    blocks in file order (hashes spilled to disk)."""
     h = blake3.blake3(_SEQ_DOMAIN)
-    h.update(int(len(hashes)).to_bytes(8, "little"))
-    if len(hashes):
-        h.update(np.ascontiguousarray(hashes).astype("<u8", copy=False).tobytes())
+    h.update(int(rows).to_bytes(8, "little"))
+    for block in blocks:
+        h.update(np.ascontiguousarray(block).astype("<u8", copy=False).tobytes())
     return "blake3:" + h.hexdigest()
 
 
@@ -125,8 +132,9 @@ def apply_order(table: pa.Table, perm: np.ndarray) -> pa.Table:
 def encode_perm(perm: np.ndarray) -> bytes:
     """The order file's bytes: magic, row count, zstd of the int64 deltas (runs of +1, as a
     delta leaves most rows, compress to almost nothing)."""
-    deltas = np.diff(perm.astype(np.int64), prepend=np.int64(0)).astype("<i8")
-    body = pa.compress(deltas.tobytes(), codec="zstd", asbytes=True)
+    deltas = np.diff(perm.astype(np.int64, copy=False), prepend=np.int64(0))
+    deltas = deltas.astype("<i8", copy=False)
+    body = pa.compress(memoryview(deltas).cast("B"), codec="zstd", asbytes=True)
     return _MAGIC + struct.pack("<Q", len(perm)) + body
 
 
@@ -152,6 +160,13 @@ def decode_perm(data: bytes, rows: int) -> np.ndarray:
     return perm
 
 
+def _is_identity(perm: np.ndarray) -> bool:
+    """Whether ``perm`` is ``0, 1, 2, ...`` (a block at a time: no whole-size temporary)."""
+    step = 1 << 20
+    return all(np.array_equal(perm[s:s + step], np.arange(s, min(s + step, len(perm))))
+               for s in range(0, len(perm), step))
+
+
 class OrderMixin:
     """Recording and reading row orders (part of ``TableStore``: uses its folders)."""
 
@@ -160,7 +175,7 @@ class OrderMixin:
         whose row-hash sequence digest is ``seq``; the order file is written if needed."""
         files = {r: h for r, h in ref.files.items() if not is_order_file(r)}
         order: dict[str, Any] = {"digest": seq}
-        if perm is not None and not np.array_equal(perm, np.arange(len(perm))):
+        if perm is not None and not _is_identity(perm):
             data = encode_perm(perm)
             hexd = blake3.blake3(data).hexdigest()
             rel = f"{ORDER_PREFIX}{hexd}.bin"

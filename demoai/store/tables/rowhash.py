@@ -144,7 +144,7 @@ class RowHashMixin:
         listed in ``files`` (the version's recorded files, already hash-checked) and the
         deletion vectors; None when a fragment has no side file (or a deletion file this
         module does not decode)."""
-        parts = []
+        parts = []   # the side files are read first, then copied once into the result
         for fr in fragments(ds):
             path = _single_file(fr.frag)
             rel = rowhash_rel(path) if path is not None else None
@@ -164,4 +164,4 @@ class RowHashMixin:
             parts.append(h)
         if not parts:
             return np.zeros((0, 2), dtype=np.uint64)
-        return np.concatenate(parts)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

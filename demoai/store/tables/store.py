@@ -10,6 +10,8 @@ Layout under a store ``root``::
     <root>/<table_id>.lock     writers of that lineage take this lock
     <root>/_digests/<hex>.json content digest -> TableRef (reuse identical content)
     <root>/_digests/shapes/<hex> a stored table has this schema, key and row count
+    <root>/_spill/<id>/        row hashes and keys of a large table being written (removed
+                               when it is; gc removes what a killed writer left)
 
 A :class:`TableRef` names one Lance version of one lineage plus what is needed to trust
 it: row count, content digest (order-insensitive, see :mod:`demoai.store.tables.io`), key,
@@ -95,6 +97,7 @@ from demoai.store.tables.order import ORDER_PREFIX, OrderMixin, apply_order, is_
 from demoai.store.tables.ref import TABLE_ID, DigestIndex, TableRef, file_blake3  # noqa: E402
 from demoai.store.tables.ingest import IngestMixin  # noqa: E402
 from demoai.store.tables.rowhash import ROWHASH_PREFIX, RowHashMixin, is_rowhash_file  # noqa: E402
+from demoai.store.tables.spill import SPILL_DIR  # noqa: E402
 from demoai.store.tables.verify import VerifyMixin  # noqa: E402
 from demoai.store.tables.write import Progress, WriteMixin  # noqa: E402
 
@@ -345,6 +348,12 @@ class TableStore(WriteMixin, IngestMixin, CompareMixin, VerifyMixin, OrderMixin,
                 if not (self._uri(tid)).exists():
                     shutil.rmtree(d, ignore_errors=True)
         self._gc_orders(live, now, grace_seconds, stats)
+        for d in sorted((self.root / SPILL_DIR).glob("*")):   # left by a killed ingest
+            try:
+                if now - d.stat().st_mtime >= grace_seconds:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                continue
         for r in live:  # the promise: nothing a live ref lists is gone
             for rel in r.files:
                 if not (self._dir_for(r) / rel).exists():

