@@ -337,3 +337,102 @@ def test_dedup_semantic_drops_paraphrases(tmp_dir, cli) -> None:
     assert _keys(tmp_dir) == {0, 2, 3}
     w = _why(cli, "1")["entries"][0]
     assert w["rule"] == "semantic" and w["duplicate_of"] == "0" and w["similarity"] > 0.8
+
+
+def _semantic_why(tmp_dir, name: str = "train.jsonl") -> dict[str, tuple[str, float]]:
+    import pyarrow.parquet as pq
+    t = pq.read_table(tmp_dir / f"{name}.prep/why.parquet").to_pylist()
+    return {r["key"]: (r["duplicate_of"], r["similarity"]) for r in t if r["rule"] == "semantic"}
+
+
+def _lineage(tmp_dir) -> dict:
+    r = open_repository(tmp_dir)
+    try:
+        return r.lineage(r.head_commit())
+    finally:
+        r.close()
+
+
+def _synonyms(text: str) -> str:
+    from tests.test_prep_dedup import _SYN
+    return " ".join(_SYN.get(w, w) for w in text.split())
+
+
+def test_dedup_semantic_searches_the_row_index_like_all_pairs(tmp_dir, cli) -> None:
+    from demoai.prep.search import default_embedder, embed_texts
+    from tests.test_prep_dedup import all_pairs_reference, paraphrases
+    texts = paraphrases(200, seed=11)
+    n = len(texts)
+    embed = default_embedder()
+    ref = all_pairs_reference(embed_texts(embed, texts), 0.9)
+    assert len(ref) >= 10
+    _setup(tmp_dir, cli, [{"id": i, "text": t} for i, t in enumerate(texts + texts[:1])])
+    cli("data", "dedup", "train.jsonl")                  # MinHash only: not deduped by meaning
+    assert _keys(tmp_dir) == set(range(n))
+    res = json.loads(cli("data", "dedup", "train.jsonl", "--semantic", "0.9", "--json").stdout)
+    s = res["summary"]
+    assert s["dropped"] == {"exact": 0, "minhash": 0, "semantic": len(ref)}
+    assert s["hashed"] == n                            # stored rows lacked semantic dedup
+    sem = s["semantic"]
+    assert (sem["embedded"], sem["indexed_rows"], sem["index"], sem["search"], sem["queries"]) \
+        == (n, n, "built", "exact", n)
+    assert sem["candidates"] < 3 * n                   # neighbours found, not all pairs
+    assert _keys(tmp_dir) == set(range(n)) - set(ref)
+    why = _semantic_why(tmp_dir)
+    assert {k: d for k, (d, _) in why.items()} == {str(r): str(d) for r, (d, _) in ref.items()}
+    assert all(sim >= 0.9 for _, sim in why.values())
+    lineage = _lineage(tmp_dir)
+    assert lineage["parameters"]["semantic_index"]["embedded"] == n
+    assert lineage["parameters"]["semantic"] == 0.9
+    # unchanged version: nothing hashed, embedded or committed; a looser threshold is covered
+    for t in ("0.9", "0.95"):
+        again = json.loads(cli("data", "dedup", "train.jsonl", "--semantic", t, "--json").stdout)
+        assert again["up_to_date"] and again["summary"]["semantic"]["embedded"] == 0
+        assert again["summary"]["semantic"]["queries"] == 0
+    # append 3 rows (2 paraphrases of kept rows): only they are embedded and searched
+    kept = sorted(_keys(tmp_dir))
+    fresh = [k for k in kept if _synonyms(texts[k]) not in texts]     # new text: embedded
+    new = [{"id": 1000, "text": _synonyms(texts[fresh[4]])},
+           {"id": 1001, "text": "completely unrelated words about nothing at all"},
+           {"id": 1002, "text": _synonyms(texts[fresh[9]])}]
+    with open(tmp_dir / "train.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in new))
+    cli("commit", "train.jsonl", "-m", "3 more rows")
+    both = [texts[k] for k in kept] + [r["text"] for r in new]
+    want = {str(new[r - len(kept)]["id"]): str(kept[d])
+            for r, (d, _) in all_pairs_reference(embed_texts(embed, both), 0.9).items()}
+    assert set(want) == {"1000", "1002"}
+    res = json.loads(cli("data", "dedup", "train.jsonl", "--semantic", "0.9", "--json").stdout)
+    s = res["summary"]
+    assert s["hashed"] == 3 and s["reused"] == len(kept)
+    assert (s["semantic"]["embedded"], s["semantic"]["queries"]) == (3, 3)
+    assert {k: d for k, (d, _) in _semantic_why(tmp_dir).items()} == want
+    # --no-near keeps no signatures: every row is searched again, none embedded again (the
+    # new version's index is made from the last one's vectors, then reused as it is)
+    for index in ("built", "reused"):
+        res = json.loads(cli("data", "dedup", "train.jsonl", "--no-near", "--semantic", "0.9",
+                             "--json").stdout)
+        sem = res["summary"]["semantic"]
+        assert res["up_to_date"] and (sem["embedded"], sem["index"]) == (0, index)
+        assert sem["queries"] == len(kept) + 1
+
+
+def test_dedup_semantic_against_other_datasets(tmp_dir, cli) -> None:
+    from tests.test_prep_dedup import paraphrases
+    texts = paraphrases(60, seed=13, frac=0.0)
+    _setup(tmp_dir, cli, [{"id": i, "text": t} for i, t in enumerate(texts)])
+    batch = [{"id": 50, "text": _synonyms(texts[5])},
+             {"id": 51, "text": "completely unrelated words about nothing at all"},
+             {"id": 52, "text": _synonyms(texts[9])}]
+    tmp_dir.gen({"batch.jsonl": batch})
+    cli("add", "batch.jsonl", "--key", "id")
+    cli("commit", "-m", "batch")
+    res = json.loads(cli("data", "dedup", "batch.jsonl", "--against", "main", "--semantic",
+                         "0.9", "--json").stdout)
+    s = res["summary"]
+    assert res["rows_out"] == 1 and s["dropped"]["semantic"] == 2 and s["against_rows"] == 60
+    assert s["semantic"]["against"]["train.jsonl@main"]["embedded"] == 60
+    assert {k: d for k, (d, _) in _semantic_why(tmp_dir, "batch.jsonl").items()} == \
+        {"50": "train.jsonl@main:5", "52": "train.jsonl@main:9"}
+    lineage = _lineage(tmp_dir)
+    assert "against:train.jsonl@main" in json.dumps(lineage["inputs"])

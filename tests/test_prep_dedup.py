@@ -330,3 +330,163 @@ def test_semantic_stage_with_an_embed_callable():
     assert (r["method"], r["duplicate_of"], r["similarity"]) == ("semantic", 0, pytest.approx(1.0))
     with pytest.raises(InvalidArtifact):
         dedup(docs, embed=lambda t: np.zeros(3))
+
+
+# -- semantic stage: range searches over a row index vs all pairs --------------------------
+
+_WORDS = ("river market garden teacher window engine morning village doctor letter forest "
+          "kitchen bridge storm travel music winter castle harbor student paper summer "
+          "mountain coffee island season planet library soldier ocean farmer signal dinner "
+          "painter silver thunder valley wizard rocket pocket candle meadow shadow tunnel").split()
+_SYN = {"big": "large", "quick": "fast", "small": "little", "happy": "glad", "begin": "start",
+        "buy": "purchase", "help": "assist", "show": "display", "end": "finish",
+        "smart": "clever"}
+
+
+def paraphrases(n: int, seed: int, frac: float = 0.2) -> list[str]:
+    """``n`` short random texts and, for a ``frac`` of them, a paraphrase (synonyms swapped,
+    up to two words replaced), shuffled together."""
+    rng = np.random.default_rng(seed)
+    base = []
+    for _ in range(n):
+        w = list(rng.choice(_WORDS, 8)) + list(rng.choice(list(_SYN), 3))
+        rng.shuffle(w)
+        base.append(w)
+    texts = [" ".join(w) for w in base]
+    for s in rng.choice(n, int(n * frac), replace=False):
+        w = [_SYN.get(x, x) for x in base[s]]
+        for _ in range(int(rng.integers(0, 3))):
+            w[int(rng.integers(len(w)))] = str(rng.choice(_WORDS))
+        texts.append(" ".join(w))
+    return [texts[i] for i in rng.permutation(len(texts))]
+
+
+def all_pairs_reference(vectors: np.ndarray, threshold: float) -> dict[int, tuple[int, int]]:
+    """Brute force: every pair's cosine (numpy), clusters by a plain union-find; each dropped
+    row -> (its cluster's first row, its smallest neighbour)."""
+    v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    sim = v @ v.T
+    n = len(v)
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+    nbr: dict[int, list[int]] = {}
+    for i in range(n):
+        for j in range(i + 1, n):
+            if sim[i, j] >= threshold:
+                a, b = find(i), find(j)
+                parent[max(a, b)] = min(a, b)
+                nbr.setdefault(i, []).append(j)
+                nbr.setdefault(j, []).append(i)
+    return {i: (find(i), min(nbr[i])) for i in range(n) if find(i) != i}
+
+
+@pytest.fixture(scope="module")
+def wordllama():
+    from demoai.prep.search import default_embedder
+    return default_embedder()
+
+
+def _decisions(res) -> dict[int, tuple[int, int]]:
+    return {r["row"]: (r["duplicate_of"], r["matched"]) for r in res.records.to_pylist()
+            if r["method"] == "semantic"}
+
+
+def test_semantic_dedup_equals_all_pairs_cosine_on_wordllama(tmp_path, wordllama):
+    from demoai.prep.search import embed_texts, open_index
+    from demoai.prep.dedup import SemanticIndex
+    texts = paraphrases(300, seed=3)
+    vec = embed_texts(wordllama, texts)
+    ref = all_pairs_reference(vec, 0.9)
+    assert len(ref) >= 15                         # planted paraphrases above the threshold
+    # in memory (embed callable) and through the dataset's LanceDB row index: the same
+    got = dedup(texts, exact=False, near=False, embed=wordllama, semantic_threshold=0.9)
+    assert _decisions(got) == ref
+    index = open_index(tmp_path, "t.jsonl", "d1", ["text"], [str(i) for i in range(len(texts))],
+                       texts, wordllama)
+    assert index.built and index.embedded == len(set(texts)) and not index.ann
+    res = dedup(texts, exact=False, near=False, vectors=index.vectors(), semantic_threshold=0.9,
+                semantic_indexes=[SemanticIndex(index, np.arange(len(texts)))])
+    assert _decisions(res) == ref
+    assert res.keep.sum() == len(texts) - len(ref)
+    sims = {r["row"]: r["similarity"] for r in res.records.to_pylist()}
+    v = vec / np.linalg.norm(vec, axis=1, keepdims=True)
+    assert all(s == pytest.approx(float(v[r] @ v[ref[r][1]]), abs=1e-5) and s >= 0.9
+               for r, s in sims.items())
+    # searched, not compared pairwise: candidates are the neighbours, far below n^2 / 2
+    assert res.stats["semantic_queries"] == len(texts)
+    assert res.stats["semantic_candidates"] < 3 * len(texts)
+    # after exact dedup: the semantic stage sees only the rows exact dedup kept
+    doubled = texts + texts[:20]
+    res = dedup(doubled, near=False, embed=wordllama, semantic_threshold=0.9)
+    assert res.stats["exact_dropped"] == 20 and _decisions(res) == ref
+
+
+def test_semantic_dedup_against_existing_rows_equals_a_full_run(wordllama):
+    from demoai.prep.search import FlatIndex, embed_texts
+    from demoai.prep.dedup import SemanticIndex
+    texts = paraphrases(200, seed=5)
+    base, new = texts[:180], texts[180:]
+    first = dedup(base, exact=False, near=False, embed=wordllama, semantic_threshold=0.9)
+    kept = [t for t, k in zip(base, first.keep) if k]
+    full = dedup(kept + new, exact=False, near=False, embed=wordllama, semantic_threshold=0.9)
+    # the kept base rows as existing rows in their own index; only the new rows are queried
+    old = FlatIndex(embed_texts(wordllama, kept))
+    sigs = Signatures(MinHashParams(), np.zeros((len(kept), 128), np.uint32),
+                      np.arange(len(kept), dtype=np.uint64))
+    inc = dedup(new, exact=False, near=False, existing=sigs, embed=wordllama,
+                semantic_threshold=0.9,
+                semantic_indexes=[SemanticIndex(old, existing_rows=np.arange(len(kept)))])
+    off = len(kept)
+    assert inc.keep.tolist() == full.keep[off:].tolist()
+    want = {r["row"] - off: (r["duplicate_of"], r["duplicate_of"] < off)
+            for r in full.records.to_pylist()}
+    got = {r["row"]: (r["duplicate_of"] + (0 if r["duplicate_of_existing"] else off),
+                      r["duplicate_of_existing"]) for r in inc.records.to_pylist()}
+    assert got == want and any(ex for _, ex in got.values())
+    assert inc.stats["semantic_queries"] == len(new)
+    with pytest.raises(InvalidArtifact):          # an existing row that is not there
+        dedup(new, exact=False, near=False, embed=wordllama, semantic_threshold=0.9,
+              semantic_indexes=[SemanticIndex(old, existing_rows=np.arange(len(kept)))])
+    with pytest.raises(InvalidArtifact):
+        dedup(new, exact=False, near=False, vectors=np.zeros((3, 4)))
+
+
+def test_ann_row_index_finds_the_exact_neighbours(tmp_path, wordllama):
+    from demoai.prep.search import flat_neighbours, open_index
+    texts = paraphrases(400, seed=7)
+    index = open_index(tmp_path, "t.jsonl", "d1", ["text"], [str(i) for i in range(len(texts))],
+                       texts, wordllama, ann_min_rows=300)
+    assert index.ann
+    v = index.vectors()
+    qi, rows, sims = index.neighbours(v, 0.9, k=2)          # k doubles past the clusters
+    fq, fr, fs = flat_neighbours(v, v, 0.9)
+    got, want = set(zip(qi.tolist(), rows.tolist())), set(zip(fq.tolist(), fr.tolist()))
+    assert got <= want and len(got) >= 0.95 * len(want) and len(want) > len(texts)
+    assert np.all(sims >= 0.9)
+    again = open_index(tmp_path, "t.jsonl", "d1", ["text"], [], [], None)   # cached: no embed
+    assert not again.built and again.ann and np.array_equal(again.vectors(), v)
+
+
+def test_flat_range_search_reports_each_pair_of_two_queries_once():
+    from demoai.prep.search import flat_neighbours
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((500, 8)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    sim = v @ v.T
+    qrows = np.sort(rng.choice(500, 200, replace=False))      # the other 300: no query
+    qi, rows, s = flat_neighbours(v[qrows], v, 0.8, query_rows=qrows)
+    got = {(int(qrows[a]), int(b)) for a, b in zip(qi, rows)}
+    assert len(got) == len(qi)
+    want = set()
+    for a in qrows:
+        for b in np.flatnonzero(sim[a] >= 0.8):
+            if b not in set(qrows.tolist()) or b > a:
+                want.add((int(a), int(b)))
+    assert got == want and len(want) > 100
+    assert np.allclose(s, sim[qrows[qi], rows], atol=1e-5)
+    full = flat_neighbours(v[qrows], v, 0.8)                   # without: both ends, and self
+    assert len(full[0]) > len(qi)

@@ -406,3 +406,21 @@ def test_gc_removes_what_a_killed_ingest_spilled(tmp_path):
     assert left.exists(), "a writer may still be using it"
     store.gc([ref], grace_seconds=0)
     assert not left.exists()
+
+
+def test_a_new_version_of_an_empty_unkeyed_table(tmp_path) -> None:
+    """An unkeyed table that held no rows takes rows in its next version (the hash lookup
+    against an empty base found nothing, and must not index into it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from demoai import porcelain as P
+    repo = P.init(tmp_path / "r")
+    f = repo.root / "t.parquet"
+    schema = pa.schema([("a", pa.string())])
+    pq.write_table(pa.table({"a": pa.array([], pa.string())}, schema=schema), f)
+    P.add(repo, [f])
+    P.commit(repo, "empty")
+    pq.write_table(pa.table({"a": ["x", "y"]}, schema=schema), f)
+    P.add(repo, [f])
+    P.commit(repo, "two rows")
+    assert repo.artifacts(repo.head_commit())["t.parquet"].rows == 2

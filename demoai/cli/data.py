@@ -95,7 +95,8 @@ def clean_cmd(path: str, rules: tuple[str, ...], rules_file: str | None, column:
 @click.option("--ngram", type=int, default=5, show_default=True, help="Words per shingle.")
 @click.option("--semantic", type=float, metavar="THRESHOLD",
               help="Also drop rows whose wordllama embedding has cosine >= THRESHOLD with a "
-                   "kept row's (quadratic: for small sets).")
+                   "kept or --against row's (searched in the cached row index; only new rows "
+                   "are embedded).")
 @_REV
 @_EMPTY
 @_MSG
@@ -121,6 +122,10 @@ def dedup_cmd(path: str, column: tuple[str, ...], threshold: float, exact: bool,
                               f"{s['bands'][1]} rows)"),
                   ("hashed", f"{s['hashed']} rows ({s['reused']} reused from stored signatures)"),
                   ("against", f"{s['against_rows']} rows")])
+    if semantic is not None and isinstance(s.get("semantic"), dict):
+        m = s["semantic"]
+        print_fields([("semantic", f"{m['embedded']} rows embedded, {m['queries']} searched "
+                                   f"({m['search']} index, {m['index']})")])
 
 
 @data_group.command("split")

@@ -1,5 +1,5 @@
 """Deduplication of text rows: exact (normalized text hash), near (MinHash LSH) and, given an
-``embed`` callable, semantic (cosine similarity of embeddings).
+``embed`` callable or the rows' ``vectors``, semantic (cosine similarity of embeddings).
 
 The stages run in that order, each on the rows the previous ones kept. Near-duplicates are
 found by LSH banding of the signatures (``optimal_bands`` picks bands x rows from the
@@ -13,11 +13,17 @@ version (or several datasets' concatenated). Only the new rows are hashed; they 
 against the existing rows and each other. Existing rows come first in row order and are never
 dropped, so on a deduplicated base ``dedup(new, existing=sig(base))`` drops the same new rows,
 as duplicates of the same rows, as deduplicating ``base + new`` at once.
+
+Semantic pairs come from range searches, not from all pairs: each kept row asks the vector
+indexes it is given (:class:`SemanticIndex`: a dataset version's LanceDB row index, another
+dataset's, or vectors in memory) for every row within the cosine threshold; an index row maps
+to an input row or an existing row, or takes no part (rows dropped by an earlier stage).
+Where the search is exact the pairs, clusters and kept rows are those of comparing every pair.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -28,9 +34,10 @@ from demoai.prep.minhash import (
     EMPTY_HASH, MinHashParams, Signatures, check_threshold, minhash_signatures, optimal_bands,
     shingle_hashes, text_hashes,
 )
+from demoai.prep.search import FlatIndex, embed_texts
 
 __all__ = ["DedupResult", "dedup", "lsh_pairs", "band_keys", "connected_components",
-           "estimated_jaccard", "DEFAULT_THRESHOLD"]
+           "estimated_jaccard", "DEFAULT_THRESHOLD", "SemanticIndex", "semantic_pairs"]
 
 DEFAULT_THRESHOLD = 0.7          # text-dedup's default; datatrove's 14 x 8 bands sit near 0.72
 _RECORD_SCHEMA = pa.schema([
@@ -231,19 +238,84 @@ def _exact_jaccard(texts: pa.Array, local: np.ndarray, pairs: np.ndarray,
     return out
 
 
-def _semantic_pairs(vectors: np.ndarray, threshold: float, block: int = 1024
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    v = np.asarray(vectors, dtype=np.float32)
-    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+@dataclass
+class SemanticIndex:
+    """A vector index the semantic stage searches: ``index`` has ``neighbours(queries,
+    min_similarity, progress=...) -> (query, row, cosine)`` (a
+    :class:`~demoai.prep.search.RowIndex` or :class:`~demoai.prep.search.FlatIndex`); its row
+    ``r`` is input row ``input_rows[r]`` or existing row ``existing_rows[r]`` (-1, or no
+    array: neither)."""
+
+    index: Any
+    input_rows: np.ndarray | None = None
+    existing_rows: np.ndarray | None = None
+
+
+def semantic_pairs(queries: np.ndarray, query_inputs: np.ndarray, node_of_input: np.ndarray,
+                   indexes: Sequence[SemanticIndex], threshold: float, n_existing: int = 0,
+                   progress: Callable[[str, int, int], None] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Graph edges ``(a, b)``, ``a < b``, unique, with their cosine (>= ``threshold``) between
+    the query rows (``queries``: their vectors, ``query_inputs``: their input rows,
+    ascending) and the rows the ``indexes`` find near them. Graph nodes: existing rows
+    ``0..n_existing-1``, then input row ``i`` is ``node_of_input[i]`` (-1: takes no part)."""
     found, sims = [], []
-    for s in range(0, len(v), block):
-        sim = v[s:s + block] @ v[s:].T
-        i, j = np.nonzero(np.triu(sim >= threshold, k=1))
-        found.append(np.stack([i + s, j + s], axis=1))
-        sims.append(sim[i, j])
+    stats = {"queries": len(queries), "candidates": 0}
+    nodes = node_of_input[query_inputs]
+    for si in indexes:
+        if not len(queries) or not si.index.rows:
+            continue
+        own = None                  # the index row each query is (a pair of two: searched once)
+        if si.input_rows is not None:
+            inp = np.asarray(si.input_rows, dtype=np.int64)
+            where = np.full(len(node_of_input), -1, dtype=np.int64)
+            has = np.flatnonzero(inp >= 0)
+            where[inp[has]] = has
+            own = where[query_inputs]
+        qi, rows, sim = si.index.neighbours(queries, threshold, progress=progress,
+                                            query_rows=own)
+        stats["candidates"] += len(qi)
+        other = np.full(len(rows), -1, dtype=np.int64)
+        if si.input_rows is not None:
+            inp = np.asarray(si.input_rows, dtype=np.int64)[rows]
+            other = np.where(inp >= 0, node_of_input[np.maximum(inp, 0)], other)
+        if si.existing_rows is not None:
+            ex = np.asarray(si.existing_rows, dtype=np.int64)[rows]
+            if len(ex) and ex.max() >= n_existing:
+                raise InvalidArtifact(f"dedup: a semantic index names existing row {ex.max()} "
+                                      f"of {n_existing}")
+            other = np.where((other < 0) & (ex >= 0), ex, other)
+        me = nodes[qi]
+        ok = (other >= 0) & (other != me)
+        a, b = np.minimum(me[ok], other[ok]), np.maximum(me[ok], other[ok])
+        found.append(np.stack([a, b], axis=1))
+        sims.append(sim[ok])
     if not found:
-        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
-    return np.concatenate(found).astype(np.int64), np.concatenate(sims).astype(np.float64)
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0), stats
+    pairs, sim = np.concatenate(found).astype(np.int64), np.concatenate(sims)
+    # Found from both ends (or by two indexes): one edge, one similarity.
+    pairs, first = np.unique(pairs, axis=0, return_index=True)
+    return pairs, sim[first].astype(np.float64), stats
+
+
+def _drop_clusters(recs: list, method: str, n_ex: int, alive: np.ndarray, pairs: np.ndarray,
+                   sim: np.ndarray) -> np.ndarray:
+    """Cluster ``pairs`` over the graph (existing rows, then the ``alive`` input rows),
+    record every alive row that is not its cluster's first and return that mask over
+    ``alive``."""
+    labels = connected_components(n_ex + len(alive), pairs)
+    partner, psim = _first_partner(n_ex + len(alive), pairs, sim)
+    node = np.arange(n_ex, n_ex + len(alive))
+    gone = labels[node] != node
+    root, mate = labels[node][gone], partner[node][gone]
+
+    def _to_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ex = x < n_ex
+        return np.where(ex, x, alive[np.maximum(x - n_ex, 0)]), ex
+    dup_of, dup_ex = _to_rows(root)
+    mat, mat_ex = _to_rows(mate)
+    _record(recs, method, alive[gone], dup_of, dup_ex, mat, mat_ex, psim[node][gone])
+    return gone
 
 
 def _texts_of(data: pa.Table | pa.Array | Iterable[str], column: str | None) -> pa.Array:
@@ -276,6 +348,7 @@ def dedup(data: pa.Table | pa.Array | Iterable[str], column: str | None = None, 
           weights: tuple[float, float] = (0.5, 0.5), verify: str = "estimate",
           existing: Signatures | None = None, embed: Callable[[list[str]], Any] | None = None,
           semantic_threshold: float = 0.95, max_bucket: int = 256,
+          vectors: np.ndarray | None = None, semantic_indexes: Sequence[SemanticIndex] = (),
           progress: Callable[[str, int, int], None] | None = None) -> DedupResult:
     """Deduplicate the texts of ``data`` (a table and its ``column``, an Arrow array or a list
     of strings). ``threshold`` is the Jaccard similarity (in (0, 1]) above which two rows are
@@ -283,8 +356,11 @@ def dedup(data: pa.Table | pa.Array | Iterable[str], column: str | None = None, 
     is ``"estimate"`` (signature agreement), ``"exact"`` (shingle sets; pairs with an existing
     row fall back to the estimate) or ``"none"`` (every LSH candidate counts). ``existing``:
     stored signatures of rows already in the dataset(s); ``embed(texts) -> (n, d) array``
-    turns on the semantic stage (cosine >= ``semantic_threshold``, quadratic, for small sets).
-    ``progress(stage, done, total)`` is called as work proceeds."""
+    or ``vectors`` (one per input row) turn on the semantic stage: every kept row is
+    searched for rows with cosine >= ``semantic_threshold`` in ``semantic_indexes`` (default:
+    an exact in-memory index of the kept rows; give a dataset's row index, mapped to input
+    and existing rows, to reuse its stored vectors and search). ``progress(stage, done,
+    total)`` is called as work proceeds."""
     texts = _texts_of(data, column)
     threshold = check_threshold(threshold)
     semantic_threshold = check_threshold(semantic_threshold, "semantic threshold")
@@ -344,34 +420,33 @@ def dedup(data: pa.Table | pa.Array | Iterable[str], column: str | None = None, 
             ok = sim >= threshold
             pairs, sim = pairs[ok], sim[ok]
         stats["verified_pairs"] = len(pairs)
-        labels = connected_components(n_ex + len(alive), pairs)
-        partner, psim = _first_partner(n_ex + len(alive), pairs, sim)
-        node = np.arange(n_ex, n_ex + len(alive))
-        gone = labels[node] != node
-        root, mate = labels[node][gone], partner[node][gone]
-        def _to_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            ex = x < n_ex
-            return np.where(ex, x, alive[np.maximum(x - n_ex, 0)]), ex
-        dup_of, dup_ex = _to_rows(root)
-        mat, mat_ex = _to_rows(mate)
-        _record(recs, "minhash", alive[gone], dup_of, dup_ex, mat, mat_ex, psim[node][gone])
+        gone = _drop_clusters(recs, "minhash", n_ex, alive, pairs, sim)
         keep[alive[gone]] = False
         sig = sig[~gone]
         stats["minhash_dropped"] = int(gone.sum())
 
-    if embed is not None:
+    if embed is not None or vectors is not None:
         alive = np.flatnonzero(keep)
-        vec = np.asarray(embed(texts.take(pa.array(alive)).to_pylist()))
-        if vec.ndim != 2 or len(vec) != len(alive):
-            raise InvalidArtifact(f"dedup: embed returned shape {vec.shape}, "
-                                  f"expected ({len(alive)}, d)")
-        pairs, sim = _semantic_pairs(vec, semantic_threshold)
-        labels = connected_components(len(alive), pairs)
-        partner, psim = _first_partner(len(alive), pairs, sim)
-        gone = labels != np.arange(len(alive))
-        no = np.zeros(int(gone.sum()), dtype=bool)
-        _record(recs, "semantic", alive[gone], alive[labels[gone]], no, alive[partner[gone]],
-                no, psim[gone])
+        indexes = list(semantic_indexes)
+        if vectors is not None:
+            vec = np.asarray(vectors, dtype=np.float32)
+            if vec.ndim != 2 or len(vec) != n:
+                raise InvalidArtifact(f"dedup: vectors have shape {vec.shape}, expected ({n}, d)")
+            norm = np.linalg.norm(vec, axis=1, keepdims=True)
+            query = (vec / np.where(norm == 0, 1, norm))[alive]
+            if not indexes:
+                indexes = [SemanticIndex(FlatIndex(query), input_rows=alive)]
+        else:
+            query = embed_texts(embed, texts.take(pa.array(alive)).to_pylist())
+            indexes.append(SemanticIndex(FlatIndex(query), input_rows=alive))
+        node_of_input = np.full(n, -1, dtype=np.int64)
+        node_of_input[alive] = np.arange(n_ex, n_ex + len(alive))
+        pairs, sim, found = semantic_pairs(query, alive, node_of_input, indexes,
+                                           semantic_threshold, n_ex, progress)
+        stats["semantic_queries"] = found["queries"]
+        stats["semantic_candidates"] = found["candidates"]
+        stats["semantic_pairs"] = len(pairs)
+        gone = _drop_clusters(recs, "semantic", n_ex, alive, pairs, sim)
         if sig is not None:
             sig = sig[~gone]
         keep[alive[gone]] = False

@@ -13,6 +13,14 @@ The table holds ``key`` (the row's key), ``row`` (its position in the version), 
 and ``vector`` (L2-normalized float32). Search is exact (flat) below
 :data:`ANN_MIN_ROWS` rows and an IVF-PQ index above.
 
+Range search for semantic dedup (:meth:`RowIndex.neighbours`): every indexed row within a
+cosine similarity of each query. An exact index answers it with blocked matrix products over
+its vectors (memory bounded by the block, not N x N); an ANN index with LanceDB's batched
+k-nearest-neighbour queries (refined by the stored vectors), asking again with twice the k
+for the queries whose k-th hit still clears the threshold. :class:`FlatIndex` answers the
+same call over vectors held in memory. Similarities are recomputed in float64 from the
+stored vectors, so a pair found from either side has one value.
+
 Documents in scopes (:class:`DocumentIndex`): one vector per document (a hub's prompts,
 agents and dataset cards, a scope per repository) in one LanceDB table; a scope's documents
 are replaced in one table commit (``merge_insert``), dropped with the scope, and searched
@@ -39,7 +47,7 @@ from demoai.errors import BackendUnavailable, InvalidArtifact
 
 __all__ = ["default_embedder", "embed_texts", "SearchHit", "RowIndex", "open_index",
            "index_dir", "DocumentIndex", "DocumentHit", "ANN_MIN_ROWS", "KEEP_VERSIONS",
-           "EMBEDDER_NAME"]
+           "EMBEDDER_NAME", "FlatIndex", "flat_neighbours"]
 
 ANN_MIN_ROWS = 100_000
 KEEP_VERSIONS = 4       # dataset versions whose row index a cache folder keeps
@@ -101,14 +109,103 @@ def _lancedb() -> Any:
     return lancedb
 
 
+def _exact_sims(queries: np.ndarray, qi: np.ndarray, vectors: np.ndarray,
+                rows: np.ndarray) -> np.ndarray:
+    """float64 cosine of query ``qi[k]`` and vector ``rows[k]`` (both L2-normalized)."""
+    out = np.empty(len(qi))
+    for s in range(0, len(qi), 65536):
+        a = queries[qi[s:s + 65536]].astype(np.float64)
+        b = vectors[rows[s:s + 65536]].astype(np.float64)
+        out[s:s + 65536] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
+_EMPTY_HITS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+_SLACK = 1e-4           # candidates a little below the threshold, then checked in float64
+
+
+def flat_neighbours(queries: np.ndarray, vectors: np.ndarray, min_similarity: float,
+                    progress: Callable[[str, int, int], None] | None = None,
+                    query_rows: np.ndarray | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact range search: (query index, row, cosine) for every row of ``vectors`` whose
+    cosine with a query is >= ``min_similarity`` (both L2-normalized), in blocks of queries
+    whose similarity matrix stays under 64 MiB. ``query_rows``: the row of ``vectors`` each
+    query is (-1: none), ascending; a pair of two query rows is then reported once, from
+    the earlier row (a block compares its queries with the rows from its first one on, and
+    with the rows before that which are no query)."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not len(q) or not len(v):
+        return _EMPTY_HITS
+    is_query = np.zeros(len(v), dtype=bool)
+    if query_rows is not None:
+        query_rows = np.asarray(query_rows, dtype=np.int64)
+        if np.any(query_rows < 0) or np.any(np.diff(query_rows) <= 0):
+            query_rows = None
+        else:
+            is_query[query_rows] = True
+    others = np.flatnonzero(~is_query)
+    block = max(1, min(4096, (1 << 24) // len(v)))
+    qi, rows = [], []
+    for s in range(0, len(q), block):
+        qb = q[s:s + block]
+        first = int(query_rows[s]) if query_rows is not None else 0
+        lo = others[others < first]
+        i, j = np.nonzero(qb @ v[first:].T >= min_similarity - _SLACK)
+        j = j + first
+        if query_rows is not None:          # query rows at or before the query: found there
+            later = ~is_query[j] | (j > query_rows[s + i])
+            i, j = i[later], j[later]
+        qi.append(i + s)
+        rows.append(j)
+        if len(lo):
+            i, j = np.nonzero(qb @ v[lo].T >= min_similarity - _SLACK)
+            qi.append(i + s)
+            rows.append(lo[j])
+        if progress:
+            progress("semantic", min(s + block, len(q)), len(q))
+    qi_a, rows_a = np.concatenate(qi).astype(np.int64), np.concatenate(rows).astype(np.int64)
+    sims = _exact_sims(q, qi_a, v, rows_a)
+    ok = sims >= min_similarity
+    return qi_a[ok], rows_a[ok], sims[ok]
+
+
+class FlatIndex:
+    """Vectors held in memory (L2-normalized here), searched exactly like a small
+    :class:`RowIndex`."""
+
+    ann = False
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        v = np.asarray(vectors, dtype=np.float32)
+        norm = np.linalg.norm(v, axis=1, keepdims=True) if v.size else np.ones((len(v), 1))
+        self._vec = v / np.where(norm == 0, 1, norm)
+        self.rows = len(v)
+
+    def vectors(self) -> np.ndarray:
+        """The (rows, d) normalized vectors."""
+        return self._vec
+
+    def neighbours(self, queries: np.ndarray, min_similarity: float, *, k: int = 16,
+                   progress: Callable[[str, int, int], None] | None = None,
+                   query_rows: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query index, row, cosine) of every row with cosine >= ``min_similarity``
+        (``query_rows``: see :func:`flat_neighbours`)."""
+        return flat_neighbours(queries, self._vec, min_similarity, progress, query_rows)
+
+
 class RowIndex:
     """An open LanceDB table of row embeddings; ``built`` says whether this call made it,
     ``embedded`` how many distinct texts it embedded (the others came from the version
-    indexed before)."""
+    indexed before), ``ann`` whether it has an approximate (IVF-PQ) vector index."""
 
-    def __init__(self, table: Any, rows: int, built: bool, where: Path, embedded: int = 0) -> None:
+    def __init__(self, table: Any, rows: int, built: bool, where: Path, embedded: int = 0,
+                 ann: bool = False, vectors: np.ndarray | None = None) -> None:
         self.table, self.rows, self.built, self.path = table, rows, built, where
-        self.embedded = embedded
+        self.embedded, self.ann = embedded, ann
+        self._vec = vectors
 
     def search(self, vector: np.ndarray, k: int = 5) -> list[SearchHit]:
         """The ``k`` rows nearest to ``vector`` (cosine), most similar first."""
@@ -121,6 +218,68 @@ class RowIndex:
                .select(["key", "row", "text", "_distance"]).to_arrow())
         return [SearchHit(r["key"], int(r["row"]), r["text"], 1.0 - float(r["_distance"]))
                 for r in got.to_pylist()]
+
+    def vectors(self) -> np.ndarray:
+        """The (rows, d) L2-normalized float32 vectors, in row order (read once)."""
+        if self._vec is None:
+            got = self.table.search().select(["row", "vector"]).limit(None).to_arrow()
+            col = got.column("vector").combine_chunks()
+            dim = col.type.list_size
+            mat = col.values.to_numpy(zero_copy_only=False).reshape(len(col), dim)
+            vec = np.zeros((self.rows, dim), dtype=np.float32)
+            vec[got.column("row").to_numpy()] = mat
+            self._vec = vec
+        return self._vec
+
+    def neighbours(self, queries: np.ndarray, min_similarity: float, *, k: int = 16,
+                   progress: Callable[[str, int, int], None] | None = None,
+                   query_rows: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query index, row, cosine) of the indexed rows whose cosine with each of
+        ``queries`` (L2-normalized) is >= ``min_similarity``: all of them on an exact index
+        (``query_rows``: see :func:`flat_neighbours`); on an ANN index, those its
+        k-nearest-neighbour queries find, k doubling for the queries whose k-th hit still
+        clears the threshold."""
+        if k < 1:
+            raise InvalidArtifact(f"search: k must be at least 1, not {k}")
+        q = np.asarray(queries, dtype=np.float32)
+        if not self.ann:
+            return flat_neighbours(q, self.vectors(), min_similarity, progress, query_rows)
+        vec = self.vectors()
+        todo = np.arange(len(q))
+        qi, rows = [], []
+        while len(todo):
+            kk = min(k, self.rows)
+            got = (self.table.search([x for x in q[todo]]).metric("cosine").limit(kk)
+                   .nprobes(_ANN_NPROBES).refine_factor(_ANN_REFINE)
+                   .select(["row", "_distance"]).to_arrow())
+            if len(todo) == 1 and "query_index" not in got.column_names:
+                got = got.append_column("query_index", pa.array(np.zeros(got.num_rows,
+                                                                         dtype=np.int32)))
+            gi = got.column("query_index").to_numpy().astype(np.int64)
+            gr = got.column("row").to_numpy().astype(np.int64)
+            close = 1.0 - got.column("_distance").to_numpy() >= min_similarity - _ANN_SLACK
+            qi.append(todo[gi[close]])
+            rows.append(gr[close])
+            hits = np.bincount(gi[close], minlength=len(todo))
+            if progress:
+                progress("semantic", len(q) - int((hits >= kk).sum()), len(q))
+            if kk >= self.rows:
+                break
+            todo, k = todo[hits >= kk], 2 * k
+        if not qi:
+            return _EMPTY_HITS
+        qi_a, rows_a = np.concatenate(qi), np.concatenate(rows)
+        code = np.unique(qi_a * max(self.rows, 1) + rows_a)     # a query asked again repeats
+        qi_a, rows_a = code // max(self.rows, 1), code % max(self.rows, 1)
+        sims = _exact_sims(q, qi_a, vec, rows_a)
+        ok = sims >= min_similarity
+        return qi_a[ok], rows_a[ok], sims[ok]
+
+
+_ANN_NPROBES = 40       # IVF partitions searched per query (of ~sqrt(rows))
+_ANN_REFINE = 4         # PQ candidates re-ranked by their stored vectors, per hit asked
+_ANN_SLACK = 0.02       # refined distances are exact but float32: keep near misses to check
 
 
 def _version_dir(where: Path, digest: str) -> Path:
@@ -164,12 +323,15 @@ def _prune(where: Path, keep: int) -> None:
 def open_index(cache: Path, path: str, digest: str, columns: Sequence[str],
                keys: Sequence[str], texts: Sequence[str],
                embed: Callable[[list[str]], Any] | None = None,
-               progress: Callable[[str, int, int], None] | None = None) -> RowIndex:
+               progress: Callable[[str, int, int], None] | None = None,
+               ann_min_rows: int | None = None) -> RowIndex:
     """The index of ``path`` at the version ``digest``: opened from ``cache`` when it was
     built for that digest (the :data:`KEEP_VERSIONS` most recently used versions are kept),
     else built there from ``keys`` and ``texts`` (atomically: into a temp folder renamed
-    into place), embedding only the texts the previously used version did not hold."""
+    into place), embedding only the texts the previously used version did not hold. A build
+    of at least ``ann_min_rows`` rows (default :data:`ANN_MIN_ROWS`) gets an IVF-PQ index."""
     lancedb = _lancedb()
+    ann_min = ANN_MIN_ROWS if ann_min_rows is None else ann_min_rows
     where = index_dir(cache, path, columns)
     ver = _version_dir(where, digest)
     done = ver / "ready.json"
@@ -178,7 +340,8 @@ def open_index(cache: Path, path: str, digest: str, columns: Sequence[str],
         if meta.get("digest") == digest:
             os.utime(done)          # most recently used: pruned last
             db = lancedb.connect(str(ver))
-            return RowIndex(db.open_table(_TABLE), meta["rows"], False, ver)
+            return RowIndex(db.open_table(_TABLE), meta["rows"], False, ver,
+                            ann=bool(meta.get("ann", meta["rows"] >= ANN_MIN_ROWS)))
     known, mat = _known_vectors(lancedb, where)
     missing = [t for t in dict.fromkeys(texts) if t not in known]
     if missing:
@@ -206,15 +369,17 @@ def open_index(cache: Path, path: str, digest: str, columns: Sequence[str],
                          pa.array(vec.reshape(-1), pa.float32()), dim)})
     db = lancedb.connect(str(tmp))
     tbl = db.create_table(_TABLE, data=data)
-    if len(texts) >= ANN_MIN_ROWS:
-        tbl.create_index(metric="cosine", vector_column_name="vector")
+    ann = len(texts) >= ann_min
+    if ann:
+        from lancedb.index import IvfPq
+        tbl.create_index("vector", config=IvfPq(distance_type="cosine"))
     (tmp / "ready.json").write_text(json.dumps({"rows": len(texts), "digest": digest,
                                                 "path": path, "columns": list(columns),
-                                                "embedded": len(missing)}))
+                                                "embedded": len(missing), "ann": ann}))
     _swap_in(tmp, ver)
     _prune(where, KEEP_VERSIONS)
     db = lancedb.connect(str(ver))
-    return RowIndex(db.open_table(_TABLE), len(texts), True, ver, len(missing))
+    return RowIndex(db.open_table(_TABLE), len(texts), True, ver, len(missing), ann, vec)
 
 
 def _swap_in(tmp: Path, where: Path) -> None:

@@ -8,8 +8,9 @@ datasets in the tree (so ``gc``, ``push``/``clone``, ``fsck``, ``diff`` and ``qu
 them without a new artifact kind): ``PATH.prep/why.parquet`` (one row per removed or changed
 row: key, verb, action, rule, column, detail, count, duplicate_of, similarity) and, after
 ``dedup``, ``PATH.prep/minhash.parquet`` (MinHash signatures and normalized-text hashes of
-the kept rows, by key; its schema metadata holds the MinHash parameters and text columns),
-which a later ``dedup`` reuses so it hashes only new or edited rows. A row's key is its key
+the kept rows, by key; its schema metadata holds the MinHash parameters, the text columns
+and the semantic threshold the rows were deduplicated at), which a later ``dedup`` reuses
+so it hashes only new or edited rows. A row's key is its key
 column's value (``add --key``), else ``#N``, its position in the step's input version.
 
 Bad input (unknown rule, missing or non-text column, threshold outside (0, 1], an empty
@@ -39,9 +40,10 @@ from demoai.porcelain.add import rm as _unstage
 from demoai.porcelain.commit import commit
 from demoai.prep.clean import apply_rules, parse_rules, rule_from_text, text_column
 from demoai.prep.contamination import DEFAULT_NGRAM, find_contamination
-from demoai.prep.dedup import DEFAULT_THRESHOLD
+from demoai.prep.dedup import DEFAULT_THRESHOLD, SemanticIndex
 from demoai.prep.dedup import dedup as _dedup
 from demoai.prep.minhash import MinHashParams, Signatures, check_threshold, text_hashes
+from demoai.prep.search import EMBEDDER_NAME, open_index
 from demoai.prep.split import split_rows
 from demoai.prep.steps import split_path
 from demoai.store import Repository
@@ -54,6 +56,7 @@ __all__ = ["StepResult", "clean", "dedup", "split", "contamination", "why", "Why
 
 Progress = Callable[[str, int, int], None] | None
 _COLS_META = b"demoai.columns"
+_SEM_META = b"demoai.semantic"      # threshold and embedder the stored rows were deduplicated at
 _WHY_SCHEMA = pa.schema([("key", pa.string()), ("verb", pa.string()), ("action", pa.string()),
                          ("rule", pa.string()), ("column", pa.string()), ("detail", pa.string()),
                          ("count", pa.int64()), ("duplicate_of", pa.string()),
@@ -302,7 +305,11 @@ def clean(repo: Repository, path: str, rules: Sequence[str | dict[str, Any]], *,
 # ---- dedup --------------------------------------------------------------------------------
 
 def _stored_sigs(repo: Repository, commit_id: str, rel: str, params: MinHashParams,
-                 cols: list[str]) -> tuple[Signatures, list[str]] | None:
+                 cols: list[str], *, semantic: bool = False
+                 ) -> tuple[Signatures, list[str]] | tuple[Signatures, list[str], Any] | None:
+    """The signatures and keys stored with ``rel`` at ``commit_id`` for ``params`` and
+    ``cols`` (None: none usable); ``semantic``: also the semantic threshold the stored rows
+    were deduplicated at (None: not semantically)."""
     try:
         art = repo.artifact_at(commit_id, sidecar_path(rel, "minhash.parquet"))
     except (PathNotFound, RefNotFound):
@@ -317,13 +324,20 @@ def _stored_sigs(repo: Repository, commit_id: str, rel: str, params: MinHashPara
         return None
     if sig.params != params:
         return None
+    if semantic:
+        sem = json.loads(meta.get(_SEM_META, b"null")) or {}
+        return sig, t.column("key").to_pylist(), (
+            sem.get("threshold") if sem.get("embedder") == EMBEDDER_NAME else None)
     return sig, t.column("key").to_pylist()
 
 
-def _sig_table(sig: Signatures, keys: list[str], cols: list[str]) -> pa.Table:
+def _sig_table(sig: Signatures, keys: list[str], cols: list[str],
+               semantic: float | None = None) -> pa.Table:
     t = sig.to_arrow().append_column("key", pa.array(keys, type=pa.string()))
+    sem = {"threshold": semantic, "embedder": EMBEDDER_NAME} if semantic is not None else None
     return t.replace_schema_metadata({**(t.schema.metadata or {}),
-                                      _COLS_META: json.dumps(cols).encode()})
+                                      _COLS_META: json.dumps(cols).encode(),
+                                      _SEM_META: json.dumps(sem).encode()})
 
 
 def _datasets_of(repo: Repository, spec: str, exclude: str) -> list[tuple[str, str, str]]:
@@ -346,6 +360,37 @@ def _datasets_of(repo: Repository, spec: str, exclude: str) -> list[tuple[str, s
     return out
 
 
+def _semantic_indexes(repo: Repository, src: _Source, cols: list[str], texts: pa.Array,
+                      new_idx: np.ndarray, old_rows: np.ndarray, others: list[tuple],
+                      embed: Callable[[list[str]], Any] | None, progress: Progress
+                      ) -> tuple[np.ndarray, list[SemanticIndex], dict[str, Any]]:
+    """The vectors of the rows to deduplicate and the indexes to search, from the row
+    index of ``src``'s version (built or reused under ``.demoai/cache/search``, embedding
+    only rows whose text is new) and of each ``others`` dataset (``(label, source, texts,
+    first existing row)``)."""
+    cache = repo.control / "cache"
+    index = open_index(cache, src.path, src.art.digest, cols, src.keys, texts.to_pylist(),
+                       embed, progress)
+    n = len(texts)
+    as_input = np.full(n, -1, dtype=np.int64)
+    as_input[new_idx] = np.arange(len(new_idx))
+    as_existing = np.full(n, -1, dtype=np.int64)
+    as_existing[old_rows] = np.arange(len(old_rows))
+    found = [SemanticIndex(index, as_input, as_existing)]
+    info = {"embedder": EMBEDDER_NAME, "embedded": index.embedded, "indexed_rows": index.rows,
+            "index": "built" if index.built else "reused",
+            "search": "ann" if index.ann else "exact", "against": {}}
+    for label, other, otexts, first in others:
+        oi = open_index(cache, other.path, other.art.digest, cols, other.keys,
+                        otexts.to_pylist(), embed, progress)
+        found.append(SemanticIndex(oi, None, first + np.arange(oi.rows)))
+        info["embedded"] += oi.embedded
+        info["against"][label] = {"rows": oi.rows, "embedded": oi.embedded,
+                                  "index": "built" if oi.built else "reused",
+                                  "search": "ann" if oi.ann else "exact"}
+    return index.vectors()[new_idx], found, info
+
+
 def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = None,
           threshold: float = DEFAULT_THRESHOLD, exact: bool = True, near: bool = True,
           against: Sequence[str] = (), num_perm: int = 128, ngram: int = 5, rev: str = "HEAD",
@@ -358,13 +403,13 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
     signatures stored with the input version are not hashed again; ``against``: datasets
     (``PATH[@REF]``, or ``REF`` for all at REF) whose rows new rows must not duplicate.
     ``semantic``: also drop rows whose embedding (``embed``, default wordllama's shipped
-    model) has cosine similarity >= ``semantic`` with a kept row's (quadratic: small sets)."""
+    model) has cosine similarity >= ``semantic`` with a kept row's (or an ``against`` row's):
+    the vectors come from the version's row index (the one ``data search`` uses: only rows
+    with new text are embedded) and each new row's neighbours from a search of it (exact
+    below :data:`~demoai.prep.search.ANN_MIN_ROWS` rows, approximate above)."""
     threshold = check_threshold(threshold)
     if semantic is not None:
         semantic = check_threshold(semantic, "semantic threshold")
-        if embed is None:
-            from demoai.prep.search import default_embedder
-            embed = default_embedder()
     if not exact and not near and semantic is None:
         raise InvalidArtifact("dedup: turn on exact, near or semantic")
     params = MinHashParams(num_perm=num_perm, ngram=ngram)
@@ -378,9 +423,13 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
     ex_labels: list[str] = []
     old_rows = np.zeros(0, dtype=np.int64)
     old_sig_idx = np.zeros(0, dtype=np.int64)
-    stored = _stored_sigs(repo, src.commit, src.path, params, cols) if near else None
+    stored = (_stored_sigs(repo, src.commit, src.path, params, cols, semantic=True)
+              if near else None)
+    if stored is not None and semantic is not None and (stored[2] is None
+                                                        or stored[2] > semantic):
+        stored = None       # the stored rows were not deduplicated this closely by meaning
     if stored is not None:
-        sig, skeys = stored
+        sig, skeys = stored[0], stored[1]
         where = {(k, int(h)): i for i, (k, h) in enumerate(zip(skeys, sig.text_hash.tolist()))}
         if not src.art.key:      # unkeyed: positions move, match by text alone
             where = {(None, int(h)): i for i, h in enumerate(sig.text_hash.tolist())}
@@ -394,10 +443,16 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
         ex_sigs.append(sig.take(old_sig_idx))
         ex_labels += [keys[i] for i in old_rows]
     against_rows = 0
+    others: list[tuple] = []
+    digests: dict[str, str] = {}
     for spec in against:
         for label, c, p in _datasets_of(repo, spec, src.path):
             other = _load(repo, p, c, rel=p)
+            digests[f"against:{label}"] = other.art.digest
             got = _stored_sigs(repo, c, p, params, cols) if near else None
+            otexts = None
+            if semantic is not None and got is not None and got[1] != other.keys:
+                got = None      # stale or unkeyed: its rows must line up with the row index
             if got is not None:
                 osig, okeys = got
             else:
@@ -406,6 +461,10 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
                 vals = (minhash_signatures(otexts, params) if near
                         else np.zeros((len(otexts), params.num_perm), dtype=np.uint32))
                 osig, okeys = Signatures(params, vals, text_hashes(otexts)), other.keys
+            if semantic is not None:
+                if otexts is None:
+                    otexts = _texts(other.table, cols, f"dedup --against {p}")
+                others.append((label, other, otexts, len(ex_labels)))
             ex_sigs.append(osig)
             ex_labels += [f"{label}:{k}" for k in okeys]
             against_rows += len(osig)
@@ -413,9 +472,15 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
     is_old[old_rows] = True
     new_idx = np.flatnonzero(~is_old)
     existing = Signatures.concat(ex_sigs) if ex_sigs else None
+    vectors, sem_indexes, sem_info = None, [], {}
+    if semantic is not None:
+        sem_info = {"embedder": EMBEDDER_NAME, "embedded": 0, "index": None, "search": None}
+        if len(new_idx):
+            vectors, sem_indexes, sem_info = _semantic_indexes(
+                repo, src, cols, texts, new_idx, old_rows, others, embed, progress)
     res = _dedup(texts.take(pa.array(new_idx)), exact=exact, near=near, threshold=threshold,
-                 params=params, existing=existing, progress=progress,
-                 embed=embed if semantic is not None else None,
+                 params=params, existing=existing, progress=progress, vectors=vectors,
+                 semantic_indexes=sem_indexes,
                  semantic_threshold=semantic if semantic is not None else 0.95)
     keep = np.ones(n, dtype=bool)
     keep[new_idx[~res.keep]] = False
@@ -438,7 +503,7 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
         vals[new_idx[res.keep]] = res.signatures.values
         kept = np.flatnonzero(keep)
         extra = {"minhash.parquet": _sig_table(Signatures(params, vals[kept], th[kept]),
-                                               [keys[i] for i in kept], cols)}
+                                               [keys[i] for i in kept], cols, semantic)}
     summary = {"hashed": len(new_idx), "reused": len(old_rows), "against_rows": against_rows,
                "dropped": {"exact": res.stats.get("exact_dropped", 0),
                            "minhash": res.stats.get("minhash_dropped", 0),
@@ -447,16 +512,22 @@ def dedup(repo: Repository, path: str, *, column: str | Sequence[str] | None = N
                "threshold": threshold, "bands": [res.stats.get("bands"),
                                                  res.stats.get("rows_per_band")],
                "columns": cols}
+    if semantic is not None:
+        summary["semantic"] = {**sem_info, "threshold": semantic,
+                               "queries": res.stats.get("semantic_queries", 0),
+                               "candidates": res.stats.get("semantic_candidates", 0),
+                               "pairs": res.stats.get("semantic_pairs", 0)}
     if not rows:       # nothing dropped: the signatures alone are worth a commit only if new
         if stored is not None and len(new_idx) == 0:
             extra = None
     out = src.table.filter(pa.array(keep))
+    lineage = {"threshold": threshold, "exact": exact, "near": near, "semantic": semantic,
+               "minhash": params.to_dict(), "against": list(against), "columns": cols}
+    if semantic is not None:
+        lineage["semantic_index"] = {k: v for k, v in sem_info.items() if k != "against"}
     return _finish(repo, "dedup", src, out, rows, extra=extra if rows or len(new_idx) else None,
-                   message=message, parameters={"threshold": threshold, "exact": exact,
-                                                "near": near, "semantic": semantic,
-                                                "minhash": params.to_dict(),
-                                                "against": list(against), "columns": cols},
-                   inputs=None, allow_empty=allow_empty, summary=summary)
+                   message=message, parameters=lineage, inputs=digests or None,
+                   allow_empty=allow_empty, summary=summary)
 
 
 # ---- split --------------------------------------------------------------------------------

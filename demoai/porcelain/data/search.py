@@ -1,6 +1,7 @@
 """``demoai data search``: the rows of a dataset nearest in meaning to a query (wordllama
 embeddings in a LanceDB index kept under ``.demoai/cache/search``, rebuilt when the
-dataset's digest changes; :mod:`demoai.prep.search`).
+dataset's digest changes; :mod:`demoai.prep.search`). ``data dedup --semantic`` reads its
+vectors from, and searches, the same per-version index.
 
 For services that search documents by meaning (the hub's prompts, agents and dataset
 cards): :func:`text_embedder` (wordllama's shipped model, never downloaded) and

@@ -82,6 +82,8 @@ class HashMatcher:
 
     def probe(self, h: np.ndarray) -> np.ndarray:
         """Mask of the batch's rows (hashes ``h``) that the base does not hold."""
+        if not len(self._lo):           # an empty base holds nothing
+            return np.ones(len(h), dtype=bool)
         pos, found = sorted_lookup(self._hi, h[:, 0])
         return ~(found & (self._lo[pos] == h[:, 1]))
 
