@@ -33,6 +33,14 @@ Throughput is the source file's size (10^6 B = 1 MB) over the command's wall tim
 figures print as one table per workload (tools side by side, targets in the last column)
 and go to ``bench/results/hub.json`` (``hub-quick.json`` with ``--quick``).
 
+**Hub backends** (``--backends`` runs only this, in under a minute): push and clone of a
+small workload (50,000 generated rows, ~4 MB Parquet, and an 8 MiB model) through the
+embedded hub (SQLite + local disk) and through a hub on PostgreSQL + S3 (a PostgreSQL
+server started in a temp folder, ``moto`` in server mode standing in for S3), side by side;
+the PostgreSQL + S3 clone is timed twice: through the hub process that took the push (its
+cache is warm) and through a second hub process with an empty cache (every object comes
+from the bucket).
+
 ``--quick`` runs smaller workloads cut from the same files (the dataset's rows with id below
 100,000 in both versions; a 48 MiB window of each GGUF around its edited middle), for a run
 of about a minute; its percentages are larger since the edits are a larger share.
@@ -60,7 +68,8 @@ from bench.demoai_bench import _child_env, use_bytecode_cache  # noqa: E402
 from bench.peers import _env, _place, _run, dir_bytes, tool_versions  # noqa: E402
 from bench.workloads import DEFAULT_WORKDIR, dataset_v1, dataset_v2, gguf_v1, gguf_v2  # noqa: E402
 
-__all__ = ["TARGET_PCT", "demoai_hub", "dvc_remote", "git_remote", "run_all", "quick_workloads"]
+__all__ = ["TARGET_PCT", "demoai_hub", "dvc_remote", "git_remote", "run_all", "quick_workloads",
+           "hub_backends", "backends_report"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLI = [sys.executable, "-m", "demoai.cli"]
@@ -135,12 +144,15 @@ class Hub:
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
-    def start(self) -> "Hub":
+    def start(self, token: str | None = None) -> "Hub":
+        """Serve (a new user ``bench`` and its token first, unless ``token`` is one already)."""
         import socket
-        _run(_cli("hub", "user", "add", "--data", str(self.data), "bench"), self.data.parent, self.env)
-        out = _run(_cli("hub", "token", "create", "--data", str(self.data), "--user", "bench", "--json"),
-                   self.data.parent, self.env)
-        self.token = json.loads(out)["token"]
+        if token is None:
+            _run(_cli("hub", "user", "add", "--data", str(self.data), "bench"), self.data.parent, self.env)
+            out = _run(_cli("hub", "token", "create", "--data", str(self.data), "--user", "bench", "--json"),
+                       self.data.parent, self.env)
+            token = json.loads(out)["token"]
+        self.token = token
         with socket.socket() as s:            # a free port (a tiny window for a race: fine here)
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -217,6 +229,118 @@ def demoai_hub(hub: Hub, name: str, v1: Path, v2: Path, filename: str, add_args:
     if filename.endswith(".gguf") and (clone / filename).read_bytes() != v2.read_bytes():
         raise RuntimeError("demoai: the pulled model differs from v2")
     return _finish(r, v1.stat().st_size)
+
+
+# ----------------------------------------------------------------------------- hub backends
+
+BACKEND_ROWS = 50_000
+BACKEND_MODEL_BYTES = 8 << 20
+
+
+def _backend_files(root: Path) -> dict[str, Path]:
+    """The small workload: generated keyed rows (Parquet) and incompressible model bytes."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    rng = np.random.default_rng(17)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    words = np.array(["".join(rng.choice(letters, 2 + i % 7)) for i in range(4000)])
+
+    def text(k: int) -> list[str]:
+        return [" ".join(words[rng.integers(0, len(words), k)]) for _ in range(BACKEND_ROWS)]
+    table = pa.table({"id": np.arange(BACKEND_ROWS, dtype=np.int64), "prompt": text(8),
+                      "response": text(16)})
+    files = {"dataset": root / "rows.parquet", "gguf": root / "model.gguf"}
+    pq.write_table(table, files["dataset"], compression="zstd")
+    files["gguf"].write_bytes(b"GGUF" + rng.bytes(BACKEND_MODEL_BYTES))
+    return files
+
+
+def _push_clone(hub: Hub, clone_hubs: list[Hub], name: str, src_file: Path, filename: str,
+                add_args: list[str], root: Path, env: dict[str, str]) -> dict:
+    """Push ``src_file`` to ``hub``, then clone it through each of ``clone_hubs``."""
+    env = {**env, "DEMOAI_TOKEN": hub.token}
+    src = root / f"src-{name}"
+    src.mkdir()
+    _run(_cli("init"), src, env)
+    _place(src_file, src / filename)
+    _run(_cli("add", filename, *add_args), src, env)
+    _run(_cli("commit", "-m", "v1"), src, env)
+    _run(_cli("remote", "add", "origin", hub.url(name)), src, env)
+    r: dict = {}
+    r["push_s"], _, _ = _timed(_cli("push", "--json"), src, env)
+    r["clone_s"] = []
+    for i, h in enumerate(clone_hubs):
+        wall, _, _ = _timed(_cli("clone", h.url(name), str(root / f"clone-{name}-{i}"), "--json"), root, env)
+        r["clone_s"].append(wall)
+    size = src_file.stat().st_size
+    r["push_mb_s"] = _mb_s(size, r["push_s"])
+    r["clone_mb_s"] = [_mb_s(size, t) for t in r["clone_s"]]
+    return r
+
+
+def hub_backends(workdir: Path) -> dict:
+    """Push and clone through the embedded hub and through a hub on PostgreSQL + S3 (two
+    processes behind one database and one bucket); see the module docstring."""
+    from tests.helpers.pg import PostgresServer
+    from tests.helpers.s3 import S3Server
+    out: dict = {"rows": BACKEND_ROWS, "model_bytes": BACKEND_MODEL_BYTES, "workloads": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-hub-backends-", dir=workdir) as tmp:
+        tmp = Path(tmp)
+        (tmp / "home").mkdir()
+        env = _child_env(_env(tmp / "home"))
+        files = _backend_files(tmp)
+        pg, s3 = PostgresServer(), S3Server()
+        scaled_env = {**env, **s3.env, "DEMOAI_HUB_DATABASE_URL": pg.url,
+                      "DEMOAI_HUB_OBJECTS": s3.url("bench")}
+        (tmp / "e").mkdir()
+        (tmp / "s1").mkdir()
+        (tmp / "s2").mkdir()
+        hubs: list[Hub] = []
+        try:
+            embedded = Hub(tmp / "e", env).start()
+            hubs.append(embedded)
+            one = Hub(tmp / "s1", scaled_env).start()
+            hubs.append(one)
+            two = Hub(tmp / "s2", scaled_env).start(token=one.token)
+            hubs.append(two)
+            for wl, path in files.items():
+                filename = "data.parquet" if wl == "dataset" else "model.gguf"
+                add_args = ["--key", "id"] if wl == "dataset" else []
+                print(f"  backends {wl:8s} ...", end="", flush=True, file=sys.stderr)
+                t0 = time.perf_counter()
+                e = _push_clone(embedded, [embedded], wl, path, filename, add_args, tmp / "e", env)
+                sc = _push_clone(one, [one, two], wl, path, filename, add_args, tmp / "s1", env)
+                print(f" {time.perf_counter() - t0:6.1f} s", file=sys.stderr)
+                out["workloads"][wl] = {"file_bytes": path.stat().st_size, "embedded": e, "postgresql+s3": sc}
+        finally:
+            for h in hubs:
+                h.stop()
+            s3.close()
+            pg.close()
+    return out
+
+
+def backends_report(res: dict) -> str:
+    """One table: each figure for the embedded hub and the PostgreSQL + S3 hub side by side."""
+    lines = [f"\nhub backends: {res['rows']:,} rows (Parquet) and a {res['model_bytes'] >> 20} MiB model; "
+             f"push, then clone (PostgreSQL + S3: through the same hub process, warm cache, and "
+             f"through a second process, empty cache)"]
+    head = f"{'':34s}{'embedded':>14s}{'postgresql+s3':>16s}"
+    lines += [head, "-" * len(head)]
+    for wl, row in res["workloads"].items():
+        e, s = row["embedded"], row["postgresql+s3"]
+        mb = row["file_bytes"] / 1e6
+        lines.append(f"{wl} ({mb:.1f} MB)")
+        lines.append(f"{'  push (s)':34s}{e['push_s']:>14.2f}{s['push_s']:>16.2f}")
+        lines.append(f"{'  push (MB/s)':34s}{e['push_mb_s']:>14.1f}{s['push_mb_s']:>16.1f}")
+        lines.append(f"{'  clone (s)':34s}{e['clone_s'][0]:>14.2f}{s['clone_s'][0]:>16.2f}")
+        lines.append(f"{'  clone (MB/s)':34s}{e['clone_mb_s'][0]:>14.1f}{s['clone_mb_s'][0]:>16.1f}")
+        lines.append(f"{'  clone, other process (s)':34s}{'—':>14s}{s['clone_s'][1]:>16.2f}")
+        lines.append(f"{'  clone, other process (MB/s)':34s}{'—':>14s}{s['clone_mb_s'][1]:>16.1f}")
+    lines.append("S3 is moto in server mode (Python, in the benchmark's process): a stand-in for S3 "
+                 "or MinIO, slower than either.")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- peers
@@ -452,8 +576,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"Comma-separated subset of {','.join(TOOLS)}.")
     ap.add_argument("--out", type=Path, help="JSON results (default bench/results/hub[-quick].json).")
     ap.add_argument("--no-bytecode-cache", action="store_true")
+    ap.add_argument("--backends", action="store_true",
+                    help="Only the hub backends table: embedded vs PostgreSQL + S3 (under a minute).")
+    ap.add_argument("--skip-backends", action="store_true", help="No hub backends table.")
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.backends:
+        if not args.no_bytecode_cache:
+            use_bytecode_cache(args.workdir / "pycache")
+        t0 = time.perf_counter()
+        res = hub_backends(args.workdir.resolve())
+        res["total_s"] = time.perf_counter() - t0
+        print(backends_report(res))
+        out = args.out or RESULTS / "hub-backends.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+        print(f"\nresults: {out}  ({res['total_s']:.0f} s)")
+        return 0
     tools = tuple(t for t in args.tools.split(",") if t)
     unknown = set(tools) - set(TOOLS)
     if unknown:
@@ -462,9 +601,13 @@ def main(argv: list[str] | None = None) -> int:
         use_bytecode_cache(args.workdir / "pycache")
     t0 = time.perf_counter()
     results = run_all(args.workdir.resolve(), args.quick, args.skip_peers, tools)
+    if not args.skip_backends:
+        results["backends"] = hub_backends(args.workdir.resolve())
     results["total_s"] = time.perf_counter() - t0
     results["loadavg"] = list(os.getloadavg())
     print(report(results))
+    if "backends" in results:
+        print(backends_report(results["backends"]))
     out = args.out or RESULTS / ("hub-quick.json" if args.quick else "hub.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

@@ -39,6 +39,7 @@ these types to one-line messages or status codes; nothing below them prints.
         ├── RemoteNotFound            (also KeyError) no such remote, repo or route (404)
         ├── RequestTooLarge           a request over the server's size bound (413)
         ├── NonFastForward            push refused: the remote ref moved on; --force overrides
+        ├── StorageUnavailable        the hub's database or object storage is down (503)
         └── ProtocolError             (also ValueError) a malformed request or answer
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ __all__ = [
     "DirtyWorkingTree", "QueryError", "RuntimeFailure", "SandboxError", "SandboxUnavailable",
     "ModelError", "BackendUnavailable", "ContextOverflow", "SessionNotFound", "ReplayError",
     "RemoteError", "AuthenticationRequired", "PermissionDenied", "RemoteNotFound",
-    "RequestTooLarge", "NonFastForward", "ProtocolError", "UnsafePath",
+    "RequestTooLarge", "NonFastForward", "StorageUnavailable", "ProtocolError", "UnsafePath",
     "ERROR_CODES", "error_from_code",
 ]
 
@@ -297,6 +298,12 @@ class NonFastForward(RemoteError):
     """A push refused because the remote ref moved on; ``--force`` overrides."""
 
     code = "non_fast_forward"
+
+
+class StorageUnavailable(RemoteError):
+    """The hub's database or object storage cannot be reached right now (HTTP 503); retry."""
+
+    code = "storage_unavailable"
 
 
 class ProtocolError(RemoteError, ValueError):

@@ -21,6 +21,15 @@ never tell a private repository of someone else from a missing one (:meth:`Hub.a
 - a readable repository the caller may not write (someone else's public one, or the
   owner's own with a read token): 403.
 
+Backends (:class:`Backends`, ``create_app(backends=...)`` or the environment): by default the
+embedded SQLite file and local disk above. ``DEMOAI_HUB_DATABASE_URL=postgresql://...`` puts
+the metadata on PostgreSQL (hub/meta_pg.py); with it, ``DEMOAI_HUB_OBJECTS=s3://BUCKET/PREFIX``
+puts every repository's objects in an S3-compatible bucket and its refs in PostgreSQL, the
+data directory then holding only this process's cache (hub/storage_s3.py). The bucket's
+server is ``DEMOAI_HUB_S3_ENDPOINT`` (else ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, else
+AWS); credentials and region come from the usual ``AWS_*`` variables. A database or bucket
+that cannot be reached answers 503 ``storage_unavailable`` (with ``Retry-After``).
+
 Limits (:class:`Limits`, ``create_app(limits=...)`` or the ``DEMOAI_HUB_*`` environment
 variables): request bodies (``max_body`` for the binary protocol routes, ``max_json`` for
 everything else), and the bytes a user may keep staged in unfinished table-file uploads
@@ -29,6 +38,7 @@ everything else), and the bytes a user may keep staged in unfinished table-file 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -44,10 +54,11 @@ from demoai.errors import (AuthenticationRequired, DemoAIError, InvalidRefName, 
 from demoai.http.errors import error_body, status_for
 
 from demoai.hub.meta import MetaStore, RepoInfo, SqliteMetaStore, check_name
+from demoai.errors import StorageUnavailable
 from demoai.hub.storage import LocalRepoStorage, RepoStorage
 
-__all__ = ["create_app", "Hub", "Principal", "Limits", "MAX_BODY", "MAX_JSON", "MAX_STAGED",
-           "STAGED_TTL"]
+__all__ = ["create_app", "Hub", "Principal", "Limits", "Backends", "MAX_BODY", "MAX_JSON",
+           "MAX_STAGED", "STAGED_TTL"]
 
 MAX_BODY = 24 << 20   # a protocol frame or file part (8 MiB) with room to spare
 # Every other body is JSON (or a login form). The largest the protocol's models allow is a
@@ -99,6 +110,50 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Backends:
+    """Where the hub keeps its metadata and objects (see the module docstring): None is the
+    embedded default for each."""
+
+    database_url: str | None = None      # postgresql://...
+    objects: str | None = None           # s3://BUCKET/PREFIX (needs database_url)
+    s3_endpoint: str | None = None       # an S3-compatible server's URL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Backends":
+        """``DEMOAI_HUB_DATABASE_URL``, ``DEMOAI_HUB_OBJECTS`` and ``DEMOAI_HUB_S3_ENDPOINT``
+        (else ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``); unset or empty: the default."""
+        env = os.environ if env is None else env
+
+        def get(*names: str) -> str | None:
+            return next((env[n].strip() for n in names if env.get(n, "").strip()), None)
+        return cls(get("DEMOAI_HUB_DATABASE_URL"), get("DEMOAI_HUB_OBJECTS"),
+                   get("DEMOAI_HUB_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"))
+
+    def describe(self) -> str:
+        """A line for people (never the database URL, which may hold a password)."""
+        meta = "PostgreSQL" if self.database_url else "SQLite"
+        return f"{meta} + {self.objects if self.objects else 'local disk'}"
+
+    def open(self, data: Path) -> tuple[MetaStore, RepoStorage]:
+        """The metadata store and repository storage these settings name, over ``data``."""
+        if self.objects and not self.database_url:
+            raise InvalidRefName("DEMOAI_HUB_OBJECTS needs DEMOAI_HUB_DATABASE_URL: the refs of "
+                                 "repositories whose objects are in a bucket live in PostgreSQL",
+                                 name="DEMOAI_HUB_OBJECTS")
+        if not self.database_url:
+            return SqliteMetaStore(data / "hub.sqlite3"), LocalRepoStorage(data / "repos")
+        from demoai.hub.meta_pg import PostgresMetaStore
+        meta = PostgresMetaStore(self.database_url)
+        if not self.objects:
+            return meta, LocalRepoStorage(data / "repos")
+        from demoai.hub.objects_s3 import ObjectBucket
+        from demoai.hub.storage_s3 import S3RepoStorage
+        bucket = ObjectBucket(self.objects, self.s3_endpoint)
+        bucket.check()
+        return meta, S3RepoStorage(data, bucket, meta)
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who is asking: a user and the token's scope, or anonymous (``user`` None)."""
 
@@ -121,12 +176,14 @@ class Hub:
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
-    def open(cls, data: str | os.PathLike, limits: Limits | None = None) -> "Hub":
-        """The embedded default: SQLite and the local disk under ``data``."""
+    def open(cls, data: str | os.PathLike, limits: Limits | None = None,
+             backends: Backends | None = None) -> "Hub":
+        """The hub over ``data``: SQLite and the local disk there by default, or what
+        ``backends`` (default :meth:`Backends.from_env`) names."""
         data = Path(data).resolve()
         data.mkdir(parents=True, exist_ok=True)
-        return cls(data, SqliteMetaStore(data / "hub.sqlite3"), LocalRepoStorage(data / "repos"),
-                   limits=limits or Limits())
+        meta, storage = (backends or Backends.from_env()).open(data)
+        return cls(data, meta, storage, limits=limits or Limits())
 
     def principal(self, request: Request) -> Principal:
         """The caller, from the bearer token or the login cookie; 401 for an unknown token."""
@@ -196,7 +253,9 @@ class Hub:
 
     def after_push(self, owner: str, name: str) -> None:
         """Record the push and run the push hooks (the search indexer)."""
-        self.meta.touch_repo(owner, name)
+        # The refs have moved: a database gone just now must not turn the push into a 503.
+        with contextlib.suppress(StorageUnavailable):
+            self.meta.touch_repo(owner, name)
         for hook in self.push_hooks:
             hook(self, owner, name)
 
@@ -277,14 +336,15 @@ async def _too_large(limit: int, send: Callable) -> None:
 
 
 def create_app(data: str | os.PathLike, *, max_body: int | None = None,
-               limits: Limits | None = None) -> FastAPI:
+               limits: Limits | None = None, backends: Backends | None = None) -> FastAPI:
     """The hub over the data directory ``data`` (created if missing).
 
-    ``limits`` defaults to :meth:`Limits.from_env`; ``max_body`` overrides its body limit."""
+    ``limits`` defaults to :meth:`Limits.from_env`; ``max_body`` overrides its body limit.
+    ``backends`` defaults to :meth:`Backends.from_env`."""
     limits = limits or Limits.from_env()
     if max_body is not None:
         limits = replace(limits, max_body=max_body)
-    hub = Hub.open(data, limits)
+    hub = Hub.open(data, limits, backends)
     app = FastAPI(title="DemoAI hub", version=__version__,
                   description="Share DemoAI repositories: datasets, prompts, models, agents and "
                               "sessions. Push/pull protocol, JSON API and web pages.")
@@ -292,6 +352,8 @@ def create_app(data: str | os.PathLike, *, max_body: int | None = None,
 
     @app.exception_handler(DemoAIError)
     async def _typed(request: Request, exc: DemoAIError) -> JSONResponse:
+        if isinstance(exc, StorageUnavailable):     # the database or bucket: try again soon
+            return JSONResponse(error_body(exc), status_code=503, headers={"Retry-After": "5"})
         return JSONResponse(error_body(exc), status_code=status_for(exc))
 
     from demoai.hub.protocol import BINARY_PATHS, repos_router, router as protocol_router

@@ -1,8 +1,8 @@
 """The hub's metadata: users, tokens, repositories and the search index.
 
 :class:`MetaStore` is the interface; :class:`SqliteMetaStore` the embedded default (one
-SQLite file in the hub's data directory, WAL mode, one connection per thread). A
-PostgreSQL store would implement the same methods.
+SQLite file in the hub's data directory, WAL mode, one connection per thread);
+:class:`demoai.hub.meta_pg.PostgresMetaStore` keeps the same on PostgreSQL.
 
 Tokens are random 32-byte secrets shown once; only their SHA-256 is stored. A token has a
 scope, ``read`` or ``write``; ``write`` implies read.

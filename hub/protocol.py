@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from demoai.errors import ProtocolError, RequestTooLarge
 from demoai.porcelain.hosting import (FRAME_BYTES, ID_BATCH, PART_BYTES, SyncEndpoint,
-                                      check_ref_targets, sync_endpoint)
+                                      check_ref_targets)
 
 from demoai.hub.app import Hub, Principal
 
@@ -55,7 +55,7 @@ def _endpoint(request: Request, owner: str, name: str, who: Principal, write: bo
     hub.access(owner, name, who, write=write)
     repo = hub.storage.open(owner, name)
     try:
-        yield sync_endpoint(repo)
+        yield hub.storage.endpoint(owner, name, repo)
     finally:
         repo.close()
 

@@ -3,8 +3,9 @@
 :class:`RepoStorage` is the interface the hub's routes use; :class:`LocalRepoStorage`, the
 embedded default, keeps each repository as an ordinary DemoAI control directory (git
 objects, chunk packs, Lance tables) under ``<data>/repos/<owner>/<name>/`` with no working
-files, so every store-level tool (fsck, diff, replay) works on it unchanged. An
-S3-compatible backend would implement the same interface (Lance and fsspec speak S3).
+files, so every store-level tool (fsck, diff, replay) works on it unchanged. The
+S3-compatible backend (hub/storage_s3.py) keeps such a folder as a cache and wraps the sync
+endpoint (:meth:`RepoStorage.endpoint`) to put objects in a bucket and refs in PostgreSQL.
 
 Unfinished table-file uploads ("staged" parts, which the sync endpoint keeps inside each
 repository: :func:`demoai.porcelain.hosting.staged_parts`) are listed per owner, so the hub
@@ -54,6 +55,11 @@ class RepoStorage(abc.ABC):
     @abc.abstractmethod
     def open(self, owner: str, name: str) -> Repository:
         """The repository (the caller closes it); ``RemoteNotFound`` if absent."""
+
+    def endpoint(self, owner: str, name: str, repo: Repository) -> hosting.SyncEndpoint:
+        """The sync endpoint the protocol routes use over ``repo``, this storage's copy of
+        ``owner/name`` (a storage that keeps objects or refs elsewhere wraps it)."""
+        return hosting.sync_endpoint(repo)
 
     @abc.abstractmethod
     def delete(self, owner: str, name: str) -> None:

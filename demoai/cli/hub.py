@@ -47,9 +47,11 @@ def serve(data: str, host: str, port: int) -> None:
     """
     import uvicorn
 
-    from demoai.hub.app import create_app
-    app = create_app(data)
-    out.print(f"DemoAI hub on http://{host}:{port}  (data: {esc(str(app.state.hub.data))})")
+    from demoai.hub.app import Backends, create_app
+    backends = Backends.from_env()
+    app = create_app(data, backends=backends)
+    out.print(f"DemoAI hub on http://{host}:{port}  (data: {esc(str(app.state.hub.data))}; "
+              f"{esc(backends.describe())})")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

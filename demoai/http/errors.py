@@ -26,6 +26,7 @@ STATUS: list[tuple[type[E.DemoAIError], int]] = [
     (E.LockTimeout, 423),
     (E.ContextOverflow, 400),
     (E.BackendUnavailable, 503),
+    (E.StorageUnavailable, 503),
     (E.SandboxUnavailable, 503),
     (E.RemoteNotFound, 404),
     (E.RefNotFound, 404),
@@ -47,7 +48,7 @@ STATUS: list[tuple[type[E.DemoAIError], int]] = [
 
 _FALLBACK = {400: E.ProtocolError, 401: E.AuthenticationRequired, 403: E.PermissionDenied,
              404: E.RemoteNotFound, 409: E.RefConflict, 413: E.RequestTooLarge,
-             422: E.ProtocolError}
+             422: E.ProtocolError, 503: E.StorageUnavailable}
 
 
 def status_for(exc: E.DemoAIError) -> int:

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from demoai.errors import ProtocolError
+from demoai.errors import IntegrityError, ProtocolError
 from demoai.store import CONTROL_DIR, FileLock, Repository, check_repo_name
 from demoai.store.transfer import (FRAME_BYTES, ID_BATCH, PART_BYTES, LocalEndpoint,
-                                   check_shared_ref)
+                                   SHAREABLE_REFS, check_shared_ref, check_table_file)
 
 __all__ = ["init_hosted", "is_hosted", "open_hosted", "sync_endpoint", "SyncEndpoint",
            "StagedPart", "staged_parts", "drop_staged_part", "host_lock", "check_ref_targets",
-           "check_repo_name", "FRAME_BYTES", "ID_BATCH", "PART_BYTES"]
+           "check_repo_name", "FRAME_BYTES", "ID_BATCH", "PART_BYTES", "mirror_refs",
+           "table_file", "install_table_file"]
 
 SyncEndpoint = LocalEndpoint
 """What :func:`sync_endpoint` returns: one method per protocol request (refs, needs,
@@ -115,3 +116,42 @@ def check_ref_targets(repo: Repository, updates: list[dict[str, Any]]) -> None:
         elif kind != "commit":
             raise ProtocolError(f"{ref}: {new} is a {kind}, not a commit (branches and sessions "
                                 f"name commits)", ref=ref, object=new, type=kind)
+
+
+# -- hooks for a host whose copy is a cache of another store (hub/storage_s3.py)
+
+def mirror_refs(repo: Repository, refs: dict[str, str]) -> None:
+    """Make ``repo``'s shareable refs (branches, tags, sessions) exactly ``refs``, whatever
+    they were: a host whose refs live elsewhere (a database) copies them here so that
+    store-level readers see them. Each change is made under the repository's commit lock."""
+    with repo.commit_lock():
+        have = {k: v for k, v in repo.refs().items() if k.startswith(SHAREABLE_REFS)}
+        for ref, old in have.items():
+            if ref not in refs:
+                repo.delete_ref(ref, old)
+        for ref, new in refs.items():
+            if have.get(check_shared_ref(ref)) != new:
+                repo.set_ref(ref, new, have.get(ref), "hub: refs from the hub's database")
+
+
+def table_file(repo: Repository, table_id: str, rel: str, digest: str) -> Path | None:
+    """Where ``repo`` keeps the table file ``rel`` of ``table_id`` hashing to ``digest``
+    (None if it does not)."""
+    check_table_file(table_id, rel, digest)
+    return repo.tables.find_file(table_id, rel, digest)
+
+
+def install_table_file(repo: Repository, table_id: str, rel: str, digest: str,
+                       src: str | os.PathLike) -> None:
+    """Move the file ``src`` into ``repo`` as ``rel`` of table ``table_id`` once its bytes
+    hash to ``digest`` (``IntegrityError`` otherwise, ``src`` left in place); nothing to do
+    when that file is there already."""
+    from demoai.store.tables.ref import file_blake3
+    check_table_file(table_id, rel, digest)
+    if repo.tables.find_file(table_id, rel, digest) is not None:
+        return
+    got = file_blake3(src, cache=False)
+    if got != digest:
+        raise IntegrityError(f"table {table_id}: {rel}: bytes hash to {got[:16]}..., expected "
+                             f"{digest[:16]}...", table_id=table_id, file=rel)
+    repo.tables.install_file(table_id, rel, Path(src))

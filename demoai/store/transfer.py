@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["Endpoint", "LocalEndpoint", "Needs", "transfer", "check_complete", "plan_objects",
            "encode_git_frame", "decode_git_frame", "encode_chunk_frame", "decode_chunk_frame",
            "FRAME_BYTES", "PART_BYTES", "SHAREABLE_REFS", "check_shared_ref", "is_ancestor",
-           "check_tree_object"]
+           "check_tree_object", "check_table_file"]
 
 FRAME_BYTES = 8 << 20         # the most one batch of objects or chunks carries
 PART_BYTES = 8 << 20          # the most one part of a table file carries
