@@ -8,7 +8,7 @@ credentials and region come from the usual ``AWS_*`` variables or files, never f
 hub's own settings. Addressing is path-style, which every S3-compatible server accepts.
 
 Failures are typed: a server that cannot be reached, times out or answers with an error is
-:class:`~demoai.hub.meta_pg.StorageUnavailable` (HTTP 503); a key that is not there is
+:class:`~demoai.errors.StorageUnavailable` (HTTP 503); a key that is not there is
 ``MissingObject``. Calls time out quickly (3 s to connect) and are tried twice, so a bucket
 that went away is a prompt 503 rather than a hung request.
 """

@@ -40,7 +40,7 @@ the key's SHA-256, then the store's own checks). Filling is by key, not by objec
 keeps the number of requests per push small (frames carry up to 8 MiB).
 
 Faults. A bucket or database that cannot be reached, or that drops mid-request, is
-:class:`~demoai.hub.meta_pg.StorageUnavailable` (HTTP 503). Nothing is half-visible: refs
+:class:`~demoai.errors.StorageUnavailable` (HTTP 503). Nothing is half-visible: refs
 move only after the objects are in the bucket, and what arrived before the fault stays in
 the cache and the outbox, so the client's retried push sends only what is missing and
 completes. Unfinished table-file uploads (parts) stay in the cache of the process that
