@@ -283,6 +283,8 @@ def test_demo_runs_under_one_folder_says_where_and_what_the_model_did(tmp_path):
     assert f"its clone        {where / 'clone'}  (removed" in text and f"hub data         {where / 'hub'}  (removed" in text
     assert (where / "repo" / ".demoai").is_dir() and not (where / "clone").exists() and not (where / "hub").exists()
     assert "finished (max_steps)" not in text
+    assert f"browse it in the terminal: cd {where / 'repo'} && demoai tui" in text
+    assert "INFO:" not in text           # no library's log lines in the tour
     with _repo(where / "repo") as repo:
         for name, path, word in (("demo-run", "hello.txt", "hello"), ("demo-fork", "bye.txt", "bye")):
             info = A.session_info(repo, name)

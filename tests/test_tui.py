@@ -188,14 +188,69 @@ def _workers_idle(app: Any) -> bool:
 def test_the_history_walker_draws_the_lanes_log_graph_all_draws(built) -> None:
     root, _ = built
     repo = P.open_repository(root)
+    reads: list[str] = []
+    real = repo.commit_info
+    repo.commit_info = lambda cid: reads.append(cid) or real(cid)        # type: ignore[method-assign]
     w = T.HistoryWalker(repo)
+    heads_read, reads[:] = set(reads), []
     mine = []
     while not w.done:
         mine += [(r.graph, r.commit.id if r.commit else None) for r in w.next_page(3)]
+    walked = list(reads)
     heads = sorted(set(repo.branches().values()) | set(repo.tags().values()))
     ref = [(g, c.id if c else None) for g, c in P.graph_lines(P.topo_order(repo, heads))]
     assert mine == ref and any("\\" in g for g, _ in mine) and any("/" in g for g, _ in mine)
+    assert set(w.heads) <= heads_read                                  # the tips, read to start
+    assert sorted(walked) == sorted(c for _, c in ref if c and c not in w.heads)  # the rest, once each
     repo.close()
+
+
+# The first frame: what `demoai tui` imports before it, and whether it shows commits.
+_STARTUP = r"""
+import asyncio, json, sys
+from demoai.porcelain import open_repository
+from demoai.tui.prefetch import start
+repo = open_repository(sys.argv[1])
+pre = start(repo) if sys.argv[2] == "prefetch" else None
+from demoai.tui.app import DemoAIApp
+from textual.app import App
+first = []
+real = App._display
+def display(self, screen, renderable):
+    if not first and type(screen).__name__ == "HistoryScreen":
+        first.append(screen.commit_count())
+        first.append(sorted(m for m in sys.modules if m.startswith(("demoai.tui.screens.", "demoai.tui.widgets."))
+                            or m.split(".")[0] in ("pyarrow", "lance", "duckdb", "plotext", "textual_plotext",
+                                                   "matplotlib", "numpy", "torch")))
+    return real(self, screen, renderable)
+App._display = display
+async def main():
+    if pre is not None:
+        pre.take()                    # the page is read before Textual draws anything
+        pre._taken = False
+    app = DemoAIApp(repo, prefetch=pre)
+    async with app.run_test(size=(120, 40)) as pilot:
+        while not first or not app.screen.commit_count():
+            await asyncio.sleep(0.01)
+asyncio.run(main())
+print(json.dumps(first))
+"""
+
+
+def test_the_first_frame_imports_nothing_heavy_and_shows_the_prefetched_commits(built) -> None:
+    import subprocess
+    import sys
+    root, _ = built
+    got = {}
+    for mode in ("prefetch", "worker"):
+        p = subprocess.run([sys.executable, "-c", _STARTUP, str(root), mode], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        assert p.returncode == 0, p.stderr
+        got[mode] = json.loads(p.stdout.strip().splitlines()[-1])
+    # only the history screen's module, and none of the heavy libraries, before the first frame
+    assert got["prefetch"][1] == ["demoai.tui.screens.history"] == got["worker"][1]
+    # with the prefetch the first frame already shows every commit (13 here); without, none
+    assert got["prefetch"][0] == 13 and got["worker"][0] == 0
 
 
 @_sync

@@ -163,6 +163,8 @@ def _where(paths: DemoPaths, console: Console, *, remove: bool) -> None:
             console.print(f"  {label:<16} {path}  (kept, {size:.0f} MB)", markup=False)
     console.print(f"  look around: cd {paths.repo} && demoai log --graph --oneline --all && "
                   "demoai agent sessions", markup=False)
+    console.print(f"  browse it in the terminal: cd {paths.repo} && demoai tui   "
+                  "(? lists the keys, q quits)", markup=False)
     console.print(f"  remove it all: rm -rf {paths.base}", markup=False)
 
 

@@ -32,8 +32,12 @@ def tui(view: str, screenshot: str | None, size: str) -> None:
       demoai tui --screenshot history.svg
     """
     repo = open_repo()                  # not a repository: the usual error, before any drawing
+    prefetch = None
+    if view == "history":               # read the first commits while Textual is imported
+        from demoai.tui.prefetch import start
+        prefetch = start(repo)
     from demoai.tui.app import DemoAIApp
-    app = DemoAIApp(repo, mode=view, screenshot=screenshot)
+    app = DemoAIApp(repo, mode=view, screenshot=screenshot, prefetch=prefetch)
     if screenshot:
         try:
             cols, rows = (int(x) for x in size.lower().split("x"))

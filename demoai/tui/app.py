@@ -119,10 +119,11 @@ class DemoAIApp(App):
     ]
 
     def __init__(self, repo: "Repository | str | os.PathLike[str] | None" = None, *,
-                 mode: str = "history", screenshot: str | None = None) -> None:
+                 mode: str = "history", screenshot: str | None = None, prefetch: Any = None) -> None:
         super().__init__()
         self.start_mode = mode
         self.screenshot_path = screenshot
+        self.prefetch = prefetch        # a demoai.tui.prefetch.HistoryPrefetch, for the first frame
         self._repo: Any = None if repo is None or isinstance(repo, (str, os.PathLike)) else repo
         self._path = "." if repo is None else repo if self._repo is None else None
         self._repo_lock = threading.Lock()
@@ -148,8 +149,11 @@ class DemoAIApp(App):
         busy = [w for w in self.workers if w.is_running]
         loaded = getattr(self.screen, "commit_count", None)
         self._shot_waits = getattr(self, "_shot_waits", 0) + 1
-        if (busy or (callable(loaded) and not loaded())) and self._shot_waits < 300:
-            self.set_timer(0.1, self._shoot_when_ready)
+        ready = not busy and not (callable(loaded) and not loaded())
+        # ready twice in a row, 0.2 s apart: what the last worker handed over is drawn too
+        self._shot_ready = getattr(self, "_shot_ready", 0) + 1 if ready else 0
+        if self._shot_ready < 2 and self._shot_waits < 300:
+            self.set_timer(0.2 if ready else 0.1, self._shoot_when_ready)
             return
         from pathlib import Path
         p = Path(self.screenshot_path).resolve()

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-import demoai.porcelain.tui_data as T
+import demoai.porcelain.tui_data.rows as T
 from demoai.tui.widgets.rows import RowTable
 
 __all__ = ["DatasetScreen", "TreeScreen"]

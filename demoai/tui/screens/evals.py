@@ -16,7 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from demoai.porcelain.tui_data import cell_text
+from demoai.porcelain.tui_data.rows import cell_text
 from demoai.tui.widgets.rows import RowTable
 
 __all__ = ["EvalsScreen", "EvalResultScreen", "ListSource", "MAX_EXAMPLES"]
@@ -77,7 +77,7 @@ class EvalsScreen(Screen):
     @work(thread=True, exclusive=True)
     def _load(self) -> None:
         from demoai.porcelain import evaluate
-        import demoai.porcelain.tui_data as T
+        import demoai.porcelain.tui_data.records as T
         try:
             rows = evaluate.list_evals(self.app.repo, self.ref)
             records = T.eval_records(self.app.repo, self.ref)

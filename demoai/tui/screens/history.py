@@ -4,6 +4,7 @@ message, author, time, lineage and changed artifacts; a filter by text, author, 
 ``c`` checks out the highlighted commit's branch (or the commit, detached), confirmed first."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +18,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 if TYPE_CHECKING:
-    import demoai.porcelain.tui_data as T
+    import demoai.porcelain.tui_data.history as T
 
 __all__ = ["HistoryScreen", "when", "parse_filter", "matches"]
 
 _PAGE = 200
+_FIRST = 40        # commits in the first page (more when the screen is taller)
+_SUMMARY_WIDTH = 40
 
 
 def when(t: int, tz: int = 0) -> str:
@@ -76,7 +79,8 @@ class HistoryScreen(Screen):
         self._filter: dict[str, list[str]] | None = None
         self._changes: dict[str, dict[str, tuple[str, str]]] = {}
         self._shown: list[str] = []          # commit id per table row ("" for a connector)
-        self._loading = False
+        self._page_lock = threading.Lock()
+        self._detail_for: str | None = None   # the commit whose pane is shown or being read
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -91,10 +95,22 @@ class HistoryScreen(Screen):
     def on_mount(self) -> None:
         self.title = "History"
         t = self.query_one("#commits", DataTable)
-        for c in ("graph", "commit", "refs", "summary", "author", "date"):
-            t.add_column(c, key=c)
+        for c in ("graph", "commit", "summary", "author", "date"):
+            # a long summary is cut, so that author and date stay in view
+            t.add_column(c, key=c, width=_SUMMARY_WIDTH if c == "summary" else None)
         t.focus()
-        self._load_more()
+        pre = getattr(self.app, "prefetch", None)
+        got = None
+        if pre is not None and pre.ready():
+            try:
+                got = pre.take(0)
+            except Exception:            # read again in the worker, which shows the error
+                got = None
+        if got is not None:              # read while Textual started: drawn in the first frame
+            self.walker, page = got
+            self._append(page)
+        else:
+            self._load_more()
 
     # -- reading ---------------------------------------------------------------
     def commit_count(self) -> int:
@@ -103,28 +119,47 @@ class HistoryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="history")
     def _load_more(self) -> None:
-        import demoai.porcelain.tui_data as T   # imported here: the screen paints first
-        if self.walker is None:
-            self.walker = T.HistoryWalker(self.app.repo, sessions=True)
-        if self.walker.done:
-            self.app.call_from_thread(self._set_loading, False)
-            return
-        page = self.walker.next_page(_PAGE)
-        f = self._filter
-        if f is not None and (f["path"] or f["kind"]):
-            for r in page:
-                if r.commit is not None and r.commit.id not in self._changes:
-                    self._changes[r.commit.id] = T.changed_paths(self.app.repo, r.commit.id)
-        self.app.call_from_thread(self._append, page)
-
-    def _set_loading(self, v: bool) -> None:
-        self._loading = v
+        import demoai.porcelain.tui_data.history as T   # imported here: the screen paints first
+        with self._page_lock:            # pages reach the table in the order they were read
+            first = self.walker is None
+            pre = getattr(self.app, "prefetch", None) if first else None
+            try:
+                got = pre.take() if pre is not None else None
+            except Exception:            # read again below, where the error is shown
+                got = None
+            if got is not None:
+                self.walker, page = got
+                self.app.call_from_thread(self._append, page)
+                return
+            try:
+                if first:
+                    self.walker = T.HistoryWalker(self.app.repo, sessions=True)
+                if self.walker.done:
+                    return
+                # the first page fills the screen and no more, so that it shows at once; the next
+                # ones are read after it is drawn (or as the cursor nears the end)
+                page = self.walker.next_page(max(_FIRST, self.size.height) if first else _PAGE)
+                f = self._filter
+                if f is not None and (f["path"] or f["kind"]):
+                    for r in page:
+                        if r.commit is not None and r.commit.id not in self._changes:
+                            self._changes[r.commit.id] = T.changed_paths(self.app.repo, r.commit.id)
+            except Exception as e:       # the history cannot be read: say why, as the CLI would
+                self.walker = None if first else self.walker
+                self.app.call_from_thread(self.query_one("#commit-detail", Static).update,
+                                          Text(f"cannot read the history: {e}", style="red"))
+                self.app.call_from_thread(self.app.show_error, e)
+                return
+            self.app.call_from_thread(self._append, page)
 
     def _append(self, page: list[T.HistoryRow]) -> None:
+        first = not self.rows
         self.rows.extend(page)
         self._add_rows(page)
         if self._filter is not None and self.commit_count() < 50 and not self.walker.done:
             self._load_more()          # keep searching older commits for matches
+        elif first and self.walker is not None and not self.walker.done:
+            self.set_timer(0.3, self._load_more)     # the next page, once the first is on screen
         elif self.walker is not None and self.walker.done and not self._shown:
             self.query_one("#commit-detail", Static).update("no commits")
 
@@ -139,16 +174,22 @@ class HistoryScreen(Screen):
                 graph = ""
             else:
                 graph = r.graph
+            # cells are Text, never str: a message is shown as written, not read as markup
             if c is None:
-                t.add_row(Text(graph, style="magenta"), "", "", "", "", "")
+                t.add_row(Text(graph, style="magenta"), *(Text() for _ in range(4)))
                 self._shown.append("")
                 continue
-            refs = Text(", ".join(c.refs), style="yellow") if c.refs else ""
-            t.add_row(Text(graph, style="magenta"), Text(c.short_id, style="yellow"), refs,
-                      c.summary, c.author.split(" <")[0], when(c.time, c.tz))
+            summary = Text()                 # as `log --oneline --decorate`: refs, then the message
+            if c.refs:
+                summary.append(f"({', '.join(c.refs)}) ", style="yellow")
+            summary.append(c.summary)
+            t.add_row(Text(graph, style="magenta"), Text(c.short_id, style="yellow"), summary,
+                      Text(c.author.split(" <")[0]), Text(when(c.time, c.tz)))
             self._shown.append(c.id)
-        if len(self._shown) and t.cursor_row == 0 and self._shown[0]:
-            self._show_detail(self._shown[0])
+        if self._shown and t.cursor_row == 0 and self._shown[0] and self._detail_for != self._shown[0]:
+            self._detail_for = self._shown[0]
+            # after the rows are on screen: the pane reads trees and lineage
+            self.call_after_refresh(self._show_detail, self._shown[0])
 
     def selected(self) -> str | None:
         """The highlighted commit's id."""
@@ -163,6 +204,7 @@ class HistoryScreen(Screen):
             self._load_more()
         cid = self.selected()
         if cid:
+            self._detail_for = cid
             self._show_detail(cid)
 
     @on(DataTable.RowSelected, "#commits")
@@ -171,12 +213,12 @@ class HistoryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="commit-detail")
     def _show_detail(self, cid: str) -> None:
-        import demoai.porcelain.tui_data as T
+        import demoai.porcelain.tui_data.history as T
         pane = T.commit_pane(self.app.repo, cid)
         self.app.call_from_thread(self._render_detail, pane)
 
     def _render_detail(self, pane: T.CommitPane) -> None:
-        from demoai.porcelain.tui_data import cell_text
+        from demoai.porcelain.tui_data.rows import cell_text
         c, lin = pane.commit, pane.lineage
         head = Text()
         head.append(f"commit {c.id}\n", style="yellow")
@@ -210,6 +252,10 @@ class HistoryScreen(Screen):
         for p, (status, kind) in pane.changes.items():
             ch.add_row(Text(status, style=colors.get(status, "")), kind, p)
         from rich.console import Group
+        if not t.row_count:
+            t = Text("lineage: none recorded (a session step records its events instead)"
+                     if "session" in {k for _, k in pane.changes.values()} else "lineage: none recorded",
+                     style="dim")
         self.query_one("#commit-detail", Static).update(Group(head, t, Text(""), ch))
 
     # -- actions ---------------------------------------------------------------
@@ -228,6 +274,7 @@ class HistoryScreen(Screen):
         t = self.query_one("#commits", DataTable)
         t.clear()
         self._shown = []
+        self._detail_for = None
         if f is not None and (f["path"] or f["kind"]):
             self._fill_changes_then_show()
         else:
@@ -236,7 +283,7 @@ class HistoryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="history")
     def _fill_changes_then_show(self) -> None:
-        import demoai.porcelain.tui_data as T
+        import demoai.porcelain.tui_data.history as T
         for r in list(self.rows):
             if r.commit is not None and r.commit.id not in self._changes:
                 self._changes[r.commit.id] = T.changed_paths(self.app.repo, r.commit.id)
@@ -309,5 +356,6 @@ class HistoryScreen(Screen):
         self.walker = None
         self.rows = []
         self._shown = []
+        self._detail_for = None
         self.query_one("#commits", DataTable).clear()
         self._load_more()

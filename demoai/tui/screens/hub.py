@@ -48,11 +48,12 @@ class HubScreen(Screen):
     def on_mount(self) -> None:
         self.title = "Hub"
         self.query_one("#branches", DataTable).add_columns("branch", "here", "on the hub", "ahead", "behind", "state")
+        self.query_one("#hub-progress").display = False        # shown from the first push or fetch on
         self._load()
 
     @work(thread=True, exclusive=True, group="hub")
     def _load(self) -> None:
-        import demoai.porcelain.tui_data as T
+        import demoai.porcelain.tui_data.hub as T
         from demoai.porcelain import remote as R
         repo = self.app.repo
         try:
@@ -169,7 +170,13 @@ class HubScreen(Screen):
 
     def _start(self, line: str) -> None:
         self.busy = True
+        self.app.call_from_thread(self._show_progress)
         self.app.call_from_thread(self.log_line, line)
+
+    def _show_progress(self) -> None:
+        bar = self.query_one("#hub-progress", ProgressBar)
+        bar.update(total=None, progress=0)
+        bar.display = True
 
     def _finish(self, line: Text) -> None:
         self.busy = False

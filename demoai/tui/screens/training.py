@@ -1,11 +1,13 @@
 """Training and brain scans: the training runs (branches ``train/*``) with the highlighted
-run's loss, validation loss and learning-rate curves (textual-plotext; a sparkline when it
-is not installed), and the brain scans committed under ``scans/`` as a layer x module
-heatmap of one statistic (``v`` cycles through them)."""
+run's loss, validation loss and learning-rate curves (textual-plotext; the numbers when it
+is not installed) and, for a run trained with ``scan_every``, its own scan under the curve;
+the brain scans committed under ``scans/``. A scan is a layer x module heatmap of one
+statistic: ``v`` cycles through the statistics, ``s`` through a run's scan steps."""
 from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -22,13 +24,17 @@ __all__ = ["TrainingScreen", "heatmap_text", "curve_widget"]
 _RAMP = ("#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725")
 
 
-def heatmap_text(g: Any) -> Table:
-    """A :class:`~demoai.porcelain.tui_data.ScanGrid` as a table of coloured cells, one row
-    per layer, one column per module, with the value range as a legend."""
+def heatmap_text(g: Any) -> Group:
+    """A :class:`~demoai.porcelain.tui_data.records.ScanGrid` as a table of coloured cells, one
+    row per layer, one column per module, under a title with the value range as a legend."""
     vals = [v for row in g.grid for v in row if v is not None]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 0.0)
-    t = Table(title=f"{g.path}: {g.value} by layer x module  (low {_RAMP_TEXT} high: {lo:.4g} .. {hi:.4g})",
-              title_justify="left", show_edge=False, pad_edge=False, padding=(0, 0), box=None)
+    at = "" if g.step is None else f" at step {g.step}"
+    title = Text.assemble((f"{g.path}: {g.value}{at} by layer x module", "bold"), "  (low ")
+    for c in _RAMP:
+        title.append(" ", style=f"on {c}")
+    title.append(f" high: {lo:.4g} .. {hi:.4g})")
+    t = Table(show_edge=False, pad_edge=False, padding=(0, 0), box=None)
     t.add_column("layer", justify="right", style="dim")
     for i, m in enumerate(g.modules):
         t.add_column(str(i), justify="center", width=3)
@@ -41,10 +47,7 @@ def heatmap_text(g: Any) -> Table:
             k = 0 if hi == lo else min(len(_RAMP) - 1, int((v - lo) / (hi - lo) * len(_RAMP)))
             cells.append(Text("   ", style=f"on {_RAMP[k]}"))
         t.add_row(*cells)
-    return t
-
-
-_RAMP_TEXT = "".join(f"[on {c}] [/]" for c in _RAMP)
+    return Group(title, t)
 
 
 def _module_legend(g: Any) -> Text:
@@ -54,6 +57,8 @@ def _module_legend(g: Any) -> Text:
     if g.other:
         out.append(f"\n{g.other} tensors outside the numbered layers are not drawn", style="dim")
     out.append(f"\nstatistics: {', '.join(g.values)} (v: next)", style="dim")
+    if g.steps:
+        out.append(f"\nscan steps: {', '.join(map(str, g.steps))}; drawn: {g.step} (s: next)", style="dim")
     return out
 
 
@@ -69,7 +74,8 @@ def curve_widget() -> Widget:
 class TrainingScreen(Screen):
     """Training runs with their curves; brain scans as heatmaps."""
 
-    BINDINGS = [Binding("v", "next_value", "Scan statistic"), Binding("g", "reload", "Refresh")]
+    BINDINGS = [Binding("v", "next_value", "Scan statistic"), Binding("s", "next_step", "Scan step"),
+                Binding("g", "reload", "Refresh")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -78,6 +84,7 @@ class TrainingScreen(Screen):
         self.curve: list[dict[str, Any]] = []
         self.run_name: str | None = None
         self.grid: Any = None
+        self.scan_of_run: str | None = None     # the run whose scan ``grid`` is, if any
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -127,7 +134,7 @@ class TrainingScreen(Screen):
             t.add_row(r.name, r.status, f"{r.step}/{r.total}", _num(r.loss), _num(r.val_loss))
         s = self.query_one("#scans", DataTable)
         s.clear()
-        from demoai.porcelain.tui_data import cell_text
+        from demoai.porcelain.tui_data.rows import cell_text
         for p, summary in scans:
             s.add_row(p.removeprefix("scans/"), cell_text(summary))
         if note:
@@ -155,19 +162,30 @@ class TrainingScreen(Screen):
 
     @work(thread=True, exclusive=True, group="run")
     def _load_run(self, name: str) -> None:
+        import demoai.porcelain.tui_data.records as T
         try:
             from demoai.porcelain import train
             view = train.show_run(self.app.repo, name)
         except Exception as e:
             self.app.call_from_thread(self.query_one("#run-info", Static).update, Text(f"{name}: {e}", style="red"))
             return
-        self.app.call_from_thread(self._show_run, view)
+        try:
+            grid = T.run_scan(self.app.repo, name)
+        except Exception as e:              # the curve still shows; the pane says why no scan
+            grid = None
+            self.app.call_from_thread(self.query_one("#heatmap", Static).update,
+                                      Text(f"scan of {name}: {e}", style="red"))
+        self.app.call_from_thread(self._show_run, view, grid)
 
-    def _show_run(self, view: Any) -> None:
+    def _show_run(self, view: Any, grid: Any = None) -> None:
         i = view.info
         self.curve = list(view.curve)
-        self.query_one("#heatmap-pane").display = False
         self.query_one("#curve").display = True
+        if grid is not None:              # the run's own scan, under its curve
+            self._show_scan(grid, run=i.name)
+        else:
+            self.grid, self.scan_of_run = None, None
+            self.query_one("#heatmap-pane").display = False
         self.query_one("#run-info", Static).update(Text.assemble(
             (i.name, "bold"), f" · {i.status} · step {i.step}/{i.total} · loss {_num(i.loss)} · val loss "
             f"{_num(i.val_loss)} · base {i.base} · data {i.dataset} · {len(view.commits)} commits"))
@@ -203,26 +221,29 @@ class TrainingScreen(Screen):
             self.open_scan(self.scans[event.cursor_row])
 
     def open_scan(self, path: str, value: str | None = None) -> None:
-        """Show the scan at ``path`` as a heatmap of ``value``."""
+        """Show the scan at ``path`` (at HEAD) as a heatmap of ``value``."""
         self._load_scan(path, value)
 
     @work(thread=True, exclusive=True, group="scan")
-    def _load_scan(self, path: str, value: str | None) -> None:
-        import demoai.porcelain.tui_data as T
+    def _load_scan(self, path: str, value: str | None, run: str | None = None, step: int | None = None) -> None:
+        import demoai.porcelain.tui_data.records as T
         try:
-            g = T.scan_grid(self.app.repo, path, None, value)
+            g = (T.run_scan(self.app.repo, run, value, step) if run is not None
+                 else T.scan_grid(self.app.repo, path, None, value))
         except Exception as e:
             self.app.call_from_thread(self.query_one("#heatmap", Static).update, Text(f"{path}: {e}", style="red"))
             return
-        self.app.call_from_thread(self._show_scan, g)
+        if g is not None:
+            self.app.call_from_thread(self._show_scan, g, run)
 
-    def _show_scan(self, g: Any) -> None:
-        from rich.console import Group
-        self.grid = g
-        self.query_one("#curve").display = False
+    def _show_scan(self, g: Any, run: str | None = None) -> None:
+        self.grid, self.scan_of_run = g, run
+        self.query_one("#curve").display = run is not None
         self.query_one("#heatmap-pane").display = True
-        self.query_one("#run-info", Static).update(Text.assemble(
-            (g.path, "bold"), f" · {len(g.layers)} layers x {len(g.modules)} modules · {g.value}"))
+        at = "" if g.step is None else f" · step {g.step} of scans at {', '.join(map(str, g.steps))}"
+        if run is None:
+            self.query_one("#run-info", Static).update(Text.assemble(
+                (g.path, "bold"), f" · {len(g.layers)} layers x {len(g.modules)} modules · {g.value}{at}"))
         self.query_one("#heatmap", Static).update(Group(heatmap_text(g), _module_legend(g)))
 
     @on(DataTable.RowSelected, "#runs")
@@ -240,7 +261,14 @@ class TrainingScreen(Screen):
         g = self.grid
         if g is not None and g.values:
             nxt = g.values[(g.values.index(g.value) + 1) % len(g.values)] if g.value in g.values else g.values[0]
-            self.open_scan(g.path, nxt)
+            self._load_scan(g.path, nxt, self.scan_of_run, g.step)
+
+    def action_next_step(self) -> None:
+        """The next scan step of a training run's scan (after the last: the first)."""
+        g = self.grid
+        if g is not None and g.steps and self.scan_of_run is not None:
+            nxt = g.steps[(g.steps.index(g.step) + 1) % len(g.steps)] if g.step in g.steps else g.steps[-1]
+            self._load_scan(g.path, g.value, self.scan_of_run, nxt)
 
     def action_reload(self) -> None:
         """Read the runs and scans again."""

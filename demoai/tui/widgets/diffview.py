@@ -13,7 +13,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from demoai.porcelain.tui_data import cell_text
+from demoai.porcelain.tui_data.rows import cell_text
 
 __all__ = ["render_change", "change_line", "dataset_diff", "text_diff", "eval_diff"]
 
