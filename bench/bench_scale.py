@@ -7,6 +7,10 @@ with a v2 that edits 1% of the rows, deletes 0.5% and appends 0.5%. Each size ru
 in a fresh repository: ``add --key id`` + ``commit`` of v1, then of v2, timed from the
 wrapper (interpreter start-up and imports included) with the children's peak RSS.
 
+For sizes up to ``--merge-rows`` (default 1M) a second fresh repository times ``demoai
+merge`` of two branches that each edit 0.5% of v1's rows (different rows: ``response`` on
+one branch, ``prompt`` on the other), printed beside the v2 figures.
+
     python bench/bench_scale.py [--rows 1000000,3000000] [--workdir bench/.work]
                                 [--pythonpath DIR] [--before DIR] [--json OUT]
 
@@ -35,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.peers import _env, run_measured  # noqa: E402
 
-__all__ = ["generate", "measure", "main", "TARGETS"]
+__all__ = ["generate", "generate_branches", "measure", "measure_merge", "main", "TARGETS"]
 
 _CHUNK = 250_000
 _LABELS = pa.array(["helpful", "harmless", "refusal", "off_topic", "needs_review"])
@@ -100,6 +104,42 @@ def generate(rows: int, workdir: Path, seed: int = 17) -> tuple[Path, Path]:
     return p1, p2
 
 
+def generate_branches(v1: Path, workdir: Path, seed: int = 29) -> tuple[Path, Path]:
+    """Two edits of ``v1`` (``mergeA-*`` and ``mergeB-*``), each changing 0.5% of the rows
+    (disjoint: ``response`` in A, ``prompt`` in B), written batch by batch."""
+    pa_, pb_ = (workdir / v1.name.replace("v1-scale", f"merge{x}-scale") for x in "AB")
+    if pa_.exists() and pb_.exists():
+        return pa_, pb_
+    rng = np.random.default_rng(seed)
+    ta, tb = pa_.with_suffix(".tmp"), pb_.with_suffix(".tmp")
+    wa = wb = None
+    try:
+        for batch in pq.ParquetFile(v1).iter_batches(batch_size=_CHUNK):
+            t = pa.Table.from_batches([batch])
+            n = t.num_rows
+            pick = rng.permutation(n)
+            for col, rows, tmp in (("response", pick[:n // 200], ta),
+                                   ("prompt", pick[n // 200:n // 100], tb)):
+                mask = np.zeros(n, bool)
+                mask[rows] = True
+                i = t.schema.get_field_index(col)
+                e = t.set_column(i, col, pc.if_else(pa.array(mask), pc.binary_join_element_wise(
+                    t[col], pa.scalar(" [merged]"), ""), t[col]))
+                if tmp is ta:
+                    wa = wa or pq.ParquetWriter(ta, t.schema, compression="zstd")
+                    wa.write_table(e, row_group_size=128 * 1024)
+                else:
+                    wb = wb or pq.ParquetWriter(tb, t.schema, compression="zstd")
+                    wb.write_table(e, row_group_size=128 * 1024)
+    finally:
+        for w in (wa, wb):
+            if w is not None:
+                w.close()
+    os.replace(ta, pa_)
+    os.replace(tb, pb_)
+    return pa_, pb_
+
+
 def _children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -131,6 +171,38 @@ def measure(v1: Path, v2: Path, pythonpath: str, tmp_root: Path) -> dict:
         return out
 
 
+def measure_merge(v1: Path, ma: Path, mb: Path, pythonpath: str, tmp_root: Path) -> dict:
+    """``demoai merge`` of branch ``other`` (``mb`` committed) into ``main`` (``ma``), both
+    made from ``v1``, in a fresh repository: wall time and peak RSS of the merge command
+    (working file included), and whether it merged cleanly."""
+    cli = [sys.executable, "-m", "demoai.cli"]
+    with tempfile.TemporaryDirectory(prefix="demoai-merge-", dir=tmp_root) as d:
+        repo, home = Path(d) / "repo", Path(d) / "home"
+        repo.mkdir()
+        home.mkdir()
+        env = _env(home)
+        env["PYTHONPATH"] = pythonpath
+        data = repo / "data.parquet"
+        run_measured([cli + ["init"]], repo, env)
+        shutil.copyfile(v1, data)
+        run_measured([cli + ["add", "data.parquet", "--key", "id"], cli + ["commit", "-m", "v1"],
+                      cli + ["branch", "other"]], repo, env)
+        data.unlink()
+        shutil.copyfile(ma, data)
+        run_measured([cli + ["add", "data.parquet"], cli + ["commit", "-m", "A"],
+                      cli + ["checkout", "other"]], repo, env)
+        data.unlink()
+        shutil.copyfile(mb, data)
+        run_measured([cli + ["add", "data.parquet"], cli + ["commit", "-m", "B"],
+                      cli + ["checkout", "main"]], repo, env)
+        cpu0 = _children_cpu()
+        m = run_measured([cli + ["merge", "other", "-m", "merge B"]], repo, env)
+        cpu = _children_cpu() - cpu0
+        shown = run_measured([cli + ["diff", "main~1", "main", "--json"]], repo, env)
+        return {"merge_s": m["wall_s"], "cpu_merge_s": cpu, "peak_rss_merge_mb": m["peak_rss_mb"],
+                "merge_diff": shown.get("stdout", "")[:400]}
+
+
 TARGETS = {"v2_s_1m": 1.0, "v2_mib_1m": 300, "peak_mib": 1024}
 
 
@@ -145,6 +217,9 @@ def _targets(r: dict) -> list[str]:
                    f"{TARGETS['v2_s_1m']:.1f} s  ({r['cpu_v2_s']:.2f} CPU s)")
         out.append(f"  v2 peak RSS {r['peak_rss_v2_mb']:8.0f} MiB   target <= "
                    f"{TARGETS['v2_mib_1m']} MiB")
+    if "merge_s" in r:
+        out.append(f"  merge of two 0.5%-edited branches {r['merge_s']:6.2f} s "
+                   f"({r['cpu_merge_s']:.2f} CPU s), peak {r['peak_rss_merge_mb']:.0f} MiB")
     return out
 
 
@@ -159,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before", default=None,
                     help="other DemoAI sources (e.g. an export of an older commit) run "
                          "beside them on each row, for a before/after in one run")
+    ap.add_argument("--merge-rows", type=int, default=1_000_000,
+                    help="time merges of two 0.5%%-edited branches up to this many rows")
     ap.add_argument("--json", type=Path, default=None, help="write results here")
     args = ap.parse_args(argv)
     results = []
@@ -166,18 +243,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.before:
         runs.insert(0, ("before", args.before))
     print(f"{'rows':>11} {'':>6} {'file MB':>8} {'v1 s':>7} {'v1 cpu':>7} {'v1 MiB':>7} "
-          f"{'v2 s':>7} {'v2 cpu':>7} {'v2 MiB':>7}   (load {os.getloadavg()[0]:.1f})",
+          f"{'v2 s':>7} {'v2 cpu':>7} {'v2 MiB':>7} {'merge s':>7} {'m cpu':>7} {'m MiB':>7}"
+          f"   (load {os.getloadavg()[0]:.1f})",
           flush=True)
     for rows in [int(r) for r in args.rows.split(",")]:
         v1, v2 = generate(rows, args.workdir)
         for label, path in runs:
             r = {"rows": rows, "sources": label or "this tree", "file_mb": v1.stat().st_size / 1e6,
                  **measure(v1, v2, path, args.workdir)}
+            if rows <= args.merge_rows:
+                r.update(measure_merge(v1, *generate_branches(v1, args.workdir), path,
+                                       args.workdir))
             results.append(r)
+            merge = (f"{r['merge_s']:>7.2f} {r['cpu_merge_s']:>7.2f} {r['peak_rss_merge_mb']:>7.0f}"
+                     if "merge_s" in r else f"{'-':>7} {'-':>7} {'-':>7}")
             print(f"{rows:>11,} {label:>6} {r['file_mb']:>8.0f} {r['add_commit_v1_s']:>7.2f} "
                   f"{r['cpu_v1_s']:>7.2f} {r['peak_rss_v1_mb']:>7.0f} "
                   f"{r['add_commit_v2_s']:>7.2f} {r['cpu_v2_s']:>7.2f} "
-                  f"{r['peak_rss_v2_mb']:>7.0f}   (load {os.getloadavg()[0]:.1f})", flush=True)
+                  f"{r['peak_rss_v2_mb']:>7.0f} {merge}   (load {os.getloadavg()[0]:.1f})",
+                  flush=True)
     print("against the targets (issue 17):")
     for r in results:
         if r["sources"] in ("this tree", "after"):

@@ -424,3 +424,99 @@ def test_a_new_version_of_an_empty_unkeyed_table(tmp_path) -> None:
     P.add(repo, [f])
     P.commit(repo, "two rows")
     assert repo.artifacts(repo.head_commit())["t.parquet"].rows == 2
+
+
+# -- keyed deltas too large to match in memory: matched a key bucket at a time --------------
+
+@pytest.fixture()
+def partitioned(monkeypatch):
+    """Every keyed delta goes through the key buckets (partdelta.py); counts the matches."""
+    import demoai.store.tables.partdelta as part_mod
+    monkeypatch.setattr(ingest_mod, "spill_threshold", lambda: 0)
+    calls = []
+    real = part_mod.PartitionedDeltaMixin._partitioned_write
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return real(self, *a, **k)
+    monkeypatch.setattr(part_mod.PartitionedDeltaMixin, "_partitioned_write", counting)
+    # the file order comes from the plan and Lance metadata, never from a whole-key match
+    monkeypatch.setattr(part_mod.PartitionedDeltaMixin, "_perm_from_keys", staticmethod(
+        lambda *a: pytest.fail("the new version's shape was not recognised")))
+    return calls
+
+
+@pytest.mark.parametrize("shuffle_base", [False, True])
+def test_partitioned_delta_equals_the_in_memory_one(tmp_path, partitioned, shuffle_base):
+    """Digest, delta record, row order and rows as the whole-table writer, for edits
+    (shuffled file), nothing changed (same order, another order), another key type
+    width, and most rows changed (a full version from a second pass)."""
+    v1 = shuffled(make(12_000), 5) if shuffle_base else make(12_000)
+    mem = TableStore(tmp_path / "m")
+    m1 = mem.write(v1, key="id")
+    store = TableStore(tmp_path / "s")
+    r1 = store.write_source(table_source(v1, 2000), key="id")
+    cases = [edit(v1), shuffled(edit(v1, seed=3)), v1, shuffled(v1, 4), make(12_000, seed=8)]
+    for v2 in cases:
+        want = mem.write(v2, key="id", base=m1)
+        got = store.write_source(table_source(v2, 2000), key="id", base=r1)
+        assert (got.digest, got.delta, got.order["digest"], got.rows) == \
+            (want.digest, want.delta, want.order["digest"], want.rows)
+        assert store.read(got).equals(v2.cast(store.read(got).schema))
+        assert store.verify(got) == []
+    assert len(partitioned) == len(cases)
+    assert got.delta is None                     # most rows changed: written whole
+    assert not any((tmp_path / "s" / "_spill").iterdir())
+
+
+@pytest.mark.parametrize("bad", ["repeat_base_key", "repeat_new_key", "null"])
+def test_partitioned_delta_refuses_bad_keys_and_writes_nothing(tmp_path, partitioned, bad):
+    v1 = make(6000)
+    store = TableStore(tmp_path / "s")
+    r1 = store.write(v1, key="id")
+    ids = (v2 := edit(v1))["id"].to_pylist()
+    if bad == "repeat_base_key":
+        ids[5500] = ids[10]
+    elif bad == "repeat_new_key":
+        ids[-1] = ids[-2]
+    else:
+        ids[4000] = None
+    v2 = v2.set_column(0, "id", pa.array(ids, pa.int64()))
+    before = store.stored_bytes()
+    with pytest.raises(InvalidArtifact, match="null" if bad == "null" else "duplicate values"):
+        store.write_source(table_source(v2, 1000), key="id", base=r1)
+    assert store.stored_bytes() == before and not any((store.root / "_spill").iterdir())
+    assert len(list(store._checked(r1).versions())) == 1
+
+
+def test_partitioned_delta_of_a_delta(tmp_path, partitioned):
+    """A base that is itself a delta (deletion vectors, an upserted fragment, an order
+    file): positions and hashes come from every fragment, less the deleted rows."""
+    v1 = make(9000)
+    store = TableStore(tmp_path / "s")
+    mem = TableStore(tmp_path / "m")
+    r = store.write_source(table_source(v1, 2000), key="id")
+    m = mem.write(v1, key="id")
+    for seed in (1, 2, 3):
+        v = edit(v1, seed=seed)
+        ids = v["id"].to_numpy().copy()
+        ids[-45:] = seed * 1_000_000 + np.arange(45)   # appended keys new on every round
+        v = shuffled(v.set_column(0, "id", pa.array(ids)), seed)
+        r = store.write_source(table_source(v, 1500), key="id", base=r)
+        m = mem.write(v, key="id", base=m)
+        assert (r.digest, r.delta, r.order["digest"]) == (m.digest, m.delta, m.order["digest"])
+        assert store.read(r).equals(v.cast(store.read(r).schema))
+        v1 = v
+
+
+def test_partitioned_delta_with_empty_buckets(tmp_path, partitioned):
+    """A few rows leave most key buckets empty on one side or both."""
+    v1 = make(40)
+    mem, store = TableStore(tmp_path / "m"), TableStore(tmp_path / "s")
+    m1, r1 = mem.write(v1, key="id"), store.write(v1, key="id")
+    v2 = pa.concat_tables([edit(v1, frac=0.05).slice(0, 38), make(2, start=500, seed=4)])
+    want = mem.write(v2, key="id", base=m1)
+    got = store.write_source(table_source(v2, 16), key="id", base=r1)
+    assert (got.digest, got.delta, got.order["digest"]) == \
+        (want.digest, want.delta, want.order["digest"])
+    assert partitioned

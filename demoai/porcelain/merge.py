@@ -91,11 +91,14 @@ def _merge_one(repo: Repository, path: str, b: bytes | None, o: bytes | None, t:
             return o, {"path": path, "reason": "added on both sides with different rows"}, None
         key = ao.key if ao.key == at.key else None
         from demoai.store.tables import TableRef
-        res = repo.tables.merge3(TableRef.from_dict(ab.table), TableRef.from_dict(ao.table),
-                                 TableRef.from_dict(at.table), key=key)
+        # theirs' changes applied onto ours as a delta: rows neither side touched are
+        # neither read nor written (the whole-table merge when that cannot be done)
+        markers = scratch is not None and key is not None and ao.format in _MARKER_FORMATS
+        res = repo.tables.merge_into(TableRef.from_dict(ab.table), TableRef.from_dict(ao.table),
+                                     TableRef.from_dict(at.table), key=key, sides=markers)
         if res.conflicts:
             return o, *_dataset_conflict(path, ao, key, res, their_name, scratch)
-        ref = repo.tables.write(res.table, key=key, base=TableRef.from_dict(ao.table))
+        ref = res.ref
         ds = Dataset(digest=ref.digest, rows=ref.rows, schema=ref.schema, key=ref.key,
                      format=ao.format, table=ref.to_dict())
         return encode_manifest(ds), None, None

@@ -35,7 +35,8 @@ _POOL = pa.system_memory_pool()
 
 __all__ = ["TableDiff", "MergeResult", "Changes", "classify", "multiset_minus", "int_keys",
            "build_diff", "check_keys", "keys_usable", "key_order", "match_keys", "plan_keyed",
-           "cells_changed", "schema_changes", "merge_keyed", "merge_multiset"]
+           "cells_changed", "schema_changes", "merge_keyed", "merge_multiset", "resolve_keyed",
+           "KeyedMerge"]
 
 
 @dataclass
@@ -78,7 +79,8 @@ class MergeResult:
 
     ``table`` is the merged rows, or None when there are conflicts (unless a ``prefer``
     side resolved them). ``ref`` is set when the result is exactly one input version, so
-    no write is needed. Each conflict is a dict: ``{"key", "column", "base", "ours",
+    no write is needed, and by ``merge_into`` (which writes the result itself and leaves
+    ``table`` None) to the version written. Each conflict is a dict: ``{"key", "column", "base", "ours",
     "theirs"}`` (``column`` None for a whole-row conflict such as delete vs modify).
     With conflicts (keyed), ``sides`` holds the merge as each side would resolve them
     (``"ours"``, ``"theirs"``), in our file's row order: what conflict markers show.
@@ -457,9 +459,24 @@ def _side_changes(ch: Changes, key: str) -> dict:
     return out
 
 
-def merge_keyed(base: pa.Table, ours: Changes, theirs: Changes, key: str,
-                prefer: str | None = None) -> tuple[pa.Table | None, list[dict], dict]:
-    """Cell-level three-way merge by key. Returns (table or None, conflicts, stats)."""
+@dataclass
+class KeyedMerge:
+    """What a keyed three-way merge decided, before any table is built: the keys the
+    result drops (``deleted``), the rows it holds in place of base rows (``replaced``: key
+    -> row), the rows it adds (``added``, in decision order), the conflicts and counts."""
+
+    deleted: set
+    replaced: dict
+    added: list
+    conflicts: list
+    stats: dict
+    theirs_keys: set    # every key the other side touched
+
+
+def resolve_keyed(ours: Changes, theirs: Changes, key: str,
+                  prefer: str | None = None) -> KeyedMerge:
+    """Cell-level three-way decisions by key from the two sides' changes alone (rows
+    neither side touched are not needed): see :func:`merge_keyed`."""
     o, t = _side_changes(ours, key), _side_changes(theirs, key)
     base_rows = {r[key]: r for r in ours.removed.to_pylist() + ours.before.to_pylist()
                  + theirs.removed.to_pylist() + theirs.before.to_pylist()}
@@ -509,6 +526,15 @@ def merge_keyed(base: pa.Table, ours: Changes, theirs: Changes, key: str,
         replaced[k] = row
     stats = {"deleted": len(deleted), "modified": len(replaced), "added": len(added),
              "conflicts": len(conflicts)}
+    return KeyedMerge(deleted, replaced, added, conflicts, stats, set(t))
+
+
+def merge_keyed(base: pa.Table, ours: Changes, theirs: Changes, key: str,
+                prefer: str | None = None) -> tuple[pa.Table | None, list[dict], dict]:
+    """Cell-level three-way merge by key. Returns (table or None, conflicts, stats)."""
+    km = resolve_keyed(ours, theirs, key, prefer)
+    deleted, replaced, added, conflicts, stats = (km.deleted, km.replaced, km.added,
+                                                  km.conflicts, km.stats)
     if conflicts and prefer is None:
         return None, conflicts, stats
     keys = base[key]

@@ -19,7 +19,10 @@ column and row ids; the edited rows' old values, to count changed cells, are rea
 the digest sorts). When most rows changed the version is written whole from a second
 pass. Other cases (no side files on the base, a changed schema) read the table whole and
 go through :meth:`~demoai.store.tables.write.WriteMixin.write`. Digests, deltas and row
-orders are the same as that method's for the same rows.
+orders are the same as that method's for the same rows. Past
+:func:`~demoai.store.tables.spill.spill_threshold` rows, a delta by an integer key the base
+was stored with is matched a key bucket at a time on disk instead
+(:mod:`~demoai.store.tables.partdelta`), so its memory does not grow with the table.
 
 :class:`IngestMixin` is part of :class:`~demoai.store.tables.store.TableStore`.
 """
@@ -95,6 +98,16 @@ class _Later:
 
 class _Fallback(Exception):
     """The stream cannot be written as one: read the table whole."""
+
+
+def _cast_to(stored: pa.Schema):
+    """A batch cast to the stored schema (a cast that fails: the table is read whole)."""
+    def cast(t: pa.Table) -> pa.Table:
+        try:
+            return t.cast(stored)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+            raise _Fallback() from None
+    return cast
 
 
 def _keys(parts: list, schema: pa.Schema, key: str | None) -> pa.ChunkedArray | None:
@@ -256,6 +269,15 @@ class IngestMixin:
             stored = ds_base.schema
             if canonical_schema(stored) != canonical_schema(source.schema):
                 raise _Fallback()
+            if (key is not None and base.key == key and key in stored.names
+                    and int_key_type(source.schema.field(key).type)
+                    and max(source.rows or 0, base.rows) > spill_threshold()):
+                # too large to match in memory: a key bucket at a time (partdelta.py)
+                ref = self._partitioned_delta(source, key, base, progress, uri, ds_base,
+                                              stored, _cast_to(stored))
+                if ref is not None:
+                    self.digests.record(ref)
+                    return ref
             base_h = self.version_hashes(ds_base, uri, base.files)
             if base_h is None:
                 raise _Fallback()
@@ -420,14 +442,9 @@ class IngestMixin:
         all_h = (np.empty((source.rows, 2), dtype=np.uint64)
                  if source.rows and spill is None else None)
 
-        def cast(t: pa.Table) -> pa.Table:
-            try:
-                return t.cast(stored)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-                raise _Fallback() from None
-
         try:
-            return self._delta_batches(source, key, matcher, progress, cast, spill, all_h, limit)
+            return self._delta_batches(source, key, matcher, progress, _cast_to(stored), spill,
+                                       all_h, limit)
         except BaseException:
             if spill is not None:
                 spill.close()

@@ -129,13 +129,29 @@ def apply_order(table: pa.Table, perm: np.ndarray) -> pa.Table:
     return table.take(pa.array(perm, type=pa.int64()))
 
 
+_STREAM_ROWS = 1 << 22   # longer orders are encoded a block at a time
+
+
 def encode_perm(perm: np.ndarray) -> bytes:
     """The order file's bytes: magic, row count, zstd of the int64 deltas (runs of +1, as a
-    delta leaves most rows, compress to almost nothing)."""
-    deltas = np.diff(perm.astype(np.int64, copy=False), prepend=np.int64(0))
-    deltas = deltas.astype("<i8", copy=False)
-    body = pa.compress(memoryview(deltas).cast("B"), codec="zstd", asbytes=True)
-    return _MAGIC + struct.pack("<Q", len(perm)) + body
+    delta leaves most rows, compress to almost nothing). Past :data:`_STREAM_ROWS` rows
+    the deltas are made and compressed a block at a time, into one zstd frame that
+    :func:`decode_perm` reads the same: no copy of the whole order, and no compression
+    buffer of its size (tens of millions of rows stay within the memory bound)."""
+    if len(perm) <= _STREAM_ROWS:
+        deltas = np.diff(perm.astype(np.int64, copy=False), prepend=np.int64(0))
+        deltas = deltas.astype("<i8", copy=False)
+        body = pa.compress(memoryview(deltas).cast("B"), codec="zstd", asbytes=True)
+        return _MAGIC + struct.pack("<Q", len(perm)) + body
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as out:
+        prev = np.int64(0)
+        for s in range(0, len(perm), 1 << 20):
+            block = perm[s:s + (1 << 20)].astype(np.int64, copy=False)
+            out.write(memoryview(np.diff(block, prepend=prev).astype("<i8", copy=False))
+                      .cast("B"))
+            prev = block[-1]
+    return _MAGIC + struct.pack("<Q", len(perm)) + sink.getvalue().to_pybytes()
 
 
 def decode_perm(data: bytes, rows: int) -> np.ndarray:

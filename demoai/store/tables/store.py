@@ -96,6 +96,8 @@ from demoai.store.tables.io import content_digest, one_line, read_file, write_fi
 from demoai.store.tables.order import ORDER_PREFIX, OrderMixin, apply_order, is_order_file  # noqa: E402
 from demoai.store.tables.ref import TABLE_ID, DigestIndex, TableRef, file_blake3  # noqa: E402
 from demoai.store.tables.ingest import IngestMixin  # noqa: E402
+from demoai.store.tables.mergedelta import MergeDeltaMixin  # noqa: E402
+from demoai.store.tables.partdelta import PartitionedDeltaMixin  # noqa: E402
 from demoai.store.tables.rowhash import ROWHASH_PREFIX, RowHashMixin, is_rowhash_file  # noqa: E402
 from demoai.store.tables.spill import SPILL_DIR  # noqa: E402
 from demoai.store.tables.verify import VerifyMixin  # noqa: E402
@@ -107,16 +109,18 @@ __all__ = ["TableRef", "TableStore", "TableDiff", "MergeResult", "content_digest
 _U64 = (1 << 64) - 1
 
 
-class TableStore(WriteMixin, IngestMixin, CompareMixin, VerifyMixin, OrderMixin,
-                 RowHashMixin):
+class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
+                 MergeDeltaMixin, VerifyMixin, OrderMixin, RowHashMixin):
     """Versioned tables under one folder; see the module docstring for the layout. Writing
     is :class:`~demoai.store.tables.write.WriteMixin`, diffs and merges
     :class:`~demoai.store.tables.compare.CompareMixin`, hash checks
     :class:`~demoai.store.tables.verify.VerifyMixin`, row orders
     :class:`~demoai.store.tables.order.OrderMixin`, row-hash side files
     :class:`~demoai.store.tables.rowhash.RowHashMixin`, streaming writes
-    :class:`~demoai.store.tables.ingest.IngestMixin`; folders, files, reads and gc are
-    here."""
+    :class:`~demoai.store.tables.ingest.IngestMixin` (large keyed deltas
+    :class:`~demoai.store.tables.partdelta.PartitionedDeltaMixin`), merges written as deltas
+    :class:`~demoai.store.tables.mergedelta.MergeDeltaMixin`; folders, files, reads and gc
+    are here."""
 
     def __init__(self, root: str | os.PathLike, *, lock_timeout: float = 60.0) -> None:
         self.root = Path(root)
