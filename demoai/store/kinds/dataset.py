@@ -102,11 +102,13 @@ class DatasetHandler(KindHandler[Dataset]):
     def materialize(self, repo: "Repository", art: Dataset, out: Path,
                     progress: Progress = None) -> Path:
         """The rows in the format ``out``'s extension names (else the imported format)."""
-        from demoai.store.tables import write_file
+        from demoai.store.tables.io import write_batches
         fmt = None if out.suffix.lower() in _FILE_SUFFIXES else art.format
         if fmt == "hf":
             raise UnsupportedOperation("export of a saved HF dataset folder: give a .jsonl/.csv/.parquet path")
-        write_file(load_table(repo, art), out, fmt)
+        # a batch at a time: checking out a table of any size takes one batch of memory
+        ref = table_ref(art)
+        write_batches(ref.arrow_schema(), repo.tables.read_batches(ref), out, fmt)
         return out
 
     def live_objects(self, art: Dataset) -> Live:

@@ -42,7 +42,8 @@ from demoai.store.fsutil import replacing
 
 __all__ = [
     "content_digest", "row_hashes", "cell_hashes", "digest_from_hashes", "canonical_schema",
-    "canonical_type", "schema_json", "one_line", "read_file", "write_file", "detect_format",
+    "canonical_type", "schema_json", "one_line", "read_file", "write_file", "write_batches",
+    "detect_format",
     "jsonable", "sort_hashes", "check_arrow_data", "digest_from_sorted",
 ]
 
@@ -695,6 +696,13 @@ def _read_hf(p: Path) -> pa.Table:
 
 def write_file(table: pa.Table, path: str | os.PathLike, fmt: str | None = None) -> None:
     """Export ``table`` as JSONL, CSV/TSV or Parquet, atomically (temp file + rename)."""
+    write_batches(table.schema, table.to_batches(max_chunksize=1 << 17), path, fmt)
+
+
+def write_batches(schema: pa.Schema, batches: Iterable[pa.RecordBatch], path: str | os.PathLike,
+                  fmt: str | None = None) -> None:
+    """Export record batches as JSONL, CSV/TSV or Parquet, one batch in memory at a time,
+    atomically: the file appears whole, or not at all if ``batches`` raises part-way."""
     p = Path(path)
     fmt = fmt or _FORMATS.get(p.suffix.lower())
     if fmt == "json":
@@ -706,17 +714,22 @@ def write_file(table: pa.Table, path: str | os.PathLike, fmt: str | None = None)
     with replacing(p) as tmp:
         if fmt == "jsonl":
             with open(tmp, "w", encoding="utf-8") as fh:
-                for line in _jsonl_lines(table):
-                    fh.write(line)
+                for batch in batches:
+                    for line in _jsonl_lines(batch):
+                        fh.write(line)
         elif fmt == "parquet":
-            pq.write_table(table, tmp, compression="zstd")
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+                for batch in batches:
+                    w.write_batch(batch)
         else:
-            pacsv.write_csv(table, tmp, write_options=pacsv.WriteOptions(
-                delimiter="\t" if fmt == "tsv" else ",", quoting_style="needed"))
+            opts = pacsv.WriteOptions(delimiter="\t" if fmt == "tsv" else ",", quoting_style="needed")
+            with pacsv.CSVWriter(tmp, schema, write_options=opts) as w:
+                for batch in batches:
+                    w.write_batch(batch)
 
 
-def _jsonl_lines(table: pa.Table) -> Iterable[str]:
-    for batch in table.to_batches(max_chunksize=8192):
+def _jsonl_lines(data: pa.Table | pa.RecordBatch) -> Iterable[str]:
+    for batch in data.to_batches(max_chunksize=8192) if isinstance(data, pa.Table) else [data]:
         for row in batch.to_pylist():
             yield json.dumps(jsonable(row), ensure_ascii=False) + "\n"
 

@@ -54,7 +54,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def _load_arrow_datasets() -> None:
@@ -301,6 +301,37 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
             return t.cast(target)
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
             return t
+
+    def read_batches(self, ref: TableRef, columns: list[str] | None = None, verify: bool = True,
+                     batch_rows: int = 1 << 17) -> Iterator[pa.RecordBatch]:
+        """The rows of :meth:`read`, in file order, as record batches of at most
+        ``batch_rows`` rows, so memory holds one batch whatever the table's size: a scan where
+        the stored order is the file order, else takes of the permutation a slice at a time.
+        The row count is checked at the end (IntegrityError)."""
+        schema = ref.arrow_schema()
+        names = list(columns) if columns is not None else schema.names
+        unknown = [c for c in names if c not in schema.names]
+        if unknown:
+            raise InvalidArtifact(f"table has no column(s) {unknown}; it has {schema.names}")
+        ds = self._checked(ref, verify)
+        target = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
+        perm = self.order_of(ref)
+        if perm is None:
+            parts: Iterator[pa.RecordBatch | pa.Table] = ds.to_batches(columns=names, batch_size=batch_rows)
+        else:
+            parts = (ds.take(perm[i:i + batch_rows], columns=names)
+                     for i in range(0, len(perm), batch_rows))
+        n = 0
+        for part in parts:
+            for b in part.to_batches() if isinstance(part, pa.Table) else [part]:
+                n += b.num_rows
+                try:
+                    yield b.cast(target)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+                    yield b
+        if n != ref.rows:
+            raise IntegrityError(f"table {ref.table_id} v{ref.version}: read {n} rows, "
+                                 f"recorded {ref.rows}", table_id=ref.table_id)
 
     def scanner_dataset(self, ref: TableRef) -> lance.LanceDataset:
         """The verified, checked-out Lance dataset of ``ref`` (DuckDB can query it directly)."""
