@@ -303,7 +303,7 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
             return t
 
     def read_batches(self, ref: TableRef, columns: list[str] | None = None, verify: bool = True,
-                     batch_rows: int = 1 << 17) -> Iterator[pa.RecordBatch]:
+                     batch_rows: int = 1 << 16) -> Iterator[pa.RecordBatch]:
         """The rows of :meth:`read`, in file order, as record batches of at most
         ``batch_rows`` rows, so memory holds one batch whatever the table's size: a scan where
         the stored order is the file order, else takes of the permutation a slice at a time.
@@ -317,7 +317,9 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
         target = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
         perm = self.order_of(ref)
         if perm is None:
-            parts: Iterator[pa.RecordBatch | pa.Table] = ds.to_batches(columns=names, batch_size=batch_rows)
+            # little read-ahead: Lance's defaults buffer hundreds of MB on a big fragment
+            parts: Iterator[pa.RecordBatch | pa.Table] = ds.to_batches(
+                columns=names, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1)
         else:
             parts = (ds.take(perm[i:i + batch_rows], columns=names)
                      for i in range(0, len(perm), batch_rows))
