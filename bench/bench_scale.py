@@ -12,7 +12,11 @@ merge`` of two branches that each edit 0.5% of v1's rows (different rows: ``resp
 one branch, ``prompt`` on the other), printed beside the v2 figures.
 
     python bench/bench_scale.py [--rows 1000000,3000000] [--workdir bench/.work]
-                                [--pythonpath DIR] [--before DIR] [--json OUT]
+                                [--pythonpath DIR] [--before DIR] [--peers] [--json OUT]
+
+``--peers`` also runs git-lfs and DVC (``bench/peers.py``: ``git add``/``commit`` with LFS
+tracking, ``dvc add`` + ``git commit``) on the same two files of each size, in the same run,
+and prints their add+commit time and peak RSS on the rows below DemoAI's.
 
 ``--pythonpath`` runs another copy of DemoAI's sources; ``--before DIR`` runs DIR's
 sources (e.g. ``git archive HEAD demoai | tar -x -C DIR``) beside them on every row, for
@@ -37,7 +41,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.peers import _env, run_measured  # noqa: E402
+from bench.peers import _env, dvc_peer, git_lfs_peer, run_measured  # noqa: E402
 
 __all__ = ["generate", "generate_branches", "measure", "measure_merge", "main", "TARGETS"]
 
@@ -236,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                          "beside them on each row, for a before/after in one run")
     ap.add_argument("--merge-rows", type=int, default=1_000_000,
                     help="time merges of two 0.5%%-edited branches up to this many rows")
+    ap.add_argument("--peers", action="store_true",
+                    help="also time git-lfs and DVC on the same files (same run)")
     ap.add_argument("--json", type=Path, default=None, help="write results here")
     args = ap.parse_args(argv)
     results = []
@@ -262,6 +268,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['add_commit_v2_s']:>7.2f} {r['cpu_v2_s']:>7.2f} "
                   f"{r['peak_rss_v2_mb']:>7.0f} {merge}   (load {os.getloadavg()[0]:.1f})",
                   flush=True)
+        if args.peers:
+            for name, fn in (("git-lfs", git_lfs_peer), ("dvc", dvc_peer)):
+                p = fn(v1, v2, f"scale-{rows}", args.workdir)
+                results.append({"rows": rows, "sources": name, **{k: p[k] for k in (
+                    "add_commit_v1_s", "add_commit_v1_peak_rss_mb", "add_commit_v2_s",
+                    "add_commit_v2_peak_rss_mb", "storage_growth_pct")}})
+                print(f"{rows:>11,} {name:>6} {v1.stat().st_size / 1e6:>8.0f} "
+                      f"{p['add_commit_v1_s']:>7.2f} {'-':>7} {p['add_commit_v1_peak_rss_mb']:>7.0f} "
+                      f"{p['add_commit_v2_s']:>7.2f} {'-':>7} {p['add_commit_v2_peak_rss_mb']:>7.0f} "
+                      f"{'-':>7} {'-':>7} {'-':>7}   (load {os.getloadavg()[0]:.1f})", flush=True)
     print("against the targets (issue 17):")
     for r in results:
         if r["sources"] in ("this tree", "after"):

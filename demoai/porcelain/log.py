@@ -6,7 +6,7 @@ from typing import Any
 
 from demoai.store import CommitInfo, Repository
 
-__all__ = ["log", "topo_order", "graph_lines", "decorations"]
+__all__ = ["log", "topo_order", "graph_lines", "graph_step", "decorations"]
 
 
 def topo_order(repo: Repository, heads: list[str], limit: int | None = None) -> list[CommitInfo]:
@@ -52,37 +52,44 @@ def decorations(repo: Repository) -> dict[str, list[str]]:
     return out
 
 
+def graph_step(lanes: list[str], ci: CommitInfo) -> tuple[list[str], str, list[str]]:
+    """One commit of the ASCII graph: the lanes after it, its own prefix (``*`` in its lane)
+    and the connector lines (``\\`` where lanes open, ``/`` where they close) below it."""
+    lanes = list(lanes)
+    if ci.id not in lanes:
+        lanes.append(ci.id)
+    col = lanes.index(ci.id)
+    prefix = " ".join("*" if i == col else "|" for i in range(len(lanes)))
+    before = len(lanes)
+    if ci.parents:
+        first = ci.parents[0]
+        if first in lanes and lanes.index(first) != col:
+            lanes.pop(col)
+        else:
+            lanes[col] = first
+        for p in ci.parents[1:]:
+            if p not in lanes:
+                lanes.insert(col + 1, p)
+    else:
+        lanes.pop(col)
+    lanes = list(dict.fromkeys(lanes))      # two children that share a parent: one lane
+    if len(lanes) > before:
+        links = [" ".join("|" for _ in range(col + 1)) + "\\" + " |" * (len(lanes) - col - 2)]
+    elif len(lanes) < before and lanes:
+        links = [" ".join("|" for _ in range(len(lanes))) + "/"]
+    else:
+        links = []
+    return lanes, prefix, links
+
+
 def graph_lines(commits: list[CommitInfo]) -> list[tuple[str, CommitInfo | None]]:
     """ASCII lanes for a topologically ordered commit list: (prefix, commit or None)."""
     lanes: list[str] = []
     rows: list[tuple[str, CommitInfo | None]] = []
     for ci in commits:
-        if ci.id not in lanes:
-            lanes.append(ci.id)
-        col = lanes.index(ci.id)
-        rows.append((" ".join("*" if i == col else "|" for i in range(len(lanes))), ci))
-        before = len(lanes)
-        if ci.parents:
-            first = ci.parents[0]
-            if first in lanes and lanes.index(first) != col:
-                lanes.pop(col)
-            else:
-                lanes[col] = first
-            for p in ci.parents[1:]:
-                if p not in lanes:
-                    lanes.insert(col + 1, p)
-        else:
-            lanes.pop(col)
-        # collapse duplicate lanes (two children that share a parent)
-        dedup: list[str] = []
-        for lane in lanes:
-            if lane not in dedup:
-                dedup.append(lane)
-        lanes = dedup
-        if len(lanes) > before:
-            rows.append((" ".join("|" for _ in range(col + 1)) + "\\" + " |" * (len(lanes) - col - 2), None))
-        elif len(lanes) < before and lanes:
-            rows.append((" ".join("|" for _ in range(len(lanes))) + "/", None))
+        lanes, prefix, links = graph_step(lanes, ci)
+        rows.append((prefix, ci))
+        rows.extend((link, None) for link in links)
     return rows
 
 

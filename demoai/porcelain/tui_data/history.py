@@ -10,7 +10,7 @@ from typing import Any
 
 from demoai.objects import decode_manifest
 from demoai.porcelain.browse import CommitSummary, clean
-from demoai.porcelain.log import decorations
+from demoai.porcelain.log import decorations, graph_step
 from demoai.store import Repository
 from demoai.store.sessions.log import SESSION_REF
 
@@ -92,35 +92,8 @@ class HistoryWalker:
             self._read_one()
 
     def _lane_rows(self, ci: Any) -> list[HistoryRow]:
-        lanes = self._lanes
-        if ci.id not in lanes:
-            lanes.append(ci.id)
-        col = lanes.index(ci.id)
-        out = [HistoryRow(" ".join("*" if i == col else "|" for i in range(len(lanes))),
-                          CommitSummary.of(ci, self.deco))]
-        before = len(lanes)
-        if ci.parents:
-            first = ci.parents[0]
-            if first in lanes and lanes.index(first) != col:
-                lanes.pop(col)
-            else:
-                lanes[col] = first
-            for p in ci.parents[1:]:
-                if p not in lanes:
-                    lanes.insert(col + 1, p)
-        else:
-            lanes.pop(col)
-        dedup: list[str] = []
-        for lane in lanes:
-            if lane not in dedup:
-                dedup.append(lane)
-        self._lanes = dedup
-        if len(dedup) > before:
-            out.append(HistoryRow(" ".join("|" for _ in range(col + 1)) + "\\"
-                                  + " |" * (len(dedup) - col - 2), None))
-        elif len(dedup) < before and dedup:
-            out.append(HistoryRow(" ".join("|" for _ in range(len(dedup))) + "/", None))
-        return out
+        self._lanes, prefix, links = graph_step(self._lanes, ci)
+        return [HistoryRow(prefix, CommitSummary.of(ci, self.deco))] + [HistoryRow(x, None) for x in links]
 
     def next_page(self, n: int = 200) -> list[HistoryRow]:
         """The next ``n`` commits (and the connector lines between them); [] when done."""

@@ -283,11 +283,7 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
         Raises IntegrityError naming the file whose BLAKE3 does not match, MissingObject
         if the version or a file is gone.
         """
-        schema = ref.arrow_schema()
-        names = list(columns) if columns is not None else schema.names
-        unknown = [c for c in names if c not in schema.names]
-        if unknown:
-            raise InvalidArtifact(f"table has no column(s) {unknown}; it has {schema.names}")
+        names, target = _projection(ref, columns)
         ds = self._checked(ref, verify)
         t = ds.to_table(columns=names)
         if t.num_rows != ref.rows:
@@ -296,7 +292,6 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
         perm = self.order_of(ref) if ordered else None
         if perm is not None:
             t = apply_order(t, perm)
-        target = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
         try:
             return t.cast(target)
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
@@ -308,13 +303,8 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
         ``batch_rows`` rows, so memory holds one batch whatever the table's size: a scan where
         the stored order is the file order, else takes of the permutation a slice at a time.
         The row count is checked at the end (IntegrityError)."""
-        schema = ref.arrow_schema()
-        names = list(columns) if columns is not None else schema.names
-        unknown = [c for c in names if c not in schema.names]
-        if unknown:
-            raise InvalidArtifact(f"table has no column(s) {unknown}; it has {schema.names}")
+        names, target = _projection(ref, columns)
         ds = self._checked(ref, verify)
-        target = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
         perm = self.order_of(ref)
         if perm is None:
             # little read-ahead: Lance's defaults buffer hundreds of MB on a big fragment
@@ -443,3 +433,14 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
                                       error_if_tagged_old_versions=False)
         stats["versions_removed"] += int(res.old_versions)
         stats["bytes_removed"] += int(res.bytes_removed)
+
+
+def _projection(ref: TableRef, columns: list[str] | None) -> tuple[list[str], pa.Schema]:
+    """The column names a read asks for (all by default) and their exact schema;
+    InvalidArtifact naming the unknown ones."""
+    schema = ref.arrow_schema()
+    names = list(columns) if columns is not None else schema.names
+    unknown = [c for c in names if c not in schema.names]
+    if unknown:
+        raise InvalidArtifact(f"table has no column(s) {unknown}; it has {schema.names}")
+    return names, pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
