@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 
 from demoai.porcelain import data as D
 from demoai.porcelain import open_repository
+from tests.helpers.datarepo import head_commit
 
 SEEDS = [("Name three primary colors.", "Red, blue and yellow."),
          ("Translate 'good morning' into Spanish.", "Buenos dias."),
@@ -24,12 +25,7 @@ def _seeds(tmp_dir, cli) -> None:
     cli("commit", "-m", "seeds")
 
 
-def _head(tmp_dir) -> str:
-    r = open_repository(tmp_dir)
-    try:
-        return r.head_commit()
-    finally:
-        r.close()
+_head = head_commit
 
 
 def _scripted(monkeypatch, replies: list[str]) -> list[dict]:

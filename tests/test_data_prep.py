@@ -7,6 +7,7 @@ import pytest
 
 from demoai.porcelain import data as D
 from demoai.porcelain import open_repository
+from tests.helpers.datarepo import committed_dataset, head_commit
 
 
 def _rows(n: int, start: int = 0) -> list[dict]:
@@ -14,19 +15,9 @@ def _rows(n: int, start: int = 0) -> list[dict]:
              "label": "ab"[i % 2], "score": i} for i in range(start, start + n)]
 
 
-def _setup(tmp_dir, cli, rows: list[dict], name: str = "train.jsonl") -> None:
-    cli("init")
-    tmp_dir.gen({name: rows})
-    cli("add", name, "--key", "id")
-    cli("commit", "-m", "import")
+_setup = committed_dataset
 
-
-def _head(tmp_dir) -> str:
-    r = open_repository(tmp_dir)
-    try:
-        return r.head_commit()
-    finally:
-        r.close()
+_head = head_commit
 
 
 def _keys(tmp_dir, name: str = "train.jsonl") -> set[int]:

@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from demoai.porcelain import open_repository
+from tests.helpers.datarepo import committed_dataset, head_commit
 
 
 def _rows(n: int) -> list[dict]:
@@ -15,19 +15,9 @@ def _rows(n: int) -> list[dict]:
              "label": "ab"[i % 2]} for i in range(n)]
 
 
-def _setup(tmp_dir, cli, rows: list[dict]) -> None:
-    cli("init")
-    tmp_dir.gen({"train.jsonl": rows})
-    cli("add", "train.jsonl", "--key", "id")
-    cli("commit", "-m", "import")
+_setup = committed_dataset
 
-
-def _head(tmp_dir) -> str:
-    r = open_repository(tmp_dir)
-    try:
-        return r.head_commit()
-    finally:
-        r.close()
+_head = head_commit
 
 
 def _ids(tmp_dir, name: str) -> list:

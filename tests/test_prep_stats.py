@@ -13,6 +13,7 @@ from demoai.porcelain import data as D
 from demoai.porcelain import open_repository
 from demoai.prep import diversity as DV
 from demoai.prep import language as LG
+from tests.helpers.datarepo import committed_dataset, head_commit
 
 SENTENCES = [
     ("en", "The weather is lovely today and we are going to the park with the children."),
@@ -31,19 +32,9 @@ def _rows(n: int = 12) -> list[dict]:
              "label": "ab"[i % 2]} for i in range(n)]
 
 
-def _setup(tmp_dir, cli, rows: list[dict]) -> None:
-    cli("init")
-    tmp_dir.gen({"train.jsonl": rows})
-    cli("add", "train.jsonl", "--key", "id")
-    cli("commit", "-m", "import")
+_setup = committed_dataset
 
-
-def _head(tmp_dir) -> str:
-    r = open_repository(tmp_dir)
-    try:
-        return r.head_commit()
-    finally:
-        r.close()
+_head = head_commit
 
 
 def _stats(cli, *args: str) -> dict:
