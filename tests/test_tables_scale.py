@@ -433,6 +433,7 @@ def partitioned(monkeypatch):
     """Every keyed delta goes through the key buckets (partdelta.py); counts the matches."""
     import demoai.store.tables.partdelta as part_mod
     monkeypatch.setattr(ingest_mod, "spill_threshold", lambda: 0)
+    monkeypatch.setattr(part_mod, "DELETE_SLICE", 7)     # deletions in several Lance calls
     calls = []
     real = part_mod.PartitionedDeltaMixin._partitioned_write
 
