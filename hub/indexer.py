@@ -46,19 +46,18 @@ def _read(hub: "Hub", owner: str, name: str) -> list[dict[str, str]]:
 
 
 def index_repo(hub: "Hub", owner: str, name: str) -> int:
-    """(Re)index ``owner/name`` (full text, then vectors); returns the number of documents.
-    A push hook: a failure is logged, never raised, since the push it follows has already
-    succeeded; a failure of the vectors leaves the full-text index current."""
+    """(Re)index ``owner/name``: the full text now, the vectors queued in the semantic
+    index's thread (searches wait for them); returns the number of documents. A push hook:
+    a failure is logged, never raised, since the push it follows has already succeeded; a
+    failure of the vectors leaves the full-text index current."""
     try:
         docs = _read(hub, owner, name)
         hub.meta.index_docs(owner, name, docs)
     except Exception:   # noqa: BLE001 - the push already happened; the index can be rebuilt
         log.exception("indexing %s/%s failed", owner, name)
         return 0
-    try:
-        semantic.for_hub(hub).index(owner, name, docs)
-    except Exception:   # noqa: BLE001 - as above; `demoai hub reindex` rebuilds it
-        log.exception("semantic indexing of %s/%s failed", owner, name)
+    # the vectors in the background: the first push would otherwise wait for the model
+    semantic.for_hub(hub).index_later(owner, name, docs)
     return len(docs)
 
 
@@ -71,8 +70,11 @@ def drop_repo(hub: "Hub", owner: str, name: str) -> None:
 
 
 def reindex_all(hub: "Hub") -> dict[str, int]:
-    """Index every repository (after an upgrade, or to rebuild a lost index)."""
-    return {r.full_name: index_repo(hub, r.owner, r.name) for r in hub.meta.repos()}
+    """Index every repository (after an upgrade, or to rebuild a lost index), vectors
+    included: it returns once they are written."""
+    counts = {r.full_name: index_repo(hub, r.owner, r.name) for r in hub.meta.repos()}
+    semantic.for_hub(hub).settle(timeout=3600)
+    return counts
 
 
 def backfill(hub: "Hub") -> list[str]:

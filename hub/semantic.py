@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -69,6 +70,9 @@ class SemanticIndex:
         self._index: DocumentIndex | None = None
         self.reason: str | None = None
         self._lock = threading.Lock()
+        self._pending: set[Future] = set()
+        self._pending_lock = threading.Lock()
+        self._worker: ThreadPoolExecutor | None = None
 
     def _open(self) -> DocumentIndex | None:
         with self._lock:
@@ -100,6 +104,34 @@ class SemanticIndex:
         return ix.replace(f"{owner}/{name}", [{**d, "embed": semantic_text(d)} for d in docs],
                           if_absent=if_absent)
 
+    def index_later(self, owner: str, name: str, docs: list[dict[str, Any]]) -> None:
+        """:meth:`index` in this index's own thread, one repository at a time in push order:
+        a push is answered without waiting for the embedding model (seconds to load the
+        first time); searches wait for what is queued (:meth:`settle`)."""
+        with self._pending_lock:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="demoai-semantic")
+            fut = self._worker.submit(self._index_quietly, owner, name, docs)
+            self._pending.add(fut)
+        fut.add_done_callback(self._finished)
+
+    def _index_quietly(self, owner: str, name: str, docs: list[dict[str, Any]]) -> None:
+        try:
+            self.index(owner, name, docs)
+        except Exception:   # noqa: BLE001 - the push already happened; `hub reindex` rebuilds
+            log.exception("semantic indexing of %s/%s failed", owner, name)
+
+    def _finished(self, fut: Future) -> None:
+        with self._pending_lock:
+            self._pending.discard(fut)
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait (at most ``timeout`` seconds) for the indexing queued by pushes so far."""
+        with self._pending_lock:
+            pending = list(self._pending)
+        if pending:
+            wait(pending, timeout=timeout)
+
     def drop(self, owner: str, name: str) -> None:
         """Remove the vectors of ``owner/name``."""
         ix = self._open()
@@ -108,11 +140,13 @@ class SemanticIndex:
 
     def indexed(self) -> set[str]:
         """``owner/name`` of every repository holding vectors."""
+        self.settle()
         ix = self._open()
         return ix.scopes() if ix is not None else set()
 
     def vectors(self, owner: str, name: str) -> dict[str, Any]:
         """The stored vector of each document of ``owner/name``, by path."""
+        self.settle()
         ix = self._open()
         return ix.vectors(f"{owner}/{name}") if ix is not None else {}
 
@@ -189,6 +223,7 @@ def search(hub: "Hub", who: "Principal", query: str, limit: int = 50, mode: str 
     floor = MIN_SIMILARITY if min_similarity is None else float(min_similarity)
     ran, notice = mode, None
     sem = for_hub(hub)
+    sem.settle()        # vectors of the pushes answered so far
     if mode != "text" and not sem.available:
         ran, notice = "text", sem.reason
     out = {"query": query, "mode": ran, "requested": mode, "notice": notice,

@@ -193,6 +193,8 @@ def test_reindex_on_push_replaces_the_old_vectors(hub, tmp_path):
     P.rm(repo, [tmp_path / "w/prompts/b.prompt.yaml"])
     _repo(tmp_path / "w", {"prompts/a.prompt.yaml": POEM, "prompts/c.prompt.yaml": ARITH})
     P.push(repo, url, token=token)
+    # the push is answered before its vectors are written; a search waits for them
+    c.search(MEANS_ISLANDS, mode="semantic")
     stored = open_document_index(hub.data / "semantic").vectors("ann/evolve")
     assert set(stored) == {"prompts/a.prompt.yaml", "prompts/c.prompt.yaml"}
     new_a = [d.to_dict() for d in browse.search_documents(P.open_repository(tmp_path / "w"))
