@@ -29,6 +29,11 @@ def _keep_root_logging() -> Iterator[None]:
     httpx makes afterwards)."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
+    # basicConfig does nothing at all while the root logger has a handler: no window in
+    # which another thread's log calls would see INFO switched on
+    guard = logging.NullHandler()
+    if not handlers:
+        root.addHandler(guard)
     try:
         yield
     finally:

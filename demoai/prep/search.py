@@ -472,7 +472,8 @@ class DocumentIndex:
         return embed_texts(self._embed, texts)
 
     def _create(self, data: pa.Table) -> Any:
-        tbl = self._db.create_table(_DOCS, data=data, mode="overwrite")
+        mode = "overwrite" if _DOCS in self._tables() else "create"   # no "will be created" warning
+        tbl = self._db.create_table(_DOCS, data=data, mode=mode)
         (self.folder / "index.json").write_text(json.dumps(
             {"embedder": self.embedder, "dim": data.schema.field("vector").type.list_size}))
         return tbl
