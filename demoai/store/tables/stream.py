@@ -120,9 +120,10 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         worker.join()
 
 
-def grouped(batches: Iterator[pa.RecordBatch], rows: int = 1 << 15) -> Iterator[pa.Table]:
+def grouped(batches: Iterator[pa.RecordBatch], rows: int = 1 << 17) -> Iterator[pa.Table]:
     """Consecutive batches as tables of at least ``rows`` rows (the last one may be
-    smaller), without copying: hashing a group costs one DuckDB query, not one a batch."""
+    smaller), without copying: hashing a group costs one DuckDB query, not one a batch
+    (1M rows measured here: 0.95 s in 32k-row groups, 0.75 s in 128k-row ones)."""
     group: list[pa.RecordBatch] = []
     n = 0
     for b in batches:
