@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import random
@@ -34,7 +36,6 @@ from demoai.errors import PathNotFound, RemoteError  # noqa: E402
 from demoai.porcelain import tui_data as T  # noqa: E402
 from demoai.tui.app import DemoAIApp  # noqa: E402
 from demoai.tui.widgets.rows import MAX_PAGES, PAGE, RowTable  # noqa: E402
-from tests.helpers.pilot import run_async, widget_text  # noqa: E402
 
 SIZE = (140, 42)
 PROMPT = """name: qa
@@ -160,8 +161,23 @@ async def _until(pilot: Any, cond: Any, timeout: float = 10.0) -> None:
     await pilot.pause()
 
 
-_text = widget_text
-_sync = run_async
+def _text(widget: Any) -> str:
+    """The text a Static shows."""
+    from rich.console import Console
+    content = widget.content
+    if isinstance(content, str):
+        return content
+    c = Console(width=200, record=True, file=open(os.devnull, "w"))
+    c.print(content)
+    return c.export_text()
+
+
+def _sync(fn: Any) -> Any:
+    """Run an async pilot test to completion (no async plugin needed)."""
+    @functools.wraps(fn)
+    def run(*a: Any, **kw: Any) -> Any:
+        return asyncio.run(fn(*a, **kw))
+    return run
 
 
 def _workers_idle(app: Any) -> bool:

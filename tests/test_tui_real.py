@@ -14,6 +14,8 @@ and pytest-textual-snapshot:
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import shutil
 import time
@@ -28,8 +30,7 @@ from demoai import porcelain as P  # noqa: E402
 from demoai.objects import Prompt  # noqa: E402
 from demoai.porcelain.remote import open_remote  # noqa: E402
 from demoai.tui.app import DemoAIApp  # noqa: E402
-from tests.helpers.hub import HubServer, make_user, running_hub  # noqa: E402
-from tests.helpers.pilot import run_async, widget_text  # noqa: E402
+from tests.helpers.hub import HubServer, make_user  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -59,8 +60,23 @@ def _idle(app: Any) -> bool:
     return not any(w.is_running for w in app.workers)
 
 
-_text = widget_text
-_sync = run_async
+def _text(widget: Any) -> str:
+    """The text a Static shows."""
+    from rich.console import Console
+    content = widget.content
+    if isinstance(content, str):
+        return content
+    c = Console(width=200, record=True, file=open(os.devnull, "w"))
+    c.print(content)
+    return c.export_text()
+
+
+def _sync(fn: Any) -> Any:
+    """Run an async pilot test to completion (no async plugin needed)."""
+    @functools.wraps(fn)
+    def run(*a: Any, **kw: Any) -> Any:
+        return asyncio.run(fn(*a, **kw))
+    return run
 
 
 @pytest.fixture
@@ -110,8 +126,11 @@ def _hub_repo(root: Path, url: str, token: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
     """A real hub on 127.0.0.1 (a random port) with user alice."""
-    with running_hub(tmp_path_factory.mktemp("hub") / "data") as server:
-        yield server
+    server = HubServer(tmp_path_factory.mktemp("hub") / "data")
+    server.tokens = {"alice": make_user(server.data, "alice")}
+    server.start()
+    yield server
+    server.stop()
 
 
 def _hub_refs(url: str, token: str) -> dict[str, str]:
