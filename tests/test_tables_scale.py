@@ -433,7 +433,8 @@ def partitioned(monkeypatch):
     """Every keyed delta goes through the key buckets (partdelta.py); counts the matches."""
     import demoai.store.tables.partdelta as part_mod
     monkeypatch.setattr(ingest_mod, "spill_threshold", lambda: 0)
-    monkeypatch.setattr(part_mod, "DELETE_SLICE", 7)     # deletions in several Lance calls
+    import demoai.store.tables.write as write_mod
+    monkeypatch.setattr(write_mod, "DELETE_SLICE", 7)    # deletions in several Lance calls
     calls = []
     real = part_mod.PartitionedDeltaMixin._partitioned_write
 
@@ -543,3 +544,23 @@ def test_checkout_streams_batches_in_file_order(tmp_path, fmt):
         write_file(whole, a)
         write_batches(whole.schema, store.read_batches(ref, batch_rows=700), b)
         assert read_file(b)[0].equals(read_file(a)[0])
+
+
+def test_take_by_batch_equals_arrow_take_on_tables_of_many_chunks() -> None:
+    from demoai.store.tables.write import take_by_batch
+    rng = np.random.default_rng(3)
+    schema = pa.schema({"id": pa.int64(), "text": pa.string(), "tags": pa.list_(pa.int64())})
+    batches = [pa.record_batch({"id": np.arange(s, s + n),
+                                "text": [f"row {i}" * (i % 5) for i in range(s, s + n)],
+                                "tags": [[i, i + 1] if i % 3 else None for i in range(s, s + n)]},
+                               schema=schema)
+               for s, n in ((0, 700), (700, 1), (701, 0), (701, 1300))]
+    table = pa.Table.from_batches(batches, schema=schema)
+    assert table.column("text").num_chunks == 4
+    for idx in (np.sort(rng.choice(2001, 300, replace=False)), rng.choice(2001, 300, replace=False),
+                rng.integers(0, 2001, 500), np.array([2000, 0, 700, 700]), np.zeros(0, dtype=np.int64)):
+        got = take_by_batch(table, idx)
+        assert got.equals(table.take(pa.array(idx, type=pa.int64())))
+    for bad in (np.array([5, 2001]), np.array([-1, 3])):
+        with pytest.raises(IndexError):
+            take_by_batch(table, bad)

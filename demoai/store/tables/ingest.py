@@ -12,8 +12,8 @@ they are, edited and new rows (:mod:`~demoai.store.tables.keyplan`): with an int
 key, looked up among the base's keys, which gives the plan, the key check and the new
 file order without a whole-table sort; otherwise by hash, with the plan made from the
 base's side files and key column exactly as :meth:`~demoai.store.tables.write.WriteMixin.write`
-makes it. Only the change is written: deletion vectors, one fragment of edited and new
-rows (``merge_insert``, which keeps the stable row ids of edited rows), their side file;
+makes it. Only the change is written: deletion vectors (removed rows and the old values
+of edited ones), one appended fragment of edited and new rows, their side file;
 the base's data files are neither rewritten nor re-read (one narrow scan of its key
 column and row ids; the edited rows' old values, to count changed cells, are read while
 the digest sorts). When most rows changed the version is written whole from a second
@@ -48,8 +48,8 @@ from demoai.store.tables.keyplan import (HashMatcher, KeyMatcher, KeyPlan, KeysN
                                          delta_perm, int_key_type)
 from demoai.store.tables.spill import HashSpill, spill_threshold
 from demoai.store.tables.stream import BatchSource, Reread, grouped, prefetch
-from demoai.store.tables.write import (OVERWRITE_FRACTION, Progress, check_table, report,
-                                       take_scan)
+from demoai.store.tables.write import (OVERWRITE_FRACTION, Progress, check_table,
+                                       delete_row_ids, report, row_ids_at, take_by_batch, take_scan)
 
 __all__ = ["IngestMixin"]
 
@@ -370,8 +370,11 @@ class IngestMixin:
         if too_many or n_change > OVERWRITE_FRACTION * max(base.rows, n_rows, 1):
             return self._overwrite_stream(uri, base, source, stored, digest, key,
                                           h if spill is None else spill.view(), progress, seq)
-        # the stable row ids of the rows to delete: read now, not held through the pass
-        dele_ids = ds_base.to_table(columns=[], with_row_id=True)["_rowid"].to_numpy()[dele]
+        # An edit is the old row deleted and the new one appended (as partdelta.py does):
+        # Lance's merge_insert would build a hash table of every base key for it
+        gone = np.sort(np.concatenate([dele, edit_a]) if keyed else dele)
+        dele_ids = row_ids_at(ds_base, gone)
+        del gone
         del base_keys, base_h
         kidx = np.concatenate(kept_idx) if kept_idx else np.zeros(0, dtype=np.int64)
         kept_t = (pa.concat_tables(kept) if kept else stored.empty_table())
@@ -381,12 +384,12 @@ class IngestMixin:
         if len(upsert) and not (len(kidx) and np.array_equal(kidx[loc], upsert)):
             kept_t, kidx = self._pick(source, upsert, stored), upsert   # repeated rows
             loc = np.arange(len(upsert))
-        rows = kept_t.take(pa.array(loc, type=pa.int64()))
+        rows = take_by_batch(kept_t, loc)
         delta = None
         if keyed:
             eb = np.searchsorted(upsert, edit_b)
             old = before.result() if before is not None else take_scan(ds_base, edit_a, stored)
-            cells = cells_changed(old, rows.take(pa.array(eb, type=pa.int64())))
+            cells = cells_changed(old, take_by_batch(rows, eb))
             del old
             delta = {"base": base.digest, "key": key, "added": len(upsert) - len(edit_b),
                      "removed": len(dele), "modified": int(cells.any(axis=1).sum()),
@@ -394,16 +397,9 @@ class IngestMixin:
         report(progress, "write", 0, n_change)
         if lance.dataset(str(uri)).version != base.version:
             ds_base.restore()
-        if len(dele):
-            ids = ",".join(map(str, dele_ids.tolist()))
-            lance.dataset(str(uri)).delete(f"_rowid IN ({ids})")
+        delete_row_ids(str(uri), dele_ids)
         if len(upsert):
-            ds = lance.dataset(str(uri))
-            if keyed:
-                ds.merge_insert(key).when_matched_update_all() \
-                  .when_not_matched_insert_all().execute(rows)
-            else:
-                ds.insert(rows)
+            lance.write_dataset(rows, str(uri), mode="append")
         final = lance.dataset(str(uri))
         self.store_row_hashes(final, uri, stored)
         ref = self._make_ref(final, uri, base.table_id, shape, digest, key, base.files, delta)
@@ -476,7 +472,7 @@ class IngestMixin:
             if kept_rows > limit:
                 too_many, kept, kept_idx = True, [], []
             elif len(cand):
-                kept.append(t.take(pa.array(cand, type=pa.int64())))
+                kept.append(take_by_batch(t, cand))
                 kept_idx.append(cand + off)
             off += len(h)
             report(progress, "hash", off, max(off, source.rows or 0))

@@ -48,7 +48,8 @@ from demoai.store.tables.ref import TableRef, schema_meta
 from demoai.store.tables.rowhash import decode_hashes, rowhash_rel
 from demoai.store.tables.spill import BUCKETS, SPILL_DIR, HashSpill
 from demoai.store.tables.stream import BatchSource, grouped, prefetch
-from demoai.store.tables.write import OVERWRITE_FRACTION, Progress, report, take_scan
+from demoai.store.tables.write import (OVERWRITE_FRACTION, Progress, delete_row_ids, report,
+                                       row_ids_at, take_by_batch, take_scan)
 
 __all__ = ["PartitionedDeltaMixin", "KeyBuckets", "RECORD"]
 
@@ -57,7 +58,6 @@ RECORD = np.dtype([("k", "<i8"), ("p", "<i8"), ("hi", "<u8"), ("lo", "<u8")])
 _SHIFT = np.uint64(64 - 6)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _BLOCK = 1 << 20
-DELETE_SLICE = 25_000  # row ids per Lance delete call (memory grows with the IN list)
 assert BUCKETS == 64
 
 
@@ -242,8 +242,7 @@ class PartitionedDeltaMixin:
         rows = self._pick(source, upsert, stored)
         _trim()
         old = take_scan(ds_base, edit_a, stored)
-        cells = cells_changed(old, rows.take(pa.array(np.searchsorted(upsert, edit_b),
-                                                      type=pa.int64())))
+        cells = cells_changed(old, take_by_batch(rows, np.searchsorted(upsert, edit_b)))
         del old
         names = stored.names
         delta = {"base": base.digest, "key": key, "added": len(upsert) - len(edit_b),
@@ -251,15 +250,12 @@ class PartitionedDeltaMixin:
                  "columns": {c: int(n) for c, n in zip(names, cells.sum(axis=0)) if n}}
         # An edit is the old row deleted and the new one appended: what Lance's merge_insert
         # does, without its hash join over every key of the base (~0.5 GB at 20M rows).
-        dele_ids = np.sort(np.concatenate([_row_ids_at(ds_base, dele),
-                                           _row_ids_at(ds_base, np.sort(edit_a))]))
+        dele_ids = np.sort(np.concatenate([row_ids_at(ds_base, dele),
+                                           row_ids_at(ds_base, np.sort(edit_a))]))
         report(progress, "write", 0, n_change)
         if lance.dataset(str(uri)).version != base.version:
             ds_base.restore()
-        # in slices: one IN list of every deleted row id costs Lance ~0.8 KB of memory a row
-        for i in range(0, len(dele_ids), DELETE_SLICE):
-            ids = ",".join(map(str, dele_ids[i:i + DELETE_SLICE].tolist()))
-            lance.dataset(str(uri)).delete(f"_rowid IN ({ids})")
+        delete_row_ids(str(uri), dele_ids)
         if rows.num_rows:
             lance.write_dataset(rows, str(uri), mode="append")
         final = lance.dataset(str(uri))
@@ -345,14 +341,3 @@ def _fresh_tail_keys(final: lance.LanceDataset, key: str, ds_base: lance.LanceDa
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _row_ids_at(ds: lance.LanceDataset, positions: np.ndarray) -> np.ndarray:
-    """The stable row ids at sorted scan ``positions``, a batch at a time."""
-    out, at = [], 0
-    for batch in ds.to_batches(columns=[], with_row_id=True):
-        n = batch.num_rows
-        lo, hi = np.searchsorted(positions, [at, at + n])
-        if hi > lo:
-            ids = batch.column(batch.schema.get_field_index("_rowid")).to_numpy()
-            out.append(ids[positions[lo:hi] - at])
-        at += n
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)

@@ -30,7 +30,8 @@ from demoai.store.tables.order import perm_by_hashes, perm_by_keys, sequence_dig
 from demoai.store.tables.ref import TableRef, schema_meta
 
 __all__ = ["WriteMixin", "Progress", "report", "RESERVED_COLUMNS", "OVERWRITE_FRACTION",
-           "check_table", "take_scan"]
+           "check_table", "take_scan", "take_by_batch", "row_ids_at", "delete_row_ids",
+           "DELETE_SLICE"]
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages: ``hash``, ``write``, ``verify``."""
@@ -266,8 +267,62 @@ def take_scan(ds: lance.LanceDataset, idx: np.ndarray, schema: pa.Schema) -> pa.
     rows = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
-    rows = rows.take(pa.array(back, type=pa.int64()))
+    rows = take_by_batch(rows, back)
     return rows.cast(schema) if rows.schema != schema else rows
+
+
+def take_by_batch(table: pa.Table, idx: np.ndarray) -> pa.Table:
+    """``table.take(idx)``, a record batch at a time. Arrow's take over a table of many
+    chunks copies whole string columns together first (measured here: ~20-160 ms per
+    128k-row table of four columns to take 2% of it); per batch it copies only the rows
+    taken. IndexError for a position outside the table, as ``take`` raises."""
+    idx = np.asarray(idx, dtype=np.int64)
+    batches = table.to_batches()
+    if len(batches) <= 1 or len(idx) == 0 or table.num_columns == 0:
+        return table.take(pa.array(idx, type=pa.int64()))
+    order = None
+    want = idx
+    if len(idx) > 1 and not np.all(idx[1:] >= idx[:-1]):
+        order = np.argsort(idx, kind="stable")
+        want = idx[order]
+    if want[0] < 0 or want[-1] >= table.num_rows:
+        raise IndexError(f"row {int(want[0] if want[0] < 0 else want[-1])} is outside a "
+                         f"table of {table.num_rows} rows")
+    parts, off = [], 0
+    for b in batches:
+        lo, hi = np.searchsorted(want, [off, off + b.num_rows])
+        if hi > lo:
+            parts.append(b.take(pa.array(want[lo:hi] - off, type=pa.int64())))
+        off += b.num_rows
+    out = pa.Table.from_batches(parts, schema=table.schema)
+    if order is None:
+        return out
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return out.combine_chunks().take(pa.array(back, type=pa.int64()))
+
+
+DELETE_SLICE = 25_000  # row ids per Lance delete call (memory grows with the IN list)
+
+
+def row_ids_at(ds: lance.LanceDataset, positions: np.ndarray) -> np.ndarray:
+    """The stable row ids at sorted scan ``positions``, a batch at a time."""
+    out, at = [], 0
+    for batch in ds.to_batches(columns=[], with_row_id=True):
+        n = batch.num_rows
+        lo, hi = np.searchsorted(positions, [at, at + n])
+        if hi > lo:
+            ids = batch.column(batch.schema.get_field_index("_rowid")).to_numpy()
+            out.append(ids[positions[lo:hi] - at])
+        at += n
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+
+
+def delete_row_ids(uri: str, ids: np.ndarray) -> None:
+    """Delete the rows with stable row ids ``ids`` from the Lance dataset at ``uri``, in
+    slices: one IN list of every id costs Lance ~0.8 KB of memory a row."""
+    for i in range(0, len(ids), DELETE_SLICE):
+        lance.dataset(uri).delete("_rowid IN (" + ",".join(map(str, ids[i:i + DELETE_SLICE].tolist())) + ")")
 
 
 def check_table(table: Any, key: str | None) -> pa.Table:
