@@ -36,7 +36,7 @@ from demoai.store.tables.diff import (KeyedMerge, MergeResult, cells_changed, ma
 from demoai.store.tables.io import canonical_schema, digest_from_hashes, row_hashes
 from demoai.store.tables.order import perm_by_keys, sequence_digest
 from demoai.store.tables.ref import TableRef
-from demoai.store.tables.write import OVERWRITE_FRACTION, take_scan
+from demoai.store.tables.write import OVERWRITE_FRACTION, take_by_batch, take_scan
 
 __all__ = ["MergeDeltaMixin"]
 
@@ -121,7 +121,7 @@ class MergeDeltaMixin:
             if n_change > OVERWRITE_FRACTION * max(ours.rows, rows, 1):
                 return None
             old = take_scan(ds, plan.edit_a, stored)
-            cells = cells_changed(old, plan.rows.take(pa.array(plan.edit_b, type=pa.int64())))
+            cells = cells_changed(old, take_by_batch(plan.rows, plan.edit_b))
             del old
             names = stored.names
             delta = {"base": ours.digest, "key": key, "added": n_fresh,
@@ -180,7 +180,7 @@ class MergeDeltaMixin:
         if mine.any():
             same[mine] = (ours_h[at[mine]] == h[mine]).all(axis=1)
         up = np.flatnonzero(~same)
-        rows = cand.take(pa.array(up, type=pa.int64()))
+        rows = take_by_batch(cand, up)
         at = at[up]
         edit_b = np.flatnonzero(at >= 0)
         return _Plan(dele, rows, at[edit_b], edit_b, np.flatnonzero(at < 0))

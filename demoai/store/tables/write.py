@@ -184,7 +184,7 @@ class WriteMixin:
             if keyed:
                 dele, upsert, edit_a, edit_b = plan_keyed(base_keys, base_h, table[key], hashes)
                 cells = cells_changed(take_scan(ds_base, edit_a, stored),
-                                      data.select(names).take(pa.array(edit_b, type=pa.int64())))
+                                      take_by_batch(data.select(names), edit_b))
                 delta = {"base": base.digest, "key": key, "added": len(upsert) - len(edit_b),
                          "removed": len(dele), "modified": int(cells.any(axis=1).sum()),
                          "columns": {c: int(n) for c, n in zip(names, cells.sum(axis=0)) if n}}
@@ -206,7 +206,7 @@ class WriteMixin:
                 ids = ",".join(map(str, rowids[dele].tolist()))
                 lance.dataset(str(uri)).delete(f"_rowid IN ({ids})")
             if len(upsert):
-                rows = data.take(pa.array(np.sort(upsert), type=pa.int64()))
+                rows = take_by_batch(data, np.sort(upsert))
                 ds = lance.dataset(str(uri))
                 if keyed:
                     # merge_insert keeps the stable _rowid of edited rows
