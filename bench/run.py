@@ -1,11 +1,14 @@
 """DemoAI beside git-lfs and DVC on the same workloads, against DemoAI's targets.
 
     python bench/run.py [--workdir bench/.work] [--repeats N] [--skip-peers] [--no-bytecode-cache]
+                        [--scale 1000000,20000000]
 
 Builds (or reuses) the workloads, measures DemoAI (``bench/demoai_bench.py``: the real CLI in
 subprocesses, plus in-process figures where CLI start-up would hide the work) and the peers
 (``bench/peers.py``), prints one table per workload (rows = steps; columns = DemoAI, git-lfs,
-DVC, target, met?) and writes everything to ``bench/results/run.json``.
+DVC, target, met?) and writes everything to ``bench/results/run.json``. ``--scale ROWS`` then
+runs ``bench/bench_scale.py --peers`` at those sizes (the 20M-row row of issue 17: time and
+peak RSS of DemoAI, git-lfs and DVC, with the v2 targets), into ``bench/results/scale.json``.
 
 The GGUF commit-throughput target (a share of 1-core BLAKE3) is shown beside the disk's
 durable write speed for the same bytes (``bench.peers.disk_write_mb_s``), always measured: a
@@ -330,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peers", action="store_true",
                         help="do not measure git-lfs and DVC (reuse earlier figures if any)")
     parser.add_argument("--json", type=Path, default=RESULTS / "run.json")
+    parser.add_argument("--scale", default=None, metavar="ROWS",
+                        help="also run bench/bench_scale.py --peers for these row counts "
+                             "(e.g. 1000000,20000000): add+commit time and peak RSS of DemoAI, "
+                             "git-lfs and DVC against the rows, printed after the tables")
     parser.add_argument("--no-bytecode-cache", action="store_true",
                         help="keep the environment's bytecode settings (this sandbox sets "
                              "PYTHONDONTWRITEBYTECODE=1: every CLI call then recompiles its "
@@ -370,6 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print_tables(results)
+    if args.scale:
+        from bench import bench_scale
+        print(f"\nscaling ({args.scale} rows; bench/bench_scale.py --peers):", flush=True)
+        return bench_scale.main(["--rows", args.scale, "--peers", "--workdir", str(args.workdir),
+                                 "--json", str(args.json.with_name("scale.json"))])
     return 0
 
 
