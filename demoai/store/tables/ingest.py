@@ -28,7 +28,6 @@ was stored with is matched a key bucket at a time on disk instead
 """
 from __future__ import annotations
 
-import queue
 import threading
 import uuid
 from dataclasses import replace
@@ -150,78 +149,60 @@ class IngestMixin:
             spill_keys = bool(key) and int_key_type(schema.field(key).type)
             spill = HashSpill(self.root, keyed=spill_keys)
         nulls = [0]
-
         failed: list[BaseException] = []
-        ready: queue.Queue = queue.Queue(maxsize=2)   # bounds the batches in flight
-        stop = threading.Event()
 
-        def offer(item: pa.RecordBatch | None) -> bool:
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            # reads, checks and hashes batch k+1 while Lance encodes batch k
-            try:
-                for g in grouped(source.batches()):
-                    h = row_hashes(g)
-                    if spill is None:
-                        hashes.append(h)
-                    if key and spill_keys:
-                        kc = g.column(key)
-                        nulls[0] += kc.null_count
-                        spill.add(h, int_keys(kc) if not kc.null_count else None)
-                    elif spill is not None:
-                        spill.add(h)
-                    if key and not spill_keys:
-                        keys.extend(g.column(key).chunks)
-                    for b in g.to_batches():
-                        if not offer(b):
-                            return
-            except BaseException as e:   # noqa: BLE001 - handed to the writer's thread
-                failed.append(e)
-            offer(None)
+        def hashed() -> Iterator[pa.RecordBatch]:
+            # in prefetch's thread: reads, checks and hashes batch k+1 while Lance encodes k
+            for g in grouped(source.batches()):
+                h = row_hashes(g)
+                if spill is None:
+                    hashes.append(h)
+                if key and spill_keys:
+                    kc = g.column(key)
+                    nulls[0] += kc.null_count
+                    spill.add(h, int_keys(kc) if not kc.null_count else None)
+                elif spill is not None:
+                    spill.add(h)
+                if key and not spill_keys:
+                    keys.extend(g.column(key).chunks)
+                yield from g.to_batches()
 
         def batches() -> Iterator[pa.RecordBatch]:
             done = 0
-            while (b := ready.get()) is not None:
-                done += b.num_rows
-                report(progress, "write", done, max(total, done))
-                yield b
-            if failed:   # Lance reports it as its own error: the caller raises ours
-                raise InvalidArtifact("the table could not be read")
+            try:
+                for b in prefetch(hashed()):
+                    done += b.num_rows
+                    report(progress, "write", done, max(total, done))
+                    yield b
+            except Exception as e:   # Lance reports it as its own error: the caller raises ours
+                failed.append(e)
+                raise InvalidArtifact("the table could not be read") from None
 
         table_id = uuid.uuid4().hex
         uri = self._uri(table_id)
         try:
             return self._ingest_new_locked(source, key, progress, table_id, uri, spill,
-                                           hashes, keys, nulls, batches, produce, stop, failed)
+                                           hashes, keys, nulls, batches, failed)
         finally:
             if spill is not None:
                 spill.close()
 
     def _ingest_new_locked(self, source, key, progress, table_id, uri, spill, hashes, keys,
-                           nulls, batches, produce, stop, failed) -> TableRef:
+                           nulls, batches, failed) -> TableRef:
         schema, total = source.schema, source.rows or 0
         with self._lock(table_id):
             report(progress, "write", 0, total)
-            producer = threading.Thread(target=produce, name="demoai-table-read", daemon=True)
-            producer.start()
             try:
+                stream = batches()
                 try:
-                    ds = lance.write_dataset(pa.RecordBatchReader.from_batches(schema, batches()),
+                    ds = lance.write_dataset(pa.RecordBatchReader.from_batches(schema, stream),
                                              str(uri), mode="create", enable_stable_row_ids=True)
                 except Exception:
                     if failed:
                         raise failed[0] from None
                     raise
                 finally:
-                    stop.set()
-                    producer.join()
+                    stream.close()   # stops and joins the reading thread
                 if failed:
                     raise failed[0]
                 kcol = _keys(keys, schema, key) if key and keys else None
