@@ -14,7 +14,7 @@ from demoai.store.fsutil import atomic_write
 from demoai.store.git.repo import Repository, normalize_path
 
 __all__ = ["load_agent", "load_text_artifact", "system_prompt", "resolve_model", "check_model_ref",
-           "split_model_id", "resolve_model_id", "BUILTIN_MODELS", "builtin_digest"]
+           "split_model_id", "resolve_model_id", "BUILTIN_MODELS", "builtin_digest", "local_copy"]
 
 BUILTIN_MODELS = ("smollm2", "builtin:smollm2")
 
@@ -97,9 +97,10 @@ def builtin_digest(repo: Repository) -> tuple[Path, str]:
     return path, digest
 
 
-def _local_copy(repo: Repository, art: Model | Adapter) -> Path:
+def local_copy(repo: Repository, art: Model | Adapter) -> Path:
     """Verified local bytes of a stored model/adapter: the embedded file when it is the same
-    content, otherwise a copy materialized once under ``.demoai/cache/models``."""
+    content, otherwise a copy materialized once under ``.demoai/cache/models/<digest>``: the
+    file for a single-file GGUF or safetensors model, else the folder ``files``."""
     if art.format == "gguf" and len(art.files) == 1:
         try:
             path, digest = builtin_digest(repo)
@@ -110,7 +111,8 @@ def _local_copy(repo: Repository, art: Model | Adapter) -> Path:
     from demoai.store.kinds import materialize
     hexd = art.digest.removeprefix("blake3:")
     out = _cache(repo) / "models" / hexd
-    target = out / next(iter(art.files)) if len(art.files) == 1 else out / "files"
+    single = len(art.files) == 1 and art.format in ("gguf", "safetensors")
+    target = out / next(iter(art.files)) if single else out / "files"
     if not target.exists():
         out.mkdir(parents=True, exist_ok=True)
         materialize(repo, art, target)
@@ -155,7 +157,7 @@ def resolve_model(repo: Repository, ref: str, rev: str | None = "HEAD", backend:
     else:
         art = _model_at(repo, ref, rev)
         norm = normalize_path(ref)
-        path = _local_copy(repo, art)
+        path = local_copy(repo, art)
         default = "llamacpp" if art.format == "gguf" else "transformers"
         spec = {"backend": name or default, "path": str(path), "digest": art.digest,
                 "source": {"path": norm, "rev": rev}}
@@ -165,7 +167,7 @@ def resolve_model(repo: Repository, ref: str, rev: str | None = "HEAD", backend:
         ad = repo.artifact_at(rev, normalize_path(adapter))
         if not isinstance(ad, Adapter):
             raise InvalidArtifact(f"{adapter} is not an adapter", path=adapter)
-        spec["adapter_path"] = str(_local_copy(repo, ad))
+        spec["adapter_path"] = str(local_copy(repo, ad))
         spec["adapter_digest"] = ad.digest
         spec["backend"] = "transformers"
     if os.environ.get("DEMOAI_LLM_THREADS") and "threads" not in settings:

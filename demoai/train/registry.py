@@ -24,7 +24,6 @@ from demoai.objects import Adapter, EvalResult, Model
 from demoai.store.fsutil import atomic_write
 from demoai.store.git.lineage import make_lineage
 from demoai.store.git.repo import Repository, normalize_path
-from demoai.store.kinds import materialize
 
 __all__ = ["ModelEntry", "ModelInfo", "AliasEvent", "ALIAS_PREFIX", "list_models", "model_info",
            "find_model", "local_path", "weights_meta", "list_aliases", "set_alias",
@@ -96,24 +95,10 @@ class AliasEvent:
 
 # --- reading weights' headers --------------------------------------------------------------
 def local_path(repo: Repository, art: Model | Adapter) -> Path:
-    """Verified local bytes of a stored model/adapter, materialized once under
-    ``.demoai/cache/models/<digest>`` (the layout model resolution shares): the file for a
-    single-file model, else the folder."""
-    if art.format == "gguf" and len(art.files) == 1:
-        try:
-            from demoai.registry.resolve import builtin_digest
-            path, digest = builtin_digest(repo)
-            if digest == art.digest:
-                return path
-        except PathNotFound:
-            pass
-    out = repo.control / "cache" / "models" / art.digest.removeprefix("blake3:")
-    single = len(art.files) == 1 and art.format in ("gguf", "safetensors")
-    target = out / next(iter(art.files)) if single else out / "files"
-    if not target.exists():
-        out.mkdir(parents=True, exist_ok=True)
-        materialize(repo, art, target)
-    return target
+    """Verified local bytes of a stored model/adapter (see
+    :func:`demoai.registry.resolve.local_copy`, whose cache this shares)."""
+    from demoai.registry.resolve import local_copy
+    return local_copy(repo, art)
 
 
 def _gguf_meta(path: Path) -> dict[str, Any]:
