@@ -105,7 +105,7 @@ class Repository:
         """The Lance table store (imported on first use: Lance and pyarrow are heavy, and
         most commands never touch a table)."""
         from demoai.store.tables.store import TableStore
-        return TableStore(self.control / "tables")
+        return TableStore(self.control / "tables", cache=self.control / "cache" / "tables")
 
     def close(self) -> None:
         """Release the git object store's open pack files."""

@@ -40,9 +40,11 @@ import pyarrow as pa
 from demoai.errors import InvalidArtifact
 from demoai.store.tables.diff import (cells_changed, check_keys, int_keys, keys_usable,
                                       multiset_minus, plan_keyed)
-from demoai.store.tables.io import canonical_schema, digest_from_hashes, row_hashes
+from demoai.store.tables.io import (canonical_schema, digest_from_hashes, digest_from_sorted,
+                                    row_hashes, sort_hashes)
 from demoai.store.tables.order import perm_by_hashes, perm_by_keys, sequence_digest
 from demoai.store.tables.ref import TableRef, schema_meta
+from demoai.store.tables.fasthash import FastHashCache, fast_hashes, fast_ok, merged_sorted
 from demoai.store.tables.keyplan import (HashMatcher, KeyMatcher, KeyPlan, KeysNotClean,
                                          delta_perm, int_key_type)
 from demoai.store.tables.spill import HashSpill, spill_threshold
@@ -68,6 +70,7 @@ class _Pass(NamedTuple):
     file_keys: np.ndarray | None     # a KeyMatcher's keys in file order
     bpos: np.ndarray | None          # and the base position of each file row (-1: none)
     spill: HashSpill | None          # the hashes on disk instead of in ``h`` (large files)
+    fast: np.ndarray | None = None   # every row's fingerprint (fasthash.py), when made
 
 
 class _Later:
@@ -150,11 +153,17 @@ class IngestMixin:
             spill = HashSpill(self.root, keyed=spill_keys)
         nulls = [0]
         failed: list[BaseException] = []
+        # fingerprints for a later keyed delta (fasthash.py): 8 bytes a row, in memory
+        fast: list[np.ndarray] | None = (
+            [] if spill is None and key and int_key_type(schema.field(key).type)
+            and fast_ok(schema) else None)
 
         def hashed() -> Iterator[pa.RecordBatch]:
             # in prefetch's thread: reads, checks and hashes batch k+1 while Lance encodes k
             for g in grouped(source.batches()):
                 h = row_hashes(g)
+                if fast is not None:
+                    fast.append(fast_hashes(g))
                 if spill is None:
                     hashes.append(h)
                 if key and spill_keys:
@@ -182,13 +191,13 @@ class IngestMixin:
         uri = self._uri(table_id)
         try:
             return self._ingest_new_locked(source, key, progress, table_id, uri, spill,
-                                           hashes, keys, nulls, batches, failed)
+                                           hashes, keys, nulls, batches, failed, fast)
         finally:
             if spill is not None:
                 spill.close()
 
     def _ingest_new_locked(self, source, key, progress, table_id, uri, spill, hashes, keys,
-                           nulls, batches, failed) -> TableRef:
+                           nulls, batches, failed, fast) -> TableRef:
         schema, total = source.schema, source.rows or 0
         with self._lock(table_id):
             report(progress, "write", 0, total)
@@ -210,7 +219,10 @@ class IngestMixin:
                     h = fresh = _concat(hashes)
                     if key:
                         check_keys(kcol, key, "the table")
-                    digest, seq, rows = digest_from_hashes(schema, key, h), sequence_digest(h), len(h)
+                    srt = sort_hashes(h) if fast is not None else None
+                    digest = (digest_from_sorted(schema, key, len(h), [srt]) if srt is not None
+                              else digest_from_hashes(schema, key, h))
+                    seq, rows = sequence_digest(h), len(h)
                 else:
                     if key and nulls[0]:
                         raise InvalidArtifact(f"key column {key!r} has {nulls[0]} null value(s) "
@@ -225,6 +237,10 @@ class IngestMixin:
                 ref = None
                 if found is None:
                     self.store_row_hashes(ds, uri, schema, fresh)
+                    if fast is not None and spill is None:
+                        FastHashCache(self.cache).save(table_id, ds.version, fresh,
+                                                      np.concatenate(fast) if fast else
+                                                      np.zeros(0, dtype=np.uint64), srt)
                     ref = self.with_order(self._make_ref(ds, uri, table_id, _Shape(schema, rows),
                                                          digest, key, {}), None, seq)
                 elif spill is not None:   # stored already: the re-import's order, from disk
@@ -281,20 +297,23 @@ class IngestMixin:
         del scan
         base_ints = (int_keys(base_keys) if keyed and int_key_type(source.schema.field(key).type)
                      else None)
-        seen = None
+        seen = cached = None
         if base_ints is not None:
             base_keys = None   # one copy of the keys (8 bytes a row) during the pass
+            cached = (FastHashCache(self.cache).load(base.table_id, base.version, base_h)
+                      if fast_ok(stored) else None)
             try:
                 seen = self._delta_pass(source, stored, key, KeyMatcher(base_ints, base_h),
-                                        base, progress)
+                                        base, progress, cached and cached.fast)
             except KeysNotClean:   # a null or repeated key: the full check names it
                 seen = None
                 base_keys = ds_base.to_table(columns=[key])[key]
         if seen is None:
             seen = self._delta_pass(source, stored, key, HashMatcher(base_h), base, progress)
         spill = seen.spill
-        held = [seen, base_h, base_keys, base_ints]   # handed over: freed as the callee goes
-        del seen, base_h, base_keys, base_ints
+        # handed over: freed as the callee goes
+        held = [seen, base_h, base_keys, base_ints, cached if seen.fast is not None else None]
+        del seen, base_h, base_keys, base_ints, cached
         try:
             return self._delta_write(source, key, base, progress, uri, ds_base, stored, keyed,
                                      held)
@@ -305,11 +324,11 @@ class IngestMixin:
     def _delta_write(self, source, key, base, progress, uri, ds_base, stored, keyed,
                      held: list) -> TableRef:
         """The plan, the delta record and the write of :meth:`_ingest_delta_locked`."""
-        seen, base_h, base_keys, base_ints = held
+        seen, base_h, base_keys, base_ints, cached = held
         held.clear()
         names = stored.names
-        h, kept, kept_idx, too_many, plan, spill = (seen.h, seen.kept, seen.kept_idx,
-                                                    seen.too_many, seen.plan, seen.spill)
+        h, kept, kept_idx, too_many, plan, spill, fast = (
+            seen.h, seen.kept, seen.kept_idx, seen.too_many, seen.plan, seen.spill, seen.fast)
         fkeys = bpos = before = None
         if plan is not None:
             fkeys, bpos = seen.file_keys, seen.bpos
@@ -323,7 +342,12 @@ class IngestMixin:
                     kcol = kcol.cast(source.schema.field(key).type)
                 check_keys(kcol, key, "the table")
         del seen
-        if spill is None:
+        merged = None
+        if spill is None and plan is not None and cached is not None and cached.sorted is not None:
+            merged = self._merged_digest(source.schema, key, base, base_h, h, plan, cached.sorted)
+        if merged is not None:
+            digest, seq = merged[0], sequence_digest(h)
+        elif spill is None:
             digest, seq = digest_from_hashes(source.schema, key, h), sequence_digest(h)
         else:
             digest, seq = spill.digest(source.schema, key), spill.sequence()
@@ -351,6 +375,19 @@ class IngestMixin:
         if too_many or n_change > OVERWRITE_FRACTION * max(base.rows, n_rows, 1):
             return self._overwrite_stream(uri, base, source, stored, digest, key,
                                           h if spill is None else spill.view(), progress, seq)
+        # the new version's fingerprints in its scan order: the base's survivors', then the
+        # appended rows' (checked against its row hashes when next loaded)
+        cache = None
+        if fast is not None and cached is not None and spill is None:
+            alive = np.ones(len(base_h), dtype=bool)
+            alive[dele] = False
+            alive[edit_a] = False
+            up = np.sort(upsert)
+            cache = (np.concatenate([base_h[alive], h[up]]),
+                     np.concatenate([cached.fast[alive], fast[up]]),
+                     merged[1] if merged is not None else None)
+            del alive, up
+        del cached, merged
         # An edit is the old row deleted and the new one appended (as partdelta.py does):
         # Lance's merge_insert would build a hash table of every base key for it
         gone = np.sort(np.concatenate([dele, edit_a]) if keyed else dele)
@@ -383,6 +420,9 @@ class IngestMixin:
             lance.write_dataset(rows, str(uri), mode="append")
         final = lance.dataset(str(uri))
         self.store_row_hashes(final, uri, stored)
+        if cache is not None:
+            FastHashCache(self.cache).save(base.table_id, final.version, *cache)
+            cache = None
         ref = self._make_ref(final, uri, base.table_id, shape, digest, key, base.files, delta)
         report(progress, "write", n_change, n_change)
         if keyed:
@@ -405,10 +445,28 @@ class IngestMixin:
             perm = perm_by_hashes(final_h, h)
         return self.with_order(ref, perm, seq)
 
+    @staticmethod
+    def _merged_digest(schema: pa.Schema, key: str | None, base: TableRef, base_h: np.ndarray,
+                       h: np.ndarray, plan: KeyPlan,
+                       base_sorted: np.ndarray) -> tuple[str, np.ndarray] | None:
+        """(digest, sorted hashes) of the new version from the base's sorted hashes (the
+        cache's, checked against the base's digest first) and the plan's changes; None
+        when they cannot be used (the caller sorts every hash)."""
+        if (len(base_sorted) != len(base_h)
+                or digest_from_sorted(schema, base.key, len(base_sorted),
+                                      [base_sorted]) != base.digest):
+            return None
+        gone = np.concatenate([plan.dele, plan.edit_a])
+        srt = merged_sorted(base_sorted, base_h[gone], h[plan.upsert])
+        if srt is None or len(srt) != len(h):
+            return None
+        return digest_from_sorted(schema, key, len(srt), [srt]), srt
+
     def _delta_pass(self, source: BatchSource, stored: pa.Schema, key: str | None,
                     matcher: "KeyMatcher | HashMatcher", base: TableRef,
-                    progress: Progress | None) -> "_Pass":
-        """One pass over the new file: every row hashed, the rows ``matcher`` does not
+                    progress: Progress | None, base_fast: np.ndarray | None = None) -> "_Pass":
+        """One pass over the new file: every row hashed (with ``base_fast``, the base's
+        cached fingerprints, only the rows they do not find), the rows ``matcher`` does not
         find in the base kept (unless more than :data:`OVERWRITE_FRACTION` of the base
         changed), and with a :class:`KeyMatcher` the plan."""
         by_key = isinstance(matcher, KeyMatcher)
@@ -421,20 +479,27 @@ class IngestMixin:
 
         try:
             return self._delta_batches(source, key, matcher, progress, _cast_to(stored), spill,
-                                       all_h, limit)
+                                       all_h, limit, base_fast)
         except BaseException:
             if spill is not None:
                 spill.close()
             raise
 
     def _delta_batches(self, source, key, matcher, progress, cast, spill, all_h,
-                       limit) -> "_Pass":
+                       limit, base_fast=None) -> "_Pass":
         """The loop of :meth:`_delta_pass`."""
         by_key = isinstance(matcher, KeyMatcher)
+        fast = [] if by_key and base_fast is not None else None
         hashes, keys, kept, kept_idx = [], [], [], []
         kept_rows, off, too_many, filled = 0, 0, False, 0
         for t in prefetch(cast(g) for g in grouped(source.batches())):
-            h = row_hashes(t)
+            if fast is not None:   # only the rows the fingerprints do not find are hashed
+                f = fast_hashes(t)
+                new, h = matcher.probe_fast(t.column(key), f, base_fast,
+                                            lambda idx, t=t: row_hashes(take_by_batch(t, idx)))
+                fast.append(f)
+            else:
+                h = row_hashes(t)
             if spill is not None:
                 spill.add(h)
             elif all_h is not None and not hashes and off + len(h) <= len(all_h):
@@ -442,7 +507,9 @@ class IngestMixin:
                 filled = off + len(h)
             else:
                 hashes.append(h)
-            if by_key:
+            if fast is not None:
+                pass   # probed above
+            elif by_key:
                 new = matcher.probe(t.column(key), h)
             else:
                 if key:
@@ -467,7 +534,8 @@ class IngestMixin:
         if not by_key:
             return _Pass(h, kept, kept_idx, too_many, None, keys, None, None, None)
         return _Pass(h, kept, kept_idx, too_many, matcher.plan(), None, matcher.file_keys(),
-                     matcher.base_positions(), spill)
+                     matcher.base_positions(), spill,
+                     np.concatenate(fast) if fast else None)
 
     @staticmethod
     def _pick(source: BatchSource, idx: np.ndarray, schema: pa.Schema) -> pa.Table:

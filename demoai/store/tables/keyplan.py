@@ -20,7 +20,7 @@ walks the sorted haystack forwards, several times faster than random probes.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -108,6 +108,29 @@ class KeyMatcher:
     def probe(self, keys: pa.Array | pa.ChunkedArray, h: np.ndarray) -> np.ndarray:
         """Mask of the batch's rows (keys, hashes ``h``) that the base does not hold as
         they are; raises :class:`KeysNotClean` on a null or repeated key."""
+        k, bpos, found, hit = self._locate(keys)
+        return self._record(k, bpos, found, hit, h)
+
+    def probe_fast(self, keys: pa.Array | pa.ChunkedArray, fast: np.ndarray,
+                   base_fast: np.ndarray,
+                   hash_rows: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`probe` with the batch's row hashes made here: a row whose key finds a base
+        row with the same fingerprint (``fast``; the base's: ``base_fast``, scan order)
+        takes that row's hash, the others are hashed by ``hash_rows(positions)``
+        (:mod:`~demoai.store.tables.fasthash`). Returns (mask, hashes)."""
+        k, bpos, found, hit = self._locate(keys)
+        take = np.zeros(len(k), dtype=bool)
+        if len(hit):
+            take[found] = base_fast[hit] == fast[found]
+        h = np.empty((len(k), 2), dtype=np.uint64)
+        h[take] = self._h[bpos[take]]
+        rest = np.flatnonzero(~take)
+        if len(rest):
+            h[rest] = hash_rows(rest)
+        return self._record(k, bpos, found, hit, h), h
+
+    def _locate(self, keys: pa.Array | pa.ChunkedArray):
+        """(keys, base position or -1, found mask, base positions found) of a batch."""
         k = int_keys(keys)
         if k is None:
             raise KeysNotClean()
@@ -125,6 +148,10 @@ class KeyMatcher:
             if self._seen[hit].any():          # a key an earlier batch had
                 raise KeysNotClean()
             self._seen[hit] = True
+        return k, bpos, found, hit
+
+    def _record(self, k: np.ndarray, bpos: np.ndarray, found: np.ndarray, hit: np.ndarray,
+                h: np.ndarray) -> np.ndarray:
         same = np.zeros(len(k), dtype=bool)
         if len(hit):
             same[found] = (self._h[hit] == h[found]).all(axis=1)

@@ -12,6 +12,9 @@ Layout under a store ``root``::
     <root>/_digests/shapes/<hex> a stored table has this schema, key and row count
     <root>/_spill/<id>/        row hashes and keys of a large table being written (removed
                                when it is; gc removes what a killed writer left)
+    <cache>/fasthash/          fingerprints and sorted row hashes of recent versions, a
+                               cache (:mod:`demoai.store.tables.fasthash`); a repository's
+                               is ``.demoai/cache/tables``
 
 A :class:`TableRef` names one Lance version of one lineage plus what is needed to trust
 it: row count, content digest (order-insensitive, see :mod:`demoai.store.tables.io`), key,
@@ -22,7 +25,8 @@ files it inherits.
 Writing a new version with ``base`` stores a *delta*: the base version is restored
 (branches may fork from any version), rows are matched (by key, else by content hash),
 and only changes are written: deletes become Lance deletion vectors, edited rows go
-through ``merge_insert`` (which keeps their stable ``_rowid``), new rows are appended.
+as their old row deleted and the new one appended (``merge_insert`` in the in-memory
+writer, which keeps their stable ``_rowid``), new rows are appended.
 A version that edits 1% of rows costs about 1% more storage.
 
 Alternates exist because Lance numbers versions: two clones that each write a new version
@@ -122,8 +126,11 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
     :class:`~demoai.store.tables.mergedelta.MergeDeltaMixin`; folders, files, reads and gc
     are here."""
 
-    def __init__(self, root: str | os.PathLike, *, lock_timeout: float = 60.0) -> None:
+    def __init__(self, root: str | os.PathLike, *, lock_timeout: float = 60.0,
+                 cache: str | os.PathLike | None = None) -> None:
         self.root = Path(root)
+        # what can be rebuilt from the store (fingerprints, sorted hashes: fasthash.py)
+        self.cache = Path(cache) if cache is not None else self.root / "_cache"
         self.digests = DigestIndex(self.root / "_digests", self._dir_for)
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock_timeout = lock_timeout
@@ -375,6 +382,9 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
                 if not (self._uri(tid)).exists():
                     shutil.rmtree(d, ignore_errors=True)
         self._gc_orders(live, now, grace_seconds, stats)
+        for f in (self.cache / "fasthash").glob("*.v*.bin"):   # caches of gone lineages
+            if not self._uri(f.name.split(".v", 1)[0]).exists():
+                f.unlink(missing_ok=True)
         for d in sorted((self.root / SPILL_DIR).glob("*")):   # left by a killed ingest
             try:
                 if now - d.stat().st_mtime >= grace_seconds:

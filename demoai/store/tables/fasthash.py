@@ -1,0 +1,192 @@
+"""Fast row fingerprints: a keyed delta MD5-hashes only the rows that changed.
+
+A version's digest is made of every row's 128-bit hash (:func:`~demoai.store.tables.io.row_hashes`:
+MD5 of the row's canonical text), so a new version must know the hash of each of its rows.
+Most rows of a new version are the base's rows as they were: their hashes are the base's.
+To find them without building and hashing every row's text, each row also gets a 64-bit
+fingerprint from DuckDB's ``hash()`` over its typed values (~10x cheaper: 1M rows of four
+columns, 0.07 s against 0.5-0.9 s). A file row whose key finds a base row with the same
+fingerprint takes that row's stored hash; only the others (edited and new rows) are
+MD5-hashed. The digest is the same either way: the fingerprint only decides which hashes
+are copied instead of computed. Two different rows with one key and equal fingerprints
+(odds 2^-64 a compared row) would keep the base row's hash, which is why this is used
+only where every column's values hash exactly (integers, booleans, strings, binaries,
+times and dates as integers, decimals as text): never floats, whose ``hash()`` makes
+``0.0`` and ``-0.0`` equal, nor nested values.
+
+The same cache file keeps the version's row hashes sorted, as its digest hashes them: the
+new version's sorted hashes are then the base's with the removed rows taken out and the new
+ones put in (:func:`merged_sorted`, one pass over 16 bytes a row) instead of a sort of every
+hash (0.25-0.4 s for 1M rows here). They are checked against the base's digest before use.
+
+Fingerprints are a local cache, never pushed: ``<cache>/fasthash/<table id>.v<version>.bin``
+(``.demoai/cache/tables`` in a repository; 24 bytes a row, the newest :data:`_KEEP` versions
+of a lineage)
+with the DuckDB version that made them (another version's ``hash()`` may differ) and the
+BLAKE3 of the version's row hashes in scan order, so a cache file is used only for the very
+rows, in the very order, it was made for. Without one a delta hashes and sorts every row,
+as before.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import NamedTuple
+
+import blake3
+import numpy as np
+import pyarrow as pa
+
+from demoai.store.fsutil import atomic_write
+from demoai.store.tables.io import _hashable_column, _thread_connection, sort_hashes
+
+__all__ = ["fast_ok", "fast_hashes", "FastHashCache", "Cached", "merged_sorted"]
+
+_MAGIC = b"DMFH2\n"
+_KEEP = 3   # cache files kept per table lineage (the newest)
+
+
+def _exact(t: pa.DataType) -> bool:
+    if isinstance(t, pa.ExtensionType):
+        return _exact(t.storage_type)
+    if pa.types.is_dictionary(t):
+        return _exact(t.value_type)
+    return (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+            or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+            or pa.types.is_temporal(t) or pa.types.is_decimal(t) or pa.types.is_null(t))
+
+
+def fast_ok(schema: pa.Schema) -> bool:
+    """Whether every column of ``schema`` has a type whose values DuckDB hashes exactly."""
+    return len(schema) > 0 and all(_exact(f.type) for f in schema)
+
+
+def _duckdb_version() -> str:
+    import duckdb
+    return duckdb.__version__
+
+
+def fast_hashes(table: pa.Table) -> np.ndarray:
+    """A 64-bit fingerprint of each row of ``table`` (DuckDB ``hash()`` of its values)."""
+    if table.num_rows == 0:
+        return np.zeros(0, dtype=np.uint64)
+    names = [f"c{i}" for i in range(table.num_columns)]
+    cols = [_hashable_column(c) for c in table.columns]
+    con = _thread_connection()
+    con.register("__f", pa.table(cols, names=names))
+    try:
+        res = con.sql(f"SELECT hash({', '.join(names)}) AS h FROM __f").to_arrow_table()
+    finally:
+        con.unregister("__f")
+    return res.column(0).to_numpy().astype(np.uint64, copy=False)
+
+
+def _check(hashes: np.ndarray) -> bytes:
+    return blake3.blake3(np.ascontiguousarray(hashes, dtype="<u8").tobytes()).digest()
+
+
+def merged_sorted(base_sorted: np.ndarray, removed: np.ndarray,
+                  added: np.ndarray) -> np.ndarray | None:
+    """The sorted row hashes of a version made from a base (``base_sorted``) by removing
+    the rows hashed ``removed`` and adding those hashed ``added``; None when a position is
+    not certain from the high words alone (two hashes sharing one: odds 2^-64 a pair),
+    or ``removed`` is not in the base; the caller then sorts in full."""
+    rem, add = sort_hashes(removed), sort_hashes(added)
+    n = len(base_sorted)
+    hi = base_sorted[:, 0]
+    if len(rem):
+        pos = np.searchsorted(hi, rem[:, 0])
+        # the first hash with each high word must be the removed one itself
+        if (pos[-1] >= n or np.any(pos[1:] == pos[:-1])
+                or not np.array_equal(base_sorted[pos], rem)):
+            return None
+        keep = np.ones(n, dtype=bool)
+        keep[pos] = False
+        rest = base_sorted[keep]
+    else:
+        rest = base_sorted
+    if not len(add):
+        return np.ascontiguousarray(rest)
+    if np.any(add[1:, 0] == add[:-1, 0]):
+        return None
+    ins = np.searchsorted(rest[:, 0], add[:, 0])
+    if len(rest) and np.any(rest[np.minimum(ins, len(rest) - 1), 0] == add[:, 0]):
+        return None
+    return np.insert(rest, ins, add, axis=0)
+
+
+class Cached(NamedTuple):
+    """What the cache holds for a version: fingerprints in scan order, and the row hashes
+    sorted (None when not kept)."""
+
+    fast: np.ndarray
+    sorted: np.ndarray | None
+
+
+class FastHashCache:
+    """The fingerprints of table versions, in scan order (see the module docstring)."""
+
+    def __init__(self, cache: Path) -> None:
+        self.folder = Path(cache) / "fasthash"
+
+    def _path(self, table_id: str, version: int) -> Path:
+        return self.folder / f"{table_id}.v{int(version)}.bin"
+
+    def load(self, table_id: str, version: int, hashes: np.ndarray) -> Cached | None:
+        """The fingerprints (and sorted hashes) of version ``version`` whose row hashes in
+        scan order are ``hashes``; None when there are none for exactly those rows (or
+        another DuckDB made them)."""
+        try:
+            data = self._path(table_id, version).read_bytes()
+        except OSError:
+            return None
+        try:
+            if not data.startswith(_MAGIC):
+                return None
+            at = len(_MAGIC)
+            (vlen,) = struct.unpack_from("<H", data, at)
+            at += 2
+            made_by = data[at:at + vlen].decode()
+            at += vlen
+            check, (rows, has_sorted) = data[at:at + 32], struct.unpack_from("<QB", data, at + 32)
+            at += 41
+            if (made_by != _duckdb_version() or rows != len(hashes)
+                    or len(data) != at + (24 if has_sorted else 8) * rows
+                    or check != _check(hashes)):
+                return None
+            fast = np.frombuffer(data, dtype="<u8", count=rows, offset=at).astype(np.uint64)
+            srt = (np.frombuffer(data, dtype="<u8", count=2 * rows, offset=at + 8 * rows)
+                   .astype(np.uint64).reshape(-1, 2) if has_sorted else None)
+            return Cached(fast, srt)
+        except (struct.error, UnicodeDecodeError, ValueError):
+            return None
+
+    def save(self, table_id: str, version: int, hashes: np.ndarray, fast: np.ndarray,
+             sorted_hashes: np.ndarray | None = None) -> None:
+        """Keep ``fast`` (and ``sorted_hashes``) for version ``version`` (row hashes
+        ``hashes``, scan order); a failure to write is not an error (the cache only saves
+        work)."""
+        if len(fast) != len(hashes) or (sorted_hashes is not None
+                                        and len(sorted_hashes) != len(hashes)):
+            return
+        made_by = _duckdb_version().encode()
+        head = (_MAGIC + struct.pack("<H", len(made_by)) + made_by + _check(hashes)
+                + struct.pack("<QB", len(fast), sorted_hashes is not None))
+        body = [np.ascontiguousarray(fast, dtype="<u8").tobytes()]
+        if sorted_hashes is not None:
+            body.append(np.ascontiguousarray(sorted_hashes, dtype="<u8").tobytes())
+        try:
+            atomic_write(self._path(table_id, version), b"".join([head, *body]), durable=False)
+            self._trim(table_id)
+        except OSError:
+            pass
+
+    def _trim(self, table_id: str) -> None:
+        mine = sorted(self.folder.glob(f"{table_id}.v*.bin"), key=lambda p: p.stat().st_mtime)
+        for old in mine[:-_KEEP]:
+            try:
+                os.unlink(old)
+            except OSError:
+                pass
