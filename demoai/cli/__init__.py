@@ -11,9 +11,14 @@ Command modules are imported when their command is used (see
 """
 from demoai.cli.main import main
 
-for _module in ("demoai.cli.history", "demoai.cli.repo", "demoai.cli.worktree"):
-    main.commands.lazy_module(_module)        # they attach their commands when imported
-for _name, _target in (("agent", "agent:agent"), ("eval", "eval:eval_group"), ("arena", "eval:arena_group"),
+for _name, _target in (("log", "history:log"), ("show", "history:show"), ("branch", "history:branch"),
+                       ("tag", "history:tag"), ("fork", "history:fork"), ("init", "repo:init"),
+                       ("query", "repo:query"), ("export", "repo:export"), ("fsck", "repo:fsck"),
+                       ("repair", "repo:repair"), ("gc", "repo:gc"), ("demo", "repo:demo_command"),
+                       ("add", "worktree:add"), ("rm", "worktree:rm"), ("status", "worktree:status"),
+                       ("commit", "worktree:commit"), ("diff", "worktree:diff"),
+                       ("checkout", "worktree:checkout"), ("restore", "worktree:restore"),
+                       ("merge", "worktree:merge"), ("agent", "agent:agent"), ("eval", "eval:eval_group"), ("arena", "eval:arena_group"),
                        ("remote", "remote:remote"), ("push", "remote:push"), ("fetch", "remote:fetch"),
                        ("pull", "remote:pull"), ("clone", "remote:clone"), ("login", "remote:login"),
                        ("hub", "hub:hub"), ("serve", "serve:serve"), ("data", "data:data_group"),
