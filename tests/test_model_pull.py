@@ -16,7 +16,7 @@ from demoai import porcelain as P
 from demoai.cli import main
 from demoai.porcelain import model as M
 from demoai.store import Repository
-from tests.helpers.hub import HubServer, make_user
+from tests.helpers.hub import HubServer, running_hub
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,11 +46,8 @@ def write_gguf(path: Path, seed: int, patch: int | None = None) -> Path:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
-    server = HubServer(tmp_path_factory.mktemp("hub") / "data")
-    server.tokens = {"alice": make_user(server.data, "alice")}
-    server.start()
-    yield server
-    server.stop()
+    with running_hub(tmp_path_factory.mktemp("hub") / "data") as server:
+        yield server
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from demoai.http.hub import HttpEndpoint
 from demoai.objects import Prompt, encode_manifest
 from demoai.store.git.repo import Repository
 from demoai.store.transfer import LocalEndpoint
-from tests.helpers.hub import HubServer, make_user
+from tests.helpers.hub import HubServer, running_hub
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -30,11 +30,8 @@ EVIL = "owned = true\n"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
-    server = HubServer(tmp_path_factory.mktemp("hub") / "data")
-    server.tokens = {"alice": make_user(server.data, "alice")}
-    server.start()
-    yield server
-    server.stop()
+    with running_hub(tmp_path_factory.mktemp("hub") / "data") as server:
+        yield server
 
 
 def _tree(objs: list, entries: dict[bytes, object]) -> Tree:

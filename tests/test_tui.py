@@ -15,8 +15,6 @@
 """
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import os
 import random
@@ -36,6 +34,7 @@ from demoai.errors import PathNotFound, RemoteError  # noqa: E402
 from demoai.porcelain import tui_data as T  # noqa: E402
 from demoai.tui.app import DemoAIApp  # noqa: E402
 from demoai.tui.widgets.rows import MAX_PAGES, PAGE, RowTable  # noqa: E402
+from tests.helpers.pilot import run_async, widget_text  # noqa: E402
 
 SIZE = (140, 42)
 PROMPT = """name: qa
@@ -161,23 +160,8 @@ async def _until(pilot: Any, cond: Any, timeout: float = 10.0) -> None:
     await pilot.pause()
 
 
-def _text(widget: Any) -> str:
-    """The text a Static shows."""
-    from rich.console import Console
-    content = widget.content
-    if isinstance(content, str):
-        return content
-    c = Console(width=200, record=True, file=open(os.devnull, "w"))
-    c.print(content)
-    return c.export_text()
-
-
-def _sync(fn: Any) -> Any:
-    """Run an async pilot test to completion (no async plugin needed)."""
-    @functools.wraps(fn)
-    def run(*a: Any, **kw: Any) -> Any:
-        return asyncio.run(fn(*a, **kw))
-    return run
+_text = widget_text
+_sync = run_async
 
 
 def _workers_idle(app: Any) -> bool:
@@ -860,3 +844,69 @@ async def test_training_curves_and_brain_scan_heatmap(repo_dir: Path, monkeypatc
         await pilot.press("v")
         await _until(pilot, lambda: tr.grid.value != "norm" and _workers_idle(app))
         assert tr.grid.value == g.values[1]
+
+
+# ------------------------------------------------------------------------- loaded, drawn whole
+@_sync
+async def test_tables_are_drawn_whole_even_before_the_table_measures_its_columns(repo_dir: Path, monkeypatch) -> None:
+    """A DataTable widens its columns only when idle, and rows it drew before that stayed
+    cached at the old widths (``finish`` for ``finished``: the hub and training snapshots'
+    flake under load). The hub and training screens size their columns from the rows: a row
+    drawn right after the results are applied, before any idle, is whole."""
+    import dataclasses
+
+    from demoai.porcelain import train as PT
+    from demoai.tui.screens.hub import HubScreen
+    from demoai.tui.screens.training import TrainingScreen
+    info = PT.RunInfo(name="r1", ref="refs/heads/train/r1", commit="c" * 40, status="stopped", step=2, total=20,
+                      config="train/r1.train.yaml", base="smollm2", dataset="data/qa.jsonl", loss=0.5,
+                      val_loss=None, tokens_per_s=100.0, wall_s=3.0, adapter="runs/r1/adapter")
+    monkeypatch.setattr(PT, "runs", lambda repo: [info])
+    monkeypatch.setattr(PT, "show_run", lambda repo, name: PT.RunView(info, [{"step": 1, "loss": 0.5}], []))
+    repo = P.open_repository(repo_dir)
+    P.remote_add(repo, "origin", "http://127.0.0.1:9/alice/demo")         # nobody answers: tracking refs
+    repo.set_ref("refs/remotes/origin/main", repo.resolve("v1"), None, "test")
+    repo.close()
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await _until(pilot, lambda: isinstance(app.screen, TrainingScreen) and app.screen.loaded)
+        tr = app.screen
+        longer = dataclasses.replace(info, name="a-much-longer-run-name", status="finished", step=20, loss=5.4713)
+        tr._show([longer], [], "")                     # what a read hands over; no idle in between
+        row = tr.query_one("#runs").render_line(1).text.split()
+        assert row[:4] == ["a-much-longer-run-name", "finished", "20/20", "5.471"]
+        await _until(pilot, lambda: tr.loaded)
+
+        await pilot.press("6")
+        await _until(pilot, lambda: isinstance(app.screen, HubScreen) and app.screen.loaded)
+        hub = app.screen
+        assert [b.branch for b in hub.status.branches][:1] == ["main"]
+        b = hub.status.branches[0]
+        hub._show(dataclasses.replace(hub.status, branches=[dataclasses.replace(b, branch="release/2026-a-long-name")]))
+        row = hub.query_one("#branches").render_line(1).text.split()
+        assert row[0] == "release/2026-a-long-name" and row[-1] == b.state and b.remote[:12] in row
+
+
+@_sync
+async def test_loaded_waits_for_the_last_read_asked_for_and_drops_older_ones(repo_dir: Path) -> None:
+    """``loaded``: False from a read's ask until its results are applied and drawn; a read
+    superseded by a later one in the same slot is not applied when it lands late."""
+    from demoai.tui.screens.training import TrainingScreen
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await _until(pilot, lambda: isinstance(app.screen, TrainingScreen) and app.screen.loaded)
+        tr = app.screen
+        shown: list[str] = []
+        first, second = tr.ask("lists"), tr.ask("lists")
+        assert not tr.loaded
+        tr.landed("lists", second, shown.append, "second")
+        tr.landed("lists", first, shown.append, "first")        # late: dropped
+        assert shown == ["second"] and not tr.loaded           # applied, not drawn yet
+        other = tr.ask("shown")
+        await pilot.pause(0.1)
+        assert not tr.loaded                                    # another slot still reading
+        tr.landed("shown", other, shown.append, "run")
+        await _until(pilot, lambda: tr.loaded)
+        assert shown == ["second", "run"]

@@ -14,8 +14,6 @@ and pytest-textual-snapshot:
 """
 from __future__ import annotations
 
-import asyncio
-import functools
 import os
 import shutil
 import time
@@ -30,7 +28,10 @@ from demoai import porcelain as P  # noqa: E402
 from demoai.objects import Prompt  # noqa: E402
 from demoai.porcelain.remote import open_remote  # noqa: E402
 from demoai.tui.app import DemoAIApp  # noqa: E402
-from tests.helpers.hub import HubServer, make_user  # noqa: E402
+from demoai.tui.screens.hub import HubScreen  # noqa: E402
+from demoai.tui.screens.training import TrainingScreen  # noqa: E402
+from tests.helpers.hub import HubServer, make_user, running_hub  # noqa: E402
+from tests.helpers.pilot import run_async, widget_text  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -60,23 +61,17 @@ def _idle(app: Any) -> bool:
     return not any(w.is_running for w in app.workers)
 
 
-def _text(widget: Any) -> str:
-    """The text a Static shows."""
-    from rich.console import Console
-    content = widget.content
-    if isinstance(content, str):
-        return content
-    c = Console(width=200, record=True, file=open(os.devnull, "w"))
-    c.print(content)
-    return c.export_text()
+async def _loaded(pilot: Any, screen: type, timeout: float = 30.0) -> Any:
+    """Let the app run until it shows a ``screen`` whose reads have all landed and been drawn
+    (its ``loaded``), then until what that scheduled is done; the screen."""
+    app = pilot.app
+    await _until(pilot, lambda: isinstance(app.screen, screen) and app.screen.loaded, timeout)
+    await pilot.wait_for_scheduled_animations()
+    return app.screen
 
 
-def _sync(fn: Any) -> Any:
-    """Run an async pilot test to completion (no async plugin needed)."""
-    @functools.wraps(fn)
-    def run(*a: Any, **kw: Any) -> Any:
-        return asyncio.run(fn(*a, **kw))
-    return run
+_text = widget_text
+_sync = run_async
 
 
 @pytest.fixture
@@ -126,11 +121,8 @@ def _hub_repo(root: Path, url: str, token: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory):
     """A real hub on 127.0.0.1 (a random port) with user alice."""
-    server = HubServer(tmp_path_factory.mktemp("hub") / "data")
-    server.tokens = {"alice": make_user(server.data, "alice")}
-    server.start()
-    yield server
-    server.stop()
+    with running_hub(tmp_path_factory.mktemp("hub") / "data") as server:
+        yield server
 
 
 def _hub_refs(url: str, token: str) -> dict[str, str]:
@@ -152,8 +144,7 @@ async def test_hub_view_against_a_real_hub_fetch_and_push_land(hub: HubServer, t
     app = DemoAIApp(tmp_path / "repo")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("6")
-        h = app.screen
-        await _until(pilot, lambda: h.status is not None and _idle(app))
+        h = await _loaded(pilot, HubScreen)
         st = {b.branch: b for b in h.status.branches}
         assert h.status.source == "hub" and h.status.error is None
         assert {b: (s.state, s.ahead, s.behind) for b, s in st.items()} == {
@@ -172,13 +163,13 @@ async def test_hub_view_against_a_real_hub_fetch_and_push_land(hub: HubServer, t
         P.push(orepo, "origin", ["release"], token=token)
         orepo.close()
         await pilot.press("g")
-        await _until(pilot, lambda: _idle(app) and {b.branch: b for b in h.status.branches}["release"].remote == late)
+        await _until(pilot, lambda: h.loaded and {b.branch: b for b in h.status.branches}["release"].remote == late)
         assert {b.branch: b for b in h.status.branches}["release"].state == "fetch to compare"
         await pilot.press("f", "n")                    # refused: nothing fetched
         await _until(pilot, lambda: _idle(app))
         assert not app.repo.has_object(late)
         await pilot.press("f", "y")
-        await _until(pilot, lambda: app.repo.has_object(late) and not h.busy and _idle(app)
+        await _until(pilot, lambda: app.repo.has_object(late) and not h.busy and h.loaded
                      and {b.branch: b for b in h.status.branches}["release"].behind == 1)
         assert app.repo.refs()["refs/remotes/origin/release"] == late
         assert "fetched from origin" in " ".join(str(x) for x in h.query_one("#hub-log").lines)
@@ -190,7 +181,7 @@ async def test_hub_view_against_a_real_hub_fetch_and_push_land(hub: HubServer, t
         await _until(pilot, lambda: _idle(app))
         assert _hub_refs(url, token)["refs/heads/main"] == c["import"]
         await pilot.press("p", "y")
-        await _until(pilot, lambda: not h.busy and _idle(app)
+        await _until(pilot, lambda: not h.busy and h.loaded
                      and {b.branch: b for b in h.status.branches}["main"].state == "up to date")
         assert _hub_refs(url, token)["refs/heads/main"] == c["reword"]
         log = " ".join(str(x) for x in h.query_one("#hub-log").lines)
@@ -201,7 +192,7 @@ async def test_hub_view_against_a_real_hub_fetch_and_push_land(hub: HubServer, t
         table.move_cursor(row=[b.branch for b in h.status.branches].index("exp"))
         await pilot.pause()
         await pilot.press("p", "y")
-        await _until(pilot, lambda: not h.busy and _idle(app) and "error:" in
+        await _until(pilot, lambda: not h.busy and h.loaded and "error:" in
                      " ".join(str(x) for x in h.query_one("#hub-log").lines))
         assert "fetch and merge first" in " ".join(str(x) for x in h.query_one("#hub-log").lines)
         assert _hub_refs(url, token)["refs/heads/exp"] == c["exp-hub"]
@@ -221,8 +212,7 @@ def test_snapshot_hub_screen(tmp_path: Path, utc, monkeypatch: pytest.MonkeyPatc
         app = DemoAIApp(tmp_path / "repo", mode="hub")
 
         async def run_before(pilot: Any) -> None:
-            await _until(pilot, lambda: getattr(app.screen, "status", None) is not None and _idle(app))
-            await pilot.pause(0.1)
+            await _loaded(pilot, HubScreen)
         assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
     finally:
         server.stop()
@@ -307,8 +297,7 @@ async def test_training_view_on_a_real_run_curve_and_scan_heatmap(train_dir: Pat
     app = DemoAIApp(train_dir)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
-        tr = app.screen
-        await _until(pilot, lambda: tr.curve and tr.grid is not None and _idle(app), timeout=60)
+        tr = await _loaded(pilot, TrainingScreen, timeout=60)
         view = P.train.show_run(app.repo, "t1")
         assert tr.run_name == "t1" and tr.curve == view.curve and [r["step"] for r in tr.curve] == [1, 2, 3, 4]
         row = [str(x) for x in tr.query_one("#runs").get_row_at(0)]
@@ -330,11 +319,11 @@ async def test_training_view_on_a_real_run_curve_and_scan_heatmap(train_dir: Pat
         assert tr.query_one("#heatmap-pane").display and plot.display         # both, one above the other
         # s: the next scan step (after the last, the first); v: the next statistic
         await pilot.press("s")
-        await _until(pilot, lambda: tr.grid.step == 0 and _idle(app))
+        await _until(pilot, lambda: tr.grid.step == 0 and tr.loaded)
         assert _grid(tr.grid) == pytest.approx(_scan_rows(app.repo, 0, "norm"))
         assert _grid(tr.grid) != pytest.approx(_grid(g))                    # the B matrices grew from 0
         await pilot.press("v")
-        await _until(pilot, lambda: tr.grid.value != "norm" and _idle(app))
+        await _until(pilot, lambda: tr.grid.value != "norm" and tr.loaded)
         nxt = tr.grid.value
         assert nxt == g.values[1] and tr.grid.step == 0
         assert _grid(tr.grid) == pytest.approx(_scan_rows(app.repo, 0, nxt))
@@ -344,8 +333,7 @@ def test_snapshot_training_screen(train_dir: Path, snap_compare) -> None:
     app = DemoAIApp(train_dir, mode="training")
 
     async def run_before(pilot: Any) -> None:
-        await _until(pilot, lambda: getattr(app.screen, "grid", None) is not None and _idle(app), timeout=60)
-        await pilot.pause(0.1)
+        await _loaded(pilot, TrainingScreen, timeout=60)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 

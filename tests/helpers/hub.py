@@ -18,11 +18,13 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 
-__all__ = ["HubServer", "make_user", "dir_bytes", "START_TIMEOUT"]
+__all__ = ["HubServer", "make_user", "running_hub", "dir_bytes", "START_TIMEOUT"]
 
 START_TIMEOUT = 60.0
 
@@ -147,6 +149,19 @@ def make_user(data: str | os.PathLike, name: str) -> dict[str, str]:
     meta.add_user(name)
     return {"write": meta.create_token(name, "write", "tests")[0],
             "read": meta.create_token(name, "read", "tests")[0]}
+
+
+@contextmanager
+def running_hub(data: str | os.PathLike, users: tuple[str, ...] = ("alice",)) -> Iterator["HubServer"]:
+    """A real hub on 127.0.0.1 (a random port) with a user and tokens per name in ``users``
+    (``server.tokens[name]``), stopped on exit."""
+    server = HubServer(data)
+    server.tokens = {u: make_user(server.data, u) for u in users}
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def dir_bytes(path: str | os.PathLike) -> int:

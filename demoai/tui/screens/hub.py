@@ -13,16 +13,19 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Static
 
+from demoai.tui.screens.loading import Loading, fill_table
 from demoai.tui.screens.modals import AskScreen, ConfirmScreen
 
 __all__ = ["HubScreen"]
 
 _STATE = {"up to date": "green", "ahead": "cyan", "behind": "yellow", "diverged": "red",
           "local only": "dim", "remote only": "magenta", "fetch to compare": "yellow"}
+_COLUMNS = ("branch", "here", "on the hub", "ahead", "behind", "state")
 
 
-class HubScreen(Screen):
-    """Branches vs a remote (ahead/behind); ``p`` push, ``f`` fetch, ``o`` another remote."""
+class HubScreen(Loading, Screen):
+    """Branches vs a remote (ahead/behind); ``p`` push, ``f`` fetch, ``o`` another remote.
+    ``loaded``: the last read of the branches is on screen."""
 
     BINDINGS = [
         Binding("p", "push", "Push branch"),
@@ -47,12 +50,16 @@ class HubScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = "Hub"
-        self.query_one("#branches", DataTable).add_columns("branch", "here", "on the hub", "ahead", "behind", "state")
+        self.query_one("#branches", DataTable).add_columns(*_COLUMNS)
         self.query_one("#hub-progress").display = False        # shown from the first push or fetch on
         self._load()
 
-    @work(thread=True, exclusive=True, group="hub")
     def _load(self) -> None:
+        """Read the branches (in a worker); ``loaded`` is False until they are drawn."""
+        self._read(self.ask("branches"))
+
+    @work(thread=True, exclusive=True, group="hub")
+    def _read(self, token: int) -> None:
         import demoai.porcelain.tui_data.hub as T
         from demoai.porcelain import remote as R
         repo = self.app.repo
@@ -60,19 +67,22 @@ class HubScreen(Screen):
             names = R.remotes(repo)
             if self.remote is None:
                 if not names:
-                    self.app.call_from_thread(self._info, Text(
+                    self.app.call_from_thread(self.landed, "branches", token, self._info, Text(
                         "no remote: add one with `demoai remote add origin http://HOST:PORT/OWNER/NAME`", style="yellow"))
                     return
                 self.remote = "origin" if "origin" in names else sorted(names)[0]
             status = T.hub_status(repo, self.remote)
         except Exception as e:
-            self.app.call_from_thread(self._info, Text(f"{self.remote}: {e}", style="red"))
-            self.app.call_from_thread(self.app.show_error, e)
+            self.app.call_from_thread(self.landed, "branches", token, self._failed, e)
             return
-        self.app.call_from_thread(self._show, status)
+        self.app.call_from_thread(self.landed, "branches", token, self._show, status)
 
     def _info(self, text: str | Text) -> None:
         self.query_one("#hub-info", Static).update(text)
+
+    def _failed(self, e: BaseException) -> None:
+        self._info(Text(f"{self.remote}: {e}", style="red"))
+        self.app.show_error(e)
 
     def _show(self, status: Any) -> None:
         self.status = status
@@ -85,11 +95,9 @@ class HubScreen(Screen):
                 info.append(f" (the hub did not answer: {status.error})", style="dim")
         self._info(info)
         t = self.query_one("#branches", DataTable)
-        t.clear()
-        for b in status.branches:
-            t.add_row(b.branch, (b.local or "-")[:12], (b.remote or "-")[:12],
-                      "-" if b.ahead is None else str(b.ahead), "-" if b.behind is None else str(b.behind),
-                      Text(b.state, style=_STATE.get(b.state, "")))
+        fill_table(t, _COLUMNS, [(b.branch, (b.local or "-")[:12], (b.remote or "-")[:12],
+                                  "-" if b.ahead is None else str(b.ahead), "-" if b.behind is None else str(b.behind),
+                                  Text(b.state, style=_STATE.get(b.state, ""))) for b in status.branches])
         t.focus()
 
     def selected_branch(self) -> str | None:

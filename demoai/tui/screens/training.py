@@ -18,10 +18,14 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Static
 
+from demoai.tui.screens.loading import Loading, fill_table
+
 __all__ = ["TrainingScreen", "heatmap_text", "curve_widget"]
 
 # viridis, 8 stops: low values dark purple, high values yellow
 _RAMP = ("#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725")
+_RUN_COLUMNS = ("run", "status", "step", "loss", "val loss")
+_SCAN_COLUMNS = ("scan", "rows")
 
 
 def heatmap_text(g: Any) -> Group:
@@ -71,8 +75,9 @@ def curve_widget() -> Widget:
     return PlotextPlot(id="curve")
 
 
-class TrainingScreen(Screen):
-    """Training runs with their curves; brain scans as heatmaps."""
+class TrainingScreen(Loading, Screen):
+    """Training runs with their curves; brain scans as heatmaps. ``loaded``: the runs and scans
+    and the run or scan opened last are on screen."""
 
     BINDINGS = [Binding("v", "next_value", "Scan statistic"), Binding("s", "next_step", "Scan step"),
                 Binding("g", "reload", "Refresh")]
@@ -103,13 +108,17 @@ class TrainingScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = "Training and scans"
-        self.query_one("#runs", DataTable).add_columns("run", "status", "step", "loss", "val loss")
-        self.query_one("#scans", DataTable).add_columns("scan", "rows")
+        self.query_one("#runs", DataTable).add_columns(*_RUN_COLUMNS)
+        self.query_one("#scans", DataTable).add_columns(*_SCAN_COLUMNS)
         self.query_one("#heatmap-pane").display = False
         self._load()
 
-    @work(thread=True, exclusive=True, group="training")
     def _load(self) -> None:
+        """Read the runs and scans (in a worker); ``loaded`` is False until they are drawn."""
+        self._read(self.ask("lists"))
+
+    @work(thread=True, exclusive=True, group="training")
+    def _read(self, token: int) -> None:
         from demoai.porcelain import browse
         repo = self.app.repo
         runs: list[Any] = []
@@ -124,19 +133,16 @@ class TrainingScreen(Screen):
                      if e.path.startswith("scans/") and e.kind == "dataset"]
         except Exception as e:
             scans, note = [], f"{note} scans: {e}"
-        self.app.call_from_thread(self._show, runs, scans, note)
+        self.app.call_from_thread(self.landed, "lists", token, self._show, runs, scans, note)
 
     def _show(self, runs: list[Any], scans: list[tuple[str, Any]], note: str) -> None:
         self.runs, self.scans = runs, [p for p, _ in scans]
         t = self.query_one("#runs", DataTable)
-        t.clear()
-        for r in runs:
-            t.add_row(r.name, r.status, f"{r.step}/{r.total}", _num(r.loss), _num(r.val_loss))
+        fill_table(t, _RUN_COLUMNS, [(r.name, r.status, f"{r.step}/{r.total}", _num(r.loss), _num(r.val_loss))
+                                     for r in runs])
         s = self.query_one("#scans", DataTable)
-        s.clear()
         from demoai.porcelain.tui_data.rows import cell_text
-        for p, summary in scans:
-            s.add_row(p.removeprefix("scans/"), cell_text(summary))
+        fill_table(s, _SCAN_COLUMNS, [(p.removeprefix("scans/"), cell_text(summary)) for p, summary in scans])
         if note:
             self.query_one("#run-info", Static).update(Text(note, style="yellow"))
         elif not runs and not scans:
@@ -158,26 +164,27 @@ class TrainingScreen(Screen):
     def open_run(self, name: str) -> None:
         """Show run ``name``'s curves."""
         self.run_name = name
-        self._load_run(name)
+        self._load_run(name, self.ask("shown"))
 
     @work(thread=True, exclusive=True, group="run")
-    def _load_run(self, name: str) -> None:
+    def _load_run(self, name: str, token: int) -> None:
         import demoai.porcelain.tui_data.records as T
         try:
             from demoai.porcelain import train
             view = train.show_run(self.app.repo, name)
         except Exception as e:
-            self.app.call_from_thread(self.query_one("#run-info", Static).update, Text(f"{name}: {e}", style="red"))
+            self.app.call_from_thread(self.landed, "shown", token, self.query_one("#run-info", Static).update,
+                                      Text(f"{name}: {e}", style="red"))
             return
         try:
-            grid = T.run_scan(self.app.repo, name)
+            grid, why = T.run_scan(self.app.repo, name), None
         except Exception as e:              # the curve still shows; the pane says why no scan
-            grid = None
-            self.app.call_from_thread(self.query_one("#heatmap", Static).update,
-                                      Text(f"scan of {name}: {e}", style="red"))
-        self.app.call_from_thread(self._show_run, view, grid)
+            grid, why = None, Text(f"scan of {name}: {e}", style="red")
+        self.app.call_from_thread(self.landed, "shown", token, self._show_run, view, grid, why)
 
-    def _show_run(self, view: Any, grid: Any = None) -> None:
+    def _show_run(self, view: Any, grid: Any = None, why: Text | None = None) -> None:
+        if why is not None:
+            self.query_one("#heatmap", Static).update(why)
         i = view.info
         self.curve = list(view.curve)
         self.query_one("#curve").display = True
@@ -222,21 +229,26 @@ class TrainingScreen(Screen):
 
     def open_scan(self, path: str, value: str | None = None) -> None:
         """Show the scan at ``path`` (at HEAD) as a heatmap of ``value``."""
-        self._load_scan(path, value)
+        self._scan(path, value)
+
+    def _scan(self, path: str, value: str | None, run: str | None = None, step: int | None = None) -> None:
+        self._load_scan(path, value, run, step, self.ask("shown"))
 
     @work(thread=True, exclusive=True, group="scan")
-    def _load_scan(self, path: str, value: str | None, run: str | None = None, step: int | None = None) -> None:
+    def _load_scan(self, path: str, value: str | None, run: str | None, step: int | None, token: int) -> None:
         import demoai.porcelain.tui_data.records as T
         try:
             g = (T.run_scan(self.app.repo, run, value, step) if run is not None
                  else T.scan_grid(self.app.repo, path, None, value))
         except Exception as e:
-            self.app.call_from_thread(self.query_one("#heatmap", Static).update, Text(f"{path}: {e}", style="red"))
+            self.app.call_from_thread(self.landed, "shown", token, self.query_one("#heatmap", Static).update,
+                                      Text(f"{path}: {e}", style="red"))
             return
-        if g is not None:
-            self.app.call_from_thread(self._show_scan, g, run)
+        self.app.call_from_thread(self.landed, "shown", token, self._show_scan, g, run)
 
     def _show_scan(self, g: Any, run: str | None = None) -> None:
+        if g is None:
+            return
         self.grid, self.scan_of_run = g, run
         self.query_one("#curve").display = run is not None
         self.query_one("#heatmap-pane").display = True
@@ -261,14 +273,14 @@ class TrainingScreen(Screen):
         g = self.grid
         if g is not None and g.values:
             nxt = g.values[(g.values.index(g.value) + 1) % len(g.values)] if g.value in g.values else g.values[0]
-            self._load_scan(g.path, nxt, self.scan_of_run, g.step)
+            self._scan(g.path, nxt, self.scan_of_run, g.step)
 
     def action_next_step(self) -> None:
         """The next scan step of a training run's scan (after the last: the first)."""
         g = self.grid
         if g is not None and g.steps and self.scan_of_run is not None:
             nxt = g.steps[(g.steps.index(g.step) + 1) % len(g.steps)] if g.step in g.steps else g.steps[-1]
-            self._load_scan(g.path, g.value, self.scan_of_run, nxt)
+            self._scan(g.path, g.value, self.scan_of_run, nxt)
 
     def action_reload(self) -> None:
         """Read the runs and scans again."""
