@@ -192,3 +192,14 @@ def test_gc_drops_the_cache_of_a_deleted_lineage(tmp_path: Path) -> None:
     assert len(list(folder.glob("*.bin"))) == 1      # live: kept
     store.gc([], grace_seconds=0)
     assert not list(folder.glob("*.bin"))
+
+
+
+def test_wider_or_narrower_types_of_the_same_values_fingerprint_alike() -> None:
+    t = make(50)
+    wide = t.cast(pa.schema({"id": pa.int64(), "text": pa.large_string(), "label": pa.int64(),
+                             "note": pa.large_string()}))
+    narrow = t.cast(pa.schema({"id": pa.int32(), "text": pa.string(), "label": pa.int8(),
+                               "note": pa.string()}))
+    assert np.array_equal(fast_hashes(t), fast_hashes(wide))
+    assert np.array_equal(fast_hashes(t), fast_hashes(narrow))

@@ -68,12 +68,25 @@ def _duckdb_version() -> str:
     return duckdb.__version__
 
 
+def _same_width(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """One type per kind of value, so that a file read as ``large_string`` or ``int32``
+    fingerprints as the stored ``string`` or ``int64`` does."""
+    t = col.type
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return col.cast(pa.string())
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return col.cast(pa.binary())
+    if pa.types.is_integer(t) and not pa.types.is_uint64(t) and t != pa.int64():
+        return col.cast(pa.int64())
+    return col
+
+
 def fast_hashes(table: pa.Table) -> np.ndarray:
     """A 64-bit fingerprint of each row of ``table`` (DuckDB ``hash()`` of its values)."""
     if table.num_rows == 0:
         return np.zeros(0, dtype=np.uint64)
     names = [f"c{i}" for i in range(table.num_columns)]
-    cols = [_hashable_column(c) for c in table.columns]
+    cols = [_same_width(_hashable_column(c)) for c in table.columns]
     con = _thread_connection()
     con.register("__f", pa.table(cols, names=names))
     try:
@@ -190,3 +203,4 @@ class FastHashCache:
                 os.unlink(old)
             except OSError:
                 pass
+
