@@ -13,6 +13,11 @@ one branch, ``prompt`` on the other), printed beside the v2 figures.
 
     python bench/bench_scale.py [--rows 1000000,3000000] [--workdir bench/.work]
                                 [--pythonpath DIR] [--before DIR] [--peers] [--json OUT]
+                                [--no-bytecode-cache]
+
+Child interpreters cache bytecode under ``WORKDIR/pycache`` (as ``bench/run.py`` does): this
+sandbox sets ``PYTHONDONTWRITEBYTECODE=1``, under which every CLI call recompiles its imports
+(about half a second a call), which no pip-installed tool pays.
 
 ``--peers`` also runs git-lfs and DVC (``bench/peers.py``: ``git add``/``commit`` with LFS
 tracking, ``dvc add`` + ``git commit``) on the same two files of each size, in the same run,
@@ -243,7 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", action="store_true",
                     help="also time git-lfs and DVC on the same files (same run)")
     ap.add_argument("--json", type=Path, default=None, help="write results here")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="keep this sandbox's PYTHONDONTWRITEBYTECODE=1: every CLI call then "
+                         "recompiles its imports (by default children cache .pyc under "
+                         "WORKDIR/pycache, as a pip-installed tool has them)")
     args = ap.parse_args(argv)
+    if not args.no_bytecode_cache:
+        from bench.demoai_bench import use_bytecode_cache
+        use_bytecode_cache(args.workdir / "pycache")
     results = []
     runs = [("after" if args.before else "", args.pythonpath)]
     if args.before:
