@@ -4,6 +4,7 @@ without the cache (demoai/store/tables/fasthash.py)."""
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -174,12 +175,14 @@ def test_cache_keeps_the_newest_files_per_table(tmp_path: Path) -> None:
     cache = FastHashCache(tmp_path)
     h = np.arange(8, dtype=np.uint64).reshape(4, 2)
     for v in range(1, 10):
-        cache.save("t", v, h, np.arange(4, dtype=np.uint64))
-    kept = sorted(int(p.name.split(".v")[1].split(".")[0]) for p in (tmp_path / "fasthash").glob("t.v*.bin"))
+        cache.save("t", f"blake3:{v:02x}" + "0" * 62, h, np.arange(4, dtype=np.uint64))
+        time.sleep(0.01)
+    kept = sorted(int(p.name.split(".")[1][:2], 16) for p in (tmp_path / "fasthash").glob("t.*.bin"))
     assert len(kept) == fasthash_mod._KEEP and kept[-1] == 9
-    got = cache.load("t", 9, h)
+    got = cache.load("t", "blake3:09" + "0" * 62, h)
     assert got is not None and np.array_equal(got.fast, np.arange(4)) and got.sorted is None
-    assert cache.load("t", 9, h[::-1].copy()) is None
+    assert cache.load("t", "blake3:09" + "0" * 62, h[::-1].copy()) is None
+    assert cache.load("t", "blake3:06" + "0" * 62, h) is None      # trimmed (the 3 newest stay)
 
 
 
@@ -203,3 +206,18 @@ def test_wider_or_narrower_types_of_the_same_values_fingerprint_alike() -> None:
                                "note": pa.string()}))
     assert np.array_equal(fast_hashes(t), fast_hashes(wide))
     assert np.array_equal(fast_hashes(t), fast_hashes(narrow))
+
+
+def test_tables_past_the_row_limit_keep_no_fingerprints(tmp_path: Path, md5_rows, monkeypatch) -> None:
+    """Fingerprints and sorted hashes cost memory in a delta (48 bytes a row): past
+    fast_rows_limit() rows (2M at the default 1 GiB bound) they are neither kept nor used."""
+    assert fasthash_mod.fast_rows_limit() == (1 << 30) // 512
+    monkeypatch.setattr(ingest_mod, "fast_rows_limit", lambda: 999)
+    store = TableStore(tmp_path / "s")
+    v1 = make(1000)
+    r1 = store.write_source(table_source(v1, 500), key="id")
+    assert not list((tmp_path / "s" / "_cache" / "fasthash").glob("*.bin"))
+    md5_rows.clear()
+    v2 = edit(v1)
+    r2 = store.write_source(table_source(v2, 500), key="id", base=r1)
+    assert sum(md5_rows) == v2.num_rows and r2.digest == content_digest(v2, "id")

@@ -19,7 +19,7 @@ new version's sorted hashes are then the base's with the removed rows taken out 
 ones put in (:func:`merged_sorted`, one pass over 16 bytes a row) instead of a sort of every
 hash (0.25-0.4 s for 1M rows here). They are checked against the base's digest before use.
 
-Fingerprints are a local cache, never pushed: ``<cache>/fasthash/<table id>.v<version>.bin``
+Fingerprints are a local cache, never pushed: ``<cache>/fasthash/<table id>.<digest>.bin``
 (``.demoai/cache/tables`` in a repository; 24 bytes a row, the newest :data:`_KEEP` versions
 of a lineage)
 with the DuckDB version that made them (another version's ``hash()`` may differ) and the
@@ -38,10 +38,11 @@ import blake3
 import numpy as np
 import pyarrow as pa
 
-from demoai.store.fsutil import atomic_write
 from demoai.store.tables.io import _hashable_column, _thread_connection, sort_hashes
+from demoai.store.tables.stream import memory_budget
 
-__all__ = ["fast_ok", "fast_hashes", "FastHashCache", "Cached", "merged_sorted"]
+__all__ = ["fast_ok", "fast_hashes", "FastHashCache", "Cached", "merged_sorted",
+           "fast_rows_limit"]
 
 _MAGIC = b"DMFH2\n"
 _KEEP = 3   # cache files kept per table lineage (the newest)
@@ -97,7 +98,14 @@ def fast_hashes(table: pa.Table) -> np.ndarray:
 
 
 def _check(hashes: np.ndarray) -> bytes:
-    return blake3.blake3(np.ascontiguousarray(hashes, dtype="<u8").tobytes()).digest()
+    return blake3.blake3(memoryview(np.ascontiguousarray(hashes, dtype="<u8")).cast("B")).digest()
+
+
+def fast_rows_limit() -> int:
+    """The most rows a version may have for its fingerprints and sorted hashes to be kept
+    and used: a delta holds both, the base's and the new version's (48 bytes a row), and
+    the whole stays in the ingest memory bound (2M rows at the default 1 GiB)."""
+    return memory_budget() // 512
 
 
 def merged_sorted(base_sorted: np.ndarray, removed: np.ndarray,
@@ -144,60 +152,65 @@ class FastHashCache:
     def __init__(self, cache: Path) -> None:
         self.folder = Path(cache) / "fasthash"
 
-    def _path(self, table_id: str, version: int) -> Path:
-        return self.folder / f"{table_id}.v{int(version)}.bin"
+    def _path(self, table_id: str, digest: str) -> Path:
+        hexd = digest.split(":", 1)[-1]
+        if not (hexd.isalnum() and table_id.isalnum()):
+            raise ValueError(f"not a table id and digest: {table_id!r} {digest!r}")
+        return self.folder / f"{table_id}.{hexd[:32]}.bin"
 
-    def load(self, table_id: str, version: int, hashes: np.ndarray) -> Cached | None:
-        """The fingerprints (and sorted hashes) of version ``version`` whose row hashes in
-        scan order are ``hashes``; None when there are none for exactly those rows (or
-        another DuckDB made them)."""
+    def load(self, table_id: str, digest: str, hashes: np.ndarray) -> Cached | None:
+        """The fingerprints (and sorted hashes) of the version of lineage ``table_id`` with
+        content ``digest`` whose row hashes in scan order are ``hashes``; None when there
+        are none for exactly those rows (or another DuckDB made them). Read straight into
+        the arrays: no copy of the file."""
+        path = self._path(table_id, digest)
         try:
-            data = self._path(table_id, version).read_bytes()
-        except OSError:
-            return None
-        try:
-            if not data.startswith(_MAGIC):
-                return None
-            at = len(_MAGIC)
-            (vlen,) = struct.unpack_from("<H", data, at)
-            at += 2
-            made_by = data[at:at + vlen].decode()
-            at += vlen
-            check, (rows, has_sorted) = data[at:at + 32], struct.unpack_from("<QB", data, at + 32)
-            at += 41
-            if (made_by != _duckdb_version() or rows != len(hashes)
-                    or len(data) != at + (24 if has_sorted else 8) * rows
-                    or check != _check(hashes)):
-                return None
-            fast = np.frombuffer(data, dtype="<u8", count=rows, offset=at).astype(np.uint64)
-            srt = (np.frombuffer(data, dtype="<u8", count=2 * rows, offset=at + 8 * rows)
-                   .astype(np.uint64).reshape(-1, 2) if has_sorted else None)
+            with open(path, "rb") as fh:
+                if fh.read(len(_MAGIC)) != _MAGIC:
+                    return None
+                (vlen,) = struct.unpack("<H", fh.read(2))
+                made_by = fh.read(vlen).decode()
+                check = fh.read(32)
+                rows, has_sorted = struct.unpack("<QB", fh.read(9))
+                body = (24 if has_sorted else 8) * rows
+                if (made_by != _duckdb_version() or rows != len(hashes)
+                        or os.fstat(fh.fileno()).st_size != fh.tell() + body
+                        or check != _check(hashes)):
+                    return None
+                fast = np.fromfile(fh, dtype="<u8", count=rows).astype(np.uint64, copy=False)
+                srt = (np.fromfile(fh, dtype="<u8", count=2 * rows).astype(np.uint64, copy=False)
+                       .reshape(-1, 2) if has_sorted else None)
             return Cached(fast, srt)
-        except (struct.error, UnicodeDecodeError, ValueError):
+        except (OSError, struct.error, UnicodeDecodeError, ValueError):
             return None
 
-    def save(self, table_id: str, version: int, hashes: np.ndarray, fast: np.ndarray,
+    def save(self, table_id: str, digest: str, hashes: np.ndarray, fast: np.ndarray,
              sorted_hashes: np.ndarray | None = None) -> None:
-        """Keep ``fast`` (and ``sorted_hashes``) for version ``version`` (row hashes
-        ``hashes``, scan order); a failure to write is not an error (the cache only saves
-        work)."""
+        """Keep ``fast`` (and ``sorted_hashes``) for the version of ``table_id`` with content
+        ``digest`` (row hashes ``hashes``, scan order), written a part at a time; a failure
+        to write is not an error (the cache only saves work)."""
         if len(fast) != len(hashes) or (sorted_hashes is not None
                                         and len(sorted_hashes) != len(hashes)):
             return
         made_by = _duckdb_version().encode()
         head = (_MAGIC + struct.pack("<H", len(made_by)) + made_by + _check(hashes)
                 + struct.pack("<QB", len(fast), sorted_hashes is not None))
-        body = [np.ascontiguousarray(fast, dtype="<u8").tobytes()]
-        if sorted_hashes is not None:
-            body.append(np.ascontiguousarray(sorted_hashes, dtype="<u8").tobytes())
+        path = self._path(table_id, digest)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            atomic_write(self._path(table_id, version), b"".join([head, *body]), durable=False)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(head)
+                for arr in (fast, sorted_hashes):
+                    if arr is not None:
+                        fh.write(memoryview(np.ascontiguousarray(arr, dtype="<u8")).cast("B"))
+            os.replace(tmp, path)
             self._trim(table_id)
         except OSError:
-            pass
+            tmp.unlink(missing_ok=True)
 
     def _trim(self, table_id: str) -> None:
-        mine = sorted(self.folder.glob(f"{table_id}.v*.bin"), key=lambda p: p.stat().st_mtime)
+        mine = sorted(self.folder.glob(f"{table_id}.*.bin"), key=lambda p: p.stat().st_mtime)
         for old in mine[:-_KEEP]:
             try:
                 os.unlink(old)

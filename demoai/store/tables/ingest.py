@@ -44,7 +44,8 @@ from demoai.store.tables.io import (canonical_schema, digest_from_hashes, digest
                                     row_hashes, sort_hashes)
 from demoai.store.tables.order import perm_by_hashes, perm_by_keys, sequence_digest
 from demoai.store.tables.ref import TableRef, schema_meta
-from demoai.store.tables.fasthash import FastHashCache, fast_hashes, fast_ok, merged_sorted
+from demoai.store.tables.fasthash import (FastHashCache, fast_hashes, fast_ok, fast_rows_limit,
+                                          merged_sorted)
 from demoai.store.tables.keyplan import (HashMatcher, KeyMatcher, KeyPlan, KeysNotClean,
                                          delta_perm, int_key_type)
 from demoai.store.tables.spill import HashSpill, spill_threshold
@@ -156,7 +157,7 @@ class IngestMixin:
         # fingerprints for a later keyed delta (fasthash.py): 8 bytes a row, in memory
         fast: list[np.ndarray] | None = (
             [] if spill is None and key and int_key_type(schema.field(key).type)
-            and fast_ok(schema) else None)
+            and fast_ok(schema) and (source.rows or 0) <= fast_rows_limit() else None)
 
         def hashed() -> Iterator[pa.RecordBatch]:
             # in prefetch's thread: reads, checks and hashes batch k+1 while Lance encodes k
@@ -238,7 +239,7 @@ class IngestMixin:
                 if found is None:
                     self.store_row_hashes(ds, uri, schema, fresh)
                     if fast is not None and spill is None:
-                        FastHashCache(self.cache).save(table_id, ds.version, fresh,
+                        FastHashCache(self.cache).save(table_id, digest, fresh,
                                                       np.concatenate(fast) if fast else
                                                       np.zeros(0, dtype=np.uint64), srt)
                     ref = self.with_order(self._make_ref(ds, uri, table_id, _Shape(schema, rows),
@@ -300,8 +301,9 @@ class IngestMixin:
         seen = cached = None
         if base_ints is not None:
             base_keys = None   # one copy of the keys (8 bytes a row) during the pass
-            cached = (FastHashCache(self.cache).load(base.table_id, base.version, base_h)
-                      if fast_ok(stored) else None)
+            cached = (FastHashCache(self.cache).load(base.table_id, base.digest, base_h)
+                      if fast_ok(stored) and max(len(base_h), source.rows or 0)
+                      <= fast_rows_limit() else None)
             try:
                 seen = self._delta_pass(source, stored, key, KeyMatcher(base_ints, base_h),
                                         base, progress, cached and cached.fast)
@@ -377,17 +379,17 @@ class IngestMixin:
                                           h if spill is None else spill.view(), progress, seq)
         # the new version's fingerprints in its scan order: the base's survivors', then the
         # appended rows' (checked against its row hashes when next loaded)
-        cache = None
         if fast is not None and cached is not None and spill is None:
             alive = np.ones(len(base_h), dtype=bool)
             alive[dele] = False
             alive[edit_a] = False
             up = np.sort(upsert)
-            cache = (np.concatenate([base_h[alive], h[up]]),
-                     np.concatenate([cached.fast[alive], fast[up]]),
-                     merged[1] if merged is not None else None)
+            FastHashCache(self.cache).save(base.table_id, digest,
+                                           np.concatenate([base_h[alive], h[up]]),
+                                           np.concatenate([cached.fast[alive], fast[up]]),
+                                           merged[1] if merged is not None else None)
             del alive, up
-        del cached, merged
+        del cached, merged, fast
         # An edit is the old row deleted and the new one appended (as partdelta.py does):
         # Lance's merge_insert would build a hash table of every base key for it
         gone = np.sort(np.concatenate([dele, edit_a]) if keyed else dele)
@@ -420,9 +422,6 @@ class IngestMixin:
             lance.write_dataset(rows, str(uri), mode="append")
         final = lance.dataset(str(uri))
         self.store_row_hashes(final, uri, stored)
-        if cache is not None:
-            FastHashCache(self.cache).save(base.table_id, final.version, *cache)
-            cache = None
         ref = self._make_ref(final, uri, base.table_id, shape, digest, key, base.files, delta)
         report(progress, "write", n_change, n_change)
         if keyed:

@@ -382,8 +382,8 @@ class TableStore(WriteMixin, IngestMixin, PartitionedDeltaMixin, CompareMixin,
                 if not (self._uri(tid)).exists():
                     shutil.rmtree(d, ignore_errors=True)
         self._gc_orders(live, now, grace_seconds, stats)
-        for f in (self.cache / "fasthash").glob("*.v*.bin"):   # caches of gone lineages
-            if not self._uri(f.name.split(".v", 1)[0]).exists():
+        for f in (self.cache / "fasthash").glob("*.bin"):   # caches of gone lineages
+            if not self._uri(f.name.split(".", 1)[0]).exists():
                 f.unlink(missing_ok=True)
         for d in sorted((self.root / SPILL_DIR).glob("*")):   # left by a killed ingest
             try:
