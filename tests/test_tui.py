@@ -910,3 +910,53 @@ async def test_loaded_waits_for_the_last_read_asked_for_and_drops_older_ones(rep
         tr.landed("shown", other, shown.append, "run")
         await _until(pilot, lambda: tr.loaded)
         assert shown == ["second", "run"]
+
+
+@_sync
+async def test_every_screens_table_is_drawn_whole_before_it_measures_its_columns(repo_dir: Path) -> None:
+    """The history (a page appended), artifacts, sessions (timeline and workspace) and
+    leaderboard tables: a row drawn right after results are applied, before the table is idle
+    (when a DataTable measures auto-width columns), is whole, with its styled cells kept."""
+    import dataclasses
+
+    from demoai.porcelain.tui_data.history import HistoryRow
+    app = DemoAIApp(repo_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await _until(pilot, lambda: app.screen.commit_count() and _workers_idle(app))
+        h = app.screen
+        c = next(r.commit for r in h.rows if r.commit is not None)
+        longer = dataclasses.replace(c, id="f" * 40, short_id="f" * 12, refs=[],
+                                     author="Anne Longername <anne@example.com>")
+        h._add_rows([HistoryRow("*", longer)])
+        line = h.query_one("#commits").render_line(len(h._shown))      # the header is line 0
+        assert len(c.author.split(" <")[0]) < 15 and "Anne Longername" in line.text and "f" * 12 in line.text
+        assert any(s.text == "f" * 12 and s.style and s.style.color.name == "yellow" for s in line._segments)
+
+        await pilot.press("2")
+        tree = app.screen
+        await _until(pilot, lambda: tree.entries and _workers_idle(app))
+        t = P.browse.tree(app.repo, None)
+        e = t.entries[0]
+        tree._show(dataclasses.replace(t, entries=[dataclasses.replace(e, path="data/a-much-longer-path.jsonl",
+                                                                       kind="a-longer-kind")]))
+        assert tree.query_one("#artifacts").render_line(1).text.split()[:2] == [
+            "data/a-much-longer-path.jsonl", "a-longer-kind"]
+
+        s = await _sessions(app, pilot)
+        tl = P.browse.session_timeline(app.repo, s.session)
+        renamed = [dataclasses.replace(st, events=[dataclasses.replace(ev, type="a_much_longer_event_type")
+                                                   for ev in st.events]) for st in tl.steps]
+        s._show_timeline(dataclasses.replace(tl, steps=renamed))
+        assert s.query_one("#timeline").render_line(1).text.split()[:2] == [
+            str(tl.steps[0].step), "a_much_longer_event_type"]
+        s._show_workspace(s.session, 1, {"notes/longer.txt": 1234567})
+        assert s.query_one("#workspace").render_line(1).text.split() == [
+            "notes/longer.txt", "1,234,567"]
+        await _until(pilot, lambda: _workers_idle(app))
+
+        await pilot.press("4")
+        ev = app.screen
+        await _until(pilot, lambda: ev.rows and _workers_idle(app))
+        ev._show([dataclasses.replace(ev.rows[0], suite="a-much-longer-suite", model="a-much-longer-model")])
+        assert ev.query_one("#leaderboard").render_line(1).text.split()[:2] == [
+            "a-much-longer-suite", "a-much-longer-model"]

@@ -15,8 +15,11 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 import demoai.porcelain.tui_data.rows as T
 from demoai.tui.widgets.rows import RowTable
+from demoai.tui.widgets.tables import fill_table
 
 __all__ = ["DatasetScreen", "TreeScreen"]
+
+_ARTIFACTS = ("path", "kind", "summary", "size")
 
 
 def _size(n: int) -> str:
@@ -47,9 +50,7 @@ class TreeScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        t = self.query_one("#artifacts", DataTable)
-        for c in ("path", "kind", "summary", "size"):
-            t.add_column(c, key=c)
+        fill_table(self.query_one("#artifacts", DataTable), _ARTIFACTS, [])
         self._load()
 
     @work(thread=True, exclusive=True)
@@ -66,9 +67,7 @@ class TreeScreen(Screen):
         self.title = f"Artifacts at {tree.ref}"
         self.entries = tree.entries
         t = self.query_one("#artifacts", DataTable)
-        t.clear()
-        for e in tree.entries:
-            t.add_row(e.path, e.kind, T.cell_text(e.summary), _size(e.size))
+        fill_table(t, _ARTIFACTS, [(e.path, e.kind, T.cell_text(e.summary), _size(e.size)) for e in tree.entries])
         t.focus()
 
     @on(DataTable.RowHighlighted, "#artifacts")

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from demoai.porcelain.tui_data.rows import cell_text
 from demoai.tui.widgets.rows import RowTable
+from demoai.tui.widgets.tables import fill_table
 
 __all__ = ["EvalsScreen", "EvalResultScreen", "ListSource", "MAX_EXAMPLES"]
 
@@ -124,11 +125,9 @@ class EvalsScreen(Screen):
         for r in rows:
             metrics += [m for m in r.scores if m not in metrics]
         t = self.query_one("#leaderboard", DataTable)
-        t.clear(columns=True)
-        t.add_columns("suite", "model", *[f"{m} [95% CI]" for m in metrics], "examples", "errored", "path")
-        for r in rows:
-            t.add_row(r.suite, r.model, *[score_text(r.scores[m]) if m in r.scores else "-" for m in metrics],
-                      str(r.counts.get("examples", "")), str(r.counts.get("errored", 0)), r.path)
+        fill_table(t, ["suite", "model", *[f"{m} [95% CI]" for m in metrics], "examples", "errored", "path"],
+                   [(r.suite, r.model, *[score_text(r.scores[m]) if m in r.scores else "-" for m in metrics],
+                     str(r.counts.get("examples", "")), str(r.counts.get("errored", 0)), r.path) for r in rows])
         self.query_one("#evals-info", Static).update(
             f"{len(rows)} results at {self.ref}" + ("" if rows else " — run `demoai eval run SUITE` to add one"))
         t.focus()

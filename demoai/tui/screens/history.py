@@ -25,6 +25,7 @@ __all__ = ["HistoryScreen", "when", "parse_filter", "matches"]
 _PAGE = 200
 _FIRST = 40        # commits in the first page (more when the screen is taller)
 _SUMMARY_WIDTH = 40
+_COLUMNS = ("graph", "commit", "summary", "author", "date")
 
 
 def when(t: int, tz: int = 0) -> str:
@@ -42,6 +43,21 @@ def parse_filter(text: str) -> dict[str, list[str]]:
         else:
             out["text"].append(tok.lower())
     return out
+
+
+def _append_rows(table: DataTable, rows: list[list[Text]]) -> None:
+    """Add ``rows`` at the bottom of ``table``, each column first widened, explicitly, to its
+    widest cell so far (the summary stays at its width, cut). The table would measure them only
+    when idle, and a row drawn before that stayed cut on screen (see
+    :mod:`demoai.tui.widgets.tables`, not imported here: the first frame imports no other
+    screen or widget module)."""
+    for i, column in enumerate(table.ordered_columns):
+        if column.key.value == "summary":
+            continue
+        widest = max((row[i].cell_len for row in rows), default=0)
+        if widest > column.width:
+            column.width = widest            # drawn at it by the rows added next
+    table.add_rows(rows)
 
 
 def matches(f: dict[str, list[str]], c: Any, changes: dict[str, tuple[str, str]] | None) -> bool:
@@ -95,9 +111,10 @@ class HistoryScreen(Screen):
     def on_mount(self) -> None:
         self.title = "History"
         t = self.query_one("#commits", DataTable)
-        for c in ("graph", "commit", "summary", "author", "date"):
-            # a long summary is cut, so that author and date stay in view
-            t.add_column(c, key=c, width=_SUMMARY_WIDTH if c == "summary" else None)
+        for c in _COLUMNS:
+            # a long summary is cut, so that author and date stay in view; the others widen
+            # to their widest cell as rows are added (_append_rows)
+            t.add_column(c, key=c, width=_SUMMARY_WIDTH if c == "summary" else len(c))
         t.focus()
         pre = getattr(self.app, "prefetch", None)
         got = None
@@ -166,6 +183,7 @@ class HistoryScreen(Screen):
     def _add_rows(self, page: list[T.HistoryRow]) -> None:
         t = self.query_one("#commits", DataTable)
         f = self._filter
+        rows: list[list[Text]] = []
         for r in page:
             c = r.commit
             if f is not None:
@@ -176,16 +194,17 @@ class HistoryScreen(Screen):
                 graph = r.graph
             # cells are Text, never str: a message is shown as written, not read as markup
             if c is None:
-                t.add_row(Text(graph, style="magenta"), *(Text() for _ in range(4)))
+                rows.append([Text(graph, style="magenta"), *(Text() for _ in range(4))])
                 self._shown.append("")
                 continue
             summary = Text()                 # as `log --oneline --decorate`: refs, then the message
             if c.refs:
                 summary.append(f"({', '.join(c.refs)}) ", style="yellow")
             summary.append(c.summary)
-            t.add_row(Text(graph, style="magenta"), Text(c.short_id, style="yellow"), summary,
-                      Text(c.author.split(" <")[0]), Text(when(c.time, c.tz)))
+            rows.append([Text(graph, style="magenta"), Text(c.short_id, style="yellow"), summary,
+                         Text(c.author.split(" <")[0]), Text(when(c.time, c.tz))])
             self._shown.append(c.id)
+        _append_rows(t, rows)
         if self._shown and t.cursor_row == 0 and self._shown[0] and self._detail_for != self._shown[0]:
             self._detail_for = self._shown[0]
             # after the rows are on screen: the pane reads trees and lineage

@@ -1,31 +1,15 @@
 """What the hub and training screens share about loading: a ``loaded`` signal, set once the
 results of the last reads they asked for are applied and drawn (older reads' results are
-dropped), and tables filled with each column as wide as its widest cell.
-
-Why the widths: a :class:`~textual.widgets.DataTable` measures its columns only when its
-message queue is idle, and a row drawn before that is cached at the header's widths (cut
-cells: ``finish`` for ``finished``). The table's cache is not dropped when it then widens
-its columns, so under load such a frame stayed on screen until the cursor moved.
+dropped). Their tables are filled with :func:`~demoai.tui.widgets.tables.fill_table` (each
+column as wide as its widest cell: see that module for why), re-exported here.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable
 
-from rich.text import Text
-from textual.widgets import DataTable
+from demoai.tui.widgets.tables import fill_table
 
 __all__ = ["Loading", "fill_table"]
-
-
-def fill_table(table: DataTable, labels: Sequence[str], rows: Iterable[Sequence[str | Text]]) -> None:
-    """Replace ``table``'s columns and rows; each column is given the width of its widest cell
-    or label, so that the rows are drawn whole from the first frame on. Cells are text, never
-    markup (a branch may be called ``[x]``)."""
-    cells = [[c if isinstance(c, Text) else Text(str(c)) for c in row] for row in rows]
-    table.clear(columns=True)
-    for i, label in enumerate(labels):
-        table.add_column(label, width=max([Text(label).cell_len, *(row[i].cell_len for row in cells)]))
-    table.add_rows(cells)
 
 
 class Loading:

@@ -16,9 +16,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, RichLog, Static, Tree
 
 from demoai.tui.screens.modals import AskScreen, ConfirmScreen
+from demoai.tui.widgets.tables import fill_table
 
 __all__ = ["SessionsScreen"]
 
+_TIMELINE = ("step", "event", "summary")
+_WORKSPACE = ("workspace file", "bytes")
 _STATUS = {"finished": "green", "running": "cyan", "max_steps": "red", "failed": "red",
            "interrupted": "yellow", "unreadable": "magenta"}
 
@@ -57,8 +60,8 @@ class SessionsScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = "Sessions"
-        self.query_one("#timeline", DataTable).add_columns("step", "event", "summary")
-        self.query_one("#workspace", DataTable).add_columns("workspace file", "bytes")
+        fill_table(self.query_one("#timeline", DataTable), _TIMELINE, [])
+        fill_table(self.query_one("#workspace", DataTable), _WORKSPACE, [])
         tree = self.query_one("#session-tree", Tree)
         tree.show_root = False
         self._load_list()
@@ -140,12 +143,8 @@ class SessionsScreen(Screen):
             info.append(" · (first events only)", style="dim")
         self.query_one("#session-info", Static).update(info)
         t = self.query_one("#timeline", DataTable)
-        t.clear()
-        self.events = []
-        for st in tl.steps:
-            for e in st.events:
-                self.events.append((st.step, e.type, e.summary))
-                t.add_row(str(st.step), e.type, e.summary)
+        self.events = [(st.step, e.type, e.summary) for st in tl.steps for e in st.events]
+        fill_table(t, _TIMELINE, [(str(step), kind, summary) for step, kind, summary in self.events])
         if self.events:
             t.move_cursor(row=len(self.events) - 1)
         self._load_workspace(s.name, self.events[-1][0] if self.events else 0)
@@ -175,11 +174,9 @@ class SessionsScreen(Screen):
 
     def _show_workspace(self, name: str, step: int, files: dict[str, int]) -> None:
         t = self.query_one("#workspace", DataTable)
-        t.clear()
         self.files = list(files)
         self.workspace_step = step
-        for p, n in files.items():
-            t.add_row(p, f"{n:,}")
+        fill_table(t, _WORKSPACE, [(p, f"{n:,}") for p, n in files.items()])
         self.query_one("#file-view", Static).update(
             Text(f"workspace after step {step}: {len(files)} files (enter on a file shows it)", style="dim"))
 
