@@ -182,7 +182,7 @@ def test_cache_keeps_the_newest_files_per_table(tmp_path: Path) -> None:
     got = cache.load("t", "blake3:09" + "0" * 62, h)
     assert got is not None and np.array_equal(got.fast, np.arange(4)) and got.sorted is None
     assert cache.load("t", "blake3:09" + "0" * 62, h[::-1].copy()) is None
-    assert cache.load("t", "blake3:06" + "0" * 62, h) is None      # trimmed (the 3 newest stay)
+    assert cache.load("t", "blake3:06" + "0" * 62, h) is None      # trimmed (only the newest stay)
 
 
 

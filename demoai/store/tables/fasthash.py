@@ -45,7 +45,7 @@ __all__ = ["fast_ok", "fast_hashes", "FastHashCache", "Cached", "merged_sorted",
            "fast_rows_limit"]
 
 _MAGIC = b"DMFH2\n"
-_KEEP = 3   # cache files kept per table lineage (the newest)
+_KEEP = 2   # cache files kept per table lineage (the newest)
 
 
 def _exact(t: pa.DataType) -> bool:
