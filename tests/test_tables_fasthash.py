@@ -13,7 +13,8 @@ import pytest
 
 import demoai.store.tables.fasthash as fasthash_mod
 import demoai.store.tables.ingest as ingest_mod
-from demoai.store.tables.fasthash import FastHashCache, fast_hashes, fast_ok, merged_sorted
+from demoai.store.tables.fasthash import (FastHashCache, fast_hashes, fast_ok, merged_sorted,
+                                          row_and_fast_hashes)
 from demoai.store.tables.io import content_digest, row_hashes, sort_hashes
 from demoai.store.tables.store import TableStore
 from demoai.store.tables.stream import table_source
@@ -57,7 +58,12 @@ def md5_rows(monkeypatch):
     def counting(t):
         seen.append(t.num_rows)
         return row_hashes(t)
+
+    def counting_both(t):
+        seen.append(t.num_rows)
+        return row_and_fast_hashes(t)
     monkeypatch.setattr(ingest_mod, "row_hashes", counting)
+    monkeypatch.setattr(ingest_mod, "row_and_fast_hashes", counting_both)
     return seen
 
 
@@ -221,3 +227,11 @@ def test_tables_past_the_row_limit_keep_no_fingerprints(tmp_path: Path, md5_rows
     v2 = edit(v1)
     r2 = store.write_source(table_source(v2, 500), key="id", base=r1)
     assert sum(md5_rows) == v2.num_rows and r2.digest == content_digest(v2, "id")
+
+
+def test_one_scan_gives_both_hashes() -> None:
+    t = make(3000).cast(pa.schema({"id": pa.int32(), "text": pa.large_string(), "label": pa.int32(),
+                                   "note": pa.string()}))
+    h, f = row_and_fast_hashes(t)
+    assert np.array_equal(h, row_hashes(t)) and np.array_equal(f, fast_hashes(t))
+    assert np.array_equal(f, fast_hashes(make(3000)))

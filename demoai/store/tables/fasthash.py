@@ -38,11 +38,11 @@ import blake3
 import numpy as np
 import pyarrow as pa
 
-from demoai.store.tables.io import _hashable_column, _thread_connection, sort_hashes
+from demoai.store.tables.io import _hash_query, _hashable_column, _thread_connection, sort_hashes
 from demoai.store.tables.stream import memory_budget
 
-__all__ = ["fast_ok", "fast_hashes", "FastHashCache", "Cached", "merged_sorted",
-           "fast_rows_limit"]
+__all__ = ["fast_ok", "fast_hashes", "row_and_fast_hashes", "FastHashCache", "Cached",
+           "merged_sorted", "fast_rows_limit"]
 
 _MAGIC = b"DMFH2\n"
 _KEEP = 2   # cache files kept per table lineage (the newest)
@@ -69,17 +69,14 @@ def _duckdb_version() -> str:
     return duckdb.__version__
 
 
-def _same_width(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """One type per kind of value, so that a file read as ``large_string`` or ``int32``
-    fingerprints as the stored ``string`` or ``int64`` does."""
-    t = col.type
-    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return col.cast(pa.string())
-    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-        return col.cast(pa.binary())
-    if pa.types.is_integer(t) and not pa.types.is_uint64(t) and t != pa.int64():
-        return col.cast(pa.int64())
-    return col
+def _fast_sql(types: list[pa.DataType]) -> str:
+    """DuckDB's ``hash()`` over the columns ``c0``, ``c1``... (recast as
+    :func:`~demoai.store.tables.io.row_hashes` recasts them), integers as BIGINT: a file read
+    as ``int32`` or ``large_string`` fingerprints as the stored ``int64`` or ``string``
+    (DuckDB reads every Arrow string type as VARCHAR)."""
+    args = [f"CAST(c{i} AS BIGINT)" if pa.types.is_integer(t) and not pa.types.is_uint64(t)
+            else f"c{i}" for i, t in enumerate(types)]
+    return f"hash({', '.join(args)})"
 
 
 def fast_hashes(table: pa.Table) -> np.ndarray:
@@ -87,14 +84,23 @@ def fast_hashes(table: pa.Table) -> np.ndarray:
     if table.num_rows == 0:
         return np.zeros(0, dtype=np.uint64)
     names = [f"c{i}" for i in range(table.num_columns)]
-    cols = [_same_width(_hashable_column(c)) for c in table.columns]
+    cols = [_hashable_column(c) for c in table.columns]
     con = _thread_connection()
     con.register("__f", pa.table(cols, names=names))
     try:
-        res = con.sql(f"SELECT hash({', '.join(names)}) AS h FROM __f").to_arrow_table()
+        res = con.sql(f"SELECT {_fast_sql([c.type for c in cols])} AS h FROM __f").to_arrow_table()
     finally:
         con.unregister("__f")
     return res.column(0).to_numpy().astype(np.uint64, copy=False)
+
+
+def row_and_fast_hashes(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~demoai.store.tables.io.row_hashes` and :func:`fast_hashes` of ``table`` from
+    one DuckDB scan (for the types :func:`fast_ok` accepts)."""
+    if table.num_rows == 0:
+        return np.zeros((0, 2), dtype=np.uint64), np.zeros(0, dtype=np.uint64)
+    h, f = _hash_query(table, False, False, _fast_sql)
+    return h, f.astype(np.uint64, copy=False)
 
 
 def _check(hashes: np.ndarray) -> bytes:

@@ -45,7 +45,7 @@ from demoai.store.tables.io import (canonical_schema, digest_from_hashes, digest
 from demoai.store.tables.order import perm_by_hashes, perm_by_keys, sequence_digest
 from demoai.store.tables.ref import TableRef, schema_meta
 from demoai.store.tables.fasthash import (FastHashCache, fast_hashes, fast_ok, fast_rows_limit,
-                                          merged_sorted)
+                                          merged_sorted, row_and_fast_hashes)
 from demoai.store.tables.keyplan import (HashMatcher, KeyMatcher, KeyPlan, KeysNotClean,
                                          delta_perm, int_key_type)
 from demoai.store.tables.spill import HashSpill, spill_threshold
@@ -162,9 +162,11 @@ class IngestMixin:
         def hashed() -> Iterator[pa.RecordBatch]:
             # in prefetch's thread: reads, checks and hashes batch k+1 while Lance encodes k
             for g in grouped(source.batches()):
-                h = row_hashes(g)
-                if fast is not None:
-                    fast.append(fast_hashes(g))
+                if fast is not None:   # the fingerprints from the same scan as the hashes
+                    h, f = row_and_fast_hashes(g)
+                    fast.append(f)
+                else:
+                    h = row_hashes(g)
                 if spill is None:
                     hashes.append(h)
                 if key and spill_keys:

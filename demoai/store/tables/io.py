@@ -28,7 +28,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import blake3
 import numpy as np
@@ -186,7 +186,10 @@ def _to_u64x2(col: pa.ChunkedArray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(parts).astype(np.uint64, copy=False))
 
 
-def _hash_query(table: pa.Table, per_cell: bool, py_json: bool) -> list[np.ndarray]:
+def _hash_query(table: pa.Table, per_cell: bool, py_json: bool,
+                extra: Callable[[list[pa.DataType]], str] | None = None) -> list[np.ndarray]:
+    """The MD5 row (or cell) hashes; ``extra(column types)``: one more SQL expression over
+    the columns ``c0``, ``c1``..., computed in the same scan and returned last, as is."""
     names = [f"c{i}" for i in range(table.num_columns)]  # no quoting surprises
     cols, exprs = [], []
     for name, col in zip(names, table.columns):
@@ -199,6 +202,8 @@ def _hash_query(table: pa.Table, per_cell: bool, py_json: bool) -> list[np.ndarr
     if not per_cell:
         exprs = ["concat(" + ", ".join(exprs) + ")" if exprs else "''"]
     sel = ", ".join(f"{_md5_sql(e)} AS h{i}" for i, e in enumerate(exprs))
+    if extra is not None:
+        sel += f", {extra([c.type for c in cols])} AS x"
     con = _thread_connection()
     if cols:
         con.register("__t", pa.table(cols, names=names))
@@ -208,7 +213,10 @@ def _hash_query(table: pa.Table, per_cell: bool, py_json: bool) -> list[np.ndarr
             con.unregister("__t")
     else:  # a column-less table: every row has the same (empty) text
         res = con.sql(f"SELECT {sel} FROM range({table.num_rows})").to_arrow_table()
-    return [_to_u64x2(res.column(i)) for i in range(len(exprs))]
+    out = [_to_u64x2(res.column(i)) for i in range(len(exprs))]
+    if extra is not None:
+        out.append(res.column(len(exprs)).to_numpy())
+    return out
 
 
 def _hashes(table: pa.Table, per_cell: bool) -> list[np.ndarray]:
