@@ -272,10 +272,12 @@ def take_scan(ds: lance.LanceDataset, idx: np.ndarray, schema: pa.Schema) -> pa.
 
 
 def take_by_batch(table: pa.Table, idx: np.ndarray) -> pa.Table:
-    """``table.take(idx)``, a record batch at a time. Arrow's take over a table of many
-    chunks copies whole string columns together first (measured here: ~20-160 ms per
-    128k-row table of four columns to take 2% of it); per batch it copies only the rows
-    taken. IndexError for a position outside the table, as ``take`` raises."""
+    """``table.take(idx)``, a record batch at a time, for taking a small share of a table.
+    Arrow's take over a table of many chunks copies whole string columns together first
+    (measured here: ~20-160 ms per 128k-row table of four columns to take 2% of it); per
+    batch it copies only the rows taken. (A whole permutation is faster through Arrow:
+    1M rows, 0.4-1.4 s against 2.1-2.4 s.) IndexError for a position outside the table,
+    as ``take`` raises."""
     idx = np.asarray(idx, dtype=np.int64)
     batches = table.to_batches()
     if len(batches) <= 1 or len(idx) == 0 or table.num_columns == 0:
