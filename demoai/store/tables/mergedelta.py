@@ -36,7 +36,7 @@ from demoai.store.tables.diff import (KeyedMerge, MergeResult, cells_changed, ma
 from demoai.store.tables.io import canonical_schema, digest_from_hashes, row_hashes
 from demoai.store.tables.order import perm_by_keys, sequence_digest
 from demoai.store.tables.ref import TableRef
-from demoai.store.tables.write import OVERWRITE_FRACTION, take_by_batch, take_scan
+from demoai.store.tables.write import OVERWRITE_FRACTION, delete_row_ids, take_by_batch, take_scan
 
 __all__ = ["MergeDeltaMixin"]
 
@@ -135,9 +135,7 @@ class MergeDeltaMixin:
             del keep
             if lance.dataset(str(uri)).version != ours.version:
                 ds.restore()   # branch from an older version: it becomes the latest
-            if len(plan.dele):
-                ids = ",".join(map(str, rowids[plan.dele].tolist()))
-                lance.dataset(str(uri)).delete(f"_rowid IN ({ids})")
+            delete_row_ids(str(uri), rowids[plan.dele])
             if plan.rows.num_rows:
                 # merge_insert keeps the stable _rowid of edited rows
                 lance.dataset(str(uri)).merge_insert(key).when_matched_update_all() \

@@ -250,8 +250,7 @@ class PartitionedDeltaMixin:
                  "columns": {c: int(n) for c, n in zip(names, cells.sum(axis=0)) if n}}
         # An edit is the old row deleted and the new one appended: what Lance's merge_insert
         # does, without its hash join over every key of the base (~0.5 GB at 20M rows).
-        dele_ids = np.sort(np.concatenate([row_ids_at(ds_base, dele),
-                                           row_ids_at(ds_base, np.sort(edit_a))]))
+        dele_ids = row_ids_at(ds_base, removed)   # one scan of the row ids
         report(progress, "write", 0, n_change)
         if lance.dataset(str(uri)).version != base.version:
             ds_base.restore()
