@@ -38,7 +38,7 @@ import blake3
 import numpy as np
 import pyarrow as pa
 
-from demoai.store.tables.io import _hash_query, _hashable_column, _thread_connection, sort_hashes
+from demoai.store.tables.io import _hash_query, _hashable_column, _select, sort_hashes
 from demoai.store.tables.stream import memory_budget
 
 __all__ = ["fast_ok", "fast_hashes", "row_and_fast_hashes", "FastHashCache", "Cached",
@@ -85,12 +85,7 @@ def fast_hashes(table: pa.Table) -> np.ndarray:
         return np.zeros(0, dtype=np.uint64)
     names = [f"c{i}" for i in range(table.num_columns)]
     cols = [_hashable_column(c) for c in table.columns]
-    con = _thread_connection()
-    con.register("__f", pa.table(cols, names=names))
-    try:
-        res = con.sql(f"SELECT {_fast_sql([c.type for c in cols])} AS h FROM __f").to_arrow_table()
-    finally:
-        con.unregister("__f")
+    res = _select(cols, names, f"{_fast_sql([c.type for c in cols])} AS h", table.num_rows)
     return res.column(0).to_numpy().astype(np.uint64, copy=False)
 
 

@@ -204,19 +204,24 @@ def _hash_query(table: pa.Table, per_cell: bool, py_json: bool,
     sel = ", ".join(f"{_md5_sql(e)} AS h{i}" for i, e in enumerate(exprs))
     if extra is not None:
         sel += f", {extra([c.type for c in cols])} AS x"
-    con = _thread_connection()
-    if cols:
-        con.register("__t", pa.table(cols, names=names))
-        try:
-            res = con.sql(f"SELECT {sel} FROM __t").to_arrow_table()
-        finally:
-            con.unregister("__t")
-    else:  # a column-less table: every row has the same (empty) text
-        res = con.sql(f"SELECT {sel} FROM range({table.num_rows})").to_arrow_table()
+    res = _select(cols, names, sel, table.num_rows)
     out = [_to_u64x2(res.column(i)) for i in range(len(exprs))]
     if extra is not None:
         out.append(res.column(len(exprs)).to_numpy())
     return out
+
+
+def _select(cols: list, names: list[str], sel: str, rows: int) -> pa.Table:
+    """``SELECT sel`` over the columns ``cols`` named ``names``, on this thread's DuckDB
+    connection (no columns: over ``rows`` empty rows)."""
+    con = _thread_connection()
+    if not cols:
+        return con.sql(f"SELECT {sel} FROM range({rows})").to_arrow_table()
+    con.register("__t", pa.table(cols, names=names))
+    try:
+        return con.sql(f"SELECT {sel} FROM __t").to_arrow_table()
+    finally:
+        con.unregister("__t")
 
 
 def _hashes(table: pa.Table, per_cell: bool) -> list[np.ndarray]:
