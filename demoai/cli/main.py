@@ -50,32 +50,16 @@ class LazyCommands(dict):
     """A group's ``name -> command`` table whose commands may be imported on first use, so
     that ``demoai tui`` does not import every other command's module (and what they import).
 
-    ``lazy(name, "module:attr")`` registers a command by where it lives; ``lazy_module(m)``
-    a module whose commands attach themselves to the group when it is imported. Looking up a
-    name imports only what that name needs; a name not known yet, or any full listing
-    (``--help``, iteration, ``items()``), first imports every pending module, so the table
-    always holds every command."""
-
-    def __init__(self, *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)
-        self._modules: list[str] = []
+    ``lazy(name, "module:attr")`` registers a command by where it lives. Looking up a name
+    imports only what that name needs; any full listing (``--help``, iteration,
+    ``items()``) imports every command first."""
 
     def lazy(self, name: str, target: str) -> None:
         """Register command ``name`` as ``"package.module:attribute"``, imported on use."""
         dict.__setitem__(self, name, target)
 
-    def lazy_module(self, module: str) -> None:
-        """Register ``module``, whose commands attach themselves when it is imported."""
-        self._modules.append(module)
-
-    def _load_modules(self) -> None:
-        import importlib
-        while self._modules:
-            importlib.import_module(self._modules.pop(0))
-
     def load_all(self) -> None:
-        """Import every pending module and lazy command."""
-        self._load_modules()
+        """Import every lazy command."""
         for name in list(dict.keys(self)):
             self._resolve(name)
 
@@ -89,18 +73,11 @@ class LazyCommands(dict):
         return v
 
     def __getitem__(self, name: str) -> Any:
-        if not dict.__contains__(self, name):
-            self._load_modules()
         return self._resolve(name)
 
     def get(self, name: str, default: Any = None) -> Any:
         """The command ``name`` (imported if need be) or ``default``."""
         return self[name] if name in self else default
-
-    def __contains__(self, name: object) -> bool:
-        if not dict.__contains__(self, name):
-            self._load_modules()
-        return dict.__contains__(self, name)
 
     def __iter__(self) -> Any:
         self.load_all()
