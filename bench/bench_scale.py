@@ -74,6 +74,32 @@ def _chunk(rng: np.random.Generator, vocab: pa.Array, ids: np.ndarray) -> pa.Tab
                      "label": _LABELS.take(pa.array(rng.integers(0, 5, n)))})
 
 
+class _Files:
+    """Parquet files written a table at a time to temporary names, each writer opened with
+    its first table; on success they take their final names (``os.replace``)."""
+
+    def __init__(self, *paths: Path) -> None:
+        self.paths = paths
+        self.writers: dict[Path, pq.ParquetWriter] = {}
+
+    def write(self, path: Path, t: pa.Table) -> None:
+        """Append ``t`` to the file that will be ``path`` (128k-row row groups)."""
+        if path not in self.writers:
+            self.writers[path] = pq.ParquetWriter(path.with_suffix(".tmp"), t.schema,
+                                                  compression="zstd")
+        self.writers[path].write_table(t, row_group_size=128 * 1024)
+
+    def __enter__(self) -> "_Files":
+        return self
+
+    def __exit__(self, exc_type, *_: object) -> None:
+        for w in self.writers.values():
+            w.close()
+        if exc_type is None:
+            for p in self.paths:
+                os.replace(p.with_suffix(".tmp"), p)
+
+
 def generate(rows: int, workdir: Path, seed: int = 17) -> tuple[Path, Path]:
     """``v1-scale-<rows>.parquet`` and its 1%-edited ``v2``, written chunk by chunk."""
     p1, p2 = workdir / f"v1-scale-{rows}.parquet", workdir / f"v2-scale-{rows}.parquet"
@@ -82,9 +108,7 @@ def generate(rows: int, workdir: Path, seed: int = 17) -> tuple[Path, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     vocab = _vocab(rng)
-    t1, t2 = p1.with_suffix(".tmp"), p2.with_suffix(".tmp")
-    w1 = w2 = None
-    try:
+    with _Files(p1, p2) as files:
         for start in range(0, rows, _CHUNK):
             t = _chunk(rng, vocab, np.arange(start, min(rows, start + _CHUNK)))
             n = t.num_rows
@@ -97,19 +121,11 @@ def generate(rows: int, workdir: Path, seed: int = 17) -> tuple[Path, Path]:
             keep = np.ones(n, bool)
             keep[dele] = False
             e = e.filter(pa.array(keep))
-            w1 = w1 or pq.ParquetWriter(t1, t.schema, compression="zstd")
-            w2 = w2 or pq.ParquetWriter(t2, t.schema, compression="zstd")
-            w1.write_table(t, row_group_size=128 * 1024)
-            w2.write_table(e, row_group_size=128 * 1024)
+            files.write(p1, t)
+            files.write(p2, e)
         extra = np.arange(rows, rows + rows // 200)
         for s in range(0, len(extra), _CHUNK):
-            w2.write_table(_chunk(rng, vocab, extra[s:s + _CHUNK]), row_group_size=128 * 1024)
-    finally:
-        for w in (w1, w2):
-            if w is not None:
-                w.close()
-    os.replace(t1, p1)
-    os.replace(t2, p2)
+            files.write(p2, _chunk(rng, vocab, extra[s:s + _CHUNK]))
     return p1, p2
 
 
@@ -120,32 +136,19 @@ def generate_branches(v1: Path, workdir: Path, seed: int = 29) -> tuple[Path, Pa
     if pa_.exists() and pb_.exists():
         return pa_, pb_
     rng = np.random.default_rng(seed)
-    ta, tb = pa_.with_suffix(".tmp"), pb_.with_suffix(".tmp")
-    wa = wb = None
-    try:
+    with _Files(pa_, pb_) as files:
         for batch in pq.ParquetFile(v1).iter_batches(batch_size=_CHUNK):
             t = pa.Table.from_batches([batch])
             n = t.num_rows
             pick = rng.permutation(n)
-            for col, rows, tmp in (("response", pick[:n // 200], ta),
-                                   ("prompt", pick[n // 200:n // 100], tb)):
+            for col, rows, path in (("response", pick[:n // 200], pa_),
+                                    ("prompt", pick[n // 200:n // 100], pb_)):
                 mask = np.zeros(n, bool)
                 mask[rows] = True
                 i = t.schema.get_field_index(col)
                 e = t.set_column(i, col, pc.if_else(pa.array(mask), pc.binary_join_element_wise(
                     t[col], pa.scalar(" [merged]"), ""), t[col]))
-                if tmp is ta:
-                    wa = wa or pq.ParquetWriter(ta, t.schema, compression="zstd")
-                    wa.write_table(e, row_group_size=128 * 1024)
-                else:
-                    wb = wb or pq.ParquetWriter(tb, t.schema, compression="zstd")
-                    wb.write_table(e, row_group_size=128 * 1024)
-    finally:
-        for w in (wa, wb):
-            if w is not None:
-                w.close()
-    os.replace(ta, pa_)
-    os.replace(tb, pb_)
+                files.write(path, e)
     return pa_, pb_
 
 

@@ -45,6 +45,18 @@ def edit(t: pa.Table, frac: float = 0.01, seed: int = 1) -> pa.Table:
     return pa.concat_tables([t2, make(int(n * frac * 0.5), start=10 * n, seed=seed)])
 
 
+def with_bad_keys(v2: pa.Table, bad: str) -> pa.Table:
+    """``v2`` with a repeated base key (two batches apart), a repeated new key, or a null."""
+    ids = v2["id"].to_pylist()
+    if bad == "repeat_base_key":      # two batches apart, both keys in the base
+        ids[5500] = ids[10]
+    elif bad == "repeat_new_key":     # a key the base lacks, twice
+        ids[-1] = ids[-2]
+    else:
+        ids[4000] = None
+    return v2.set_column(0, "id", pa.array(ids, pa.int64()))
+
+
 @pytest.fixture()
 def small_batches(monkeypatch):
     """A 64 MiB budget: 2 MiB batches, so a few MB of file is several batches."""
@@ -298,15 +310,7 @@ def test_keyed_delta_refuses_bad_keys_and_writes_nothing(tmp_path, bad):
     v1 = make(6000)
     store = TableStore(tmp_path / "s")
     r1 = store.write(v1, key="id")
-    v2 = edit(v1)
-    ids = v2["id"].to_pylist()
-    if bad == "repeat_base_key":      # two batches apart, both keys in the base
-        ids[5500] = ids[10]
-    elif bad == "repeat_new_key":     # a key the base lacks, twice
-        ids[-1] = ids[-2]
-    else:
-        ids[4000] = None
-    v2 = v2.set_column(0, "id", pa.array(ids, pa.int64()))
+    v2 = with_bad_keys(edit(v1), bad)
     before = store.stored_bytes()
     with pytest.raises(InvalidArtifact, match="null" if bad == "null" else "duplicate values"):
         store.write_source(table_source(v2, 1000), key="id", base=r1)
@@ -476,14 +480,7 @@ def test_partitioned_delta_refuses_bad_keys_and_writes_nothing(tmp_path, partiti
     v1 = make(6000)
     store = TableStore(tmp_path / "s")
     r1 = store.write(v1, key="id")
-    ids = (v2 := edit(v1))["id"].to_pylist()
-    if bad == "repeat_base_key":
-        ids[5500] = ids[10]
-    elif bad == "repeat_new_key":
-        ids[-1] = ids[-2]
-    else:
-        ids[4000] = None
-    v2 = v2.set_column(0, "id", pa.array(ids, pa.int64()))
+    v2 = with_bad_keys(edit(v1), bad)
     before = store.stored_bytes()
     with pytest.raises(InvalidArtifact, match="null" if bad == "null" else "duplicate values"):
         store.write_source(table_source(v2, 1000), key="id", base=r1)
