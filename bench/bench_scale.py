@@ -31,6 +31,7 @@ the 1 GB bound; v2 of 1M rows <= 1.0 s and <= 300 MB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -38,6 +39,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -157,16 +159,26 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def measure(v1: Path, v2: Path, pythonpath: str, tmp_root: Path) -> dict:
-    """add+commit of v1 then v2 through the CLI in a fresh repository."""
-    cli = [sys.executable, "-m", "demoai.cli"]
-    with tempfile.TemporaryDirectory(prefix="demoai-scale-", dir=tmp_root) as d:
+_CLI = [sys.executable, "-m", "demoai.cli"]
+
+
+@contextlib.contextmanager
+def _fresh_repo(prefix: str, pythonpath: str, tmp_root: Path) -> Iterator[tuple[Path, dict]]:
+    """(an initialised repository, the environment that runs ``pythonpath``'s sources)."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=tmp_root) as d:
         repo, home = Path(d) / "repo", Path(d) / "home"
         repo.mkdir()
         home.mkdir()
         env = _env(home)
         env["PYTHONPATH"] = pythonpath
-        run_measured([cli + ["init"]], repo, env)
+        run_measured([_CLI + ["init"]], repo, env)
+        yield repo, env
+
+
+def measure(v1: Path, v2: Path, pythonpath: str, tmp_root: Path) -> dict:
+    """add+commit of v1 then v2 through the CLI in a fresh repository."""
+    cli = _CLI
+    with _fresh_repo("demoai-scale-", pythonpath, tmp_root) as (repo, env):
         out: dict = {}
         for tag, src in (("v1", v1), ("v2", v2)):
             shutil.copyfile(src, repo / "data.parquet")
@@ -187,15 +199,9 @@ def measure_merge(v1: Path, ma: Path, mb: Path, pythonpath: str, tmp_root: Path)
     """``demoai merge`` of branch ``other`` (``mb`` committed) into ``main`` (``ma``), both
     made from ``v1``, in a fresh repository: wall time and peak RSS of the merge command
     (working file included), and whether it merged cleanly."""
-    cli = [sys.executable, "-m", "demoai.cli"]
-    with tempfile.TemporaryDirectory(prefix="demoai-merge-", dir=tmp_root) as d:
-        repo, home = Path(d) / "repo", Path(d) / "home"
-        repo.mkdir()
-        home.mkdir()
-        env = _env(home)
-        env["PYTHONPATH"] = pythonpath
+    cli = _CLI
+    with _fresh_repo("demoai-merge-", pythonpath, tmp_root) as (repo, env):
         data = repo / "data.parquet"
-        run_measured([cli + ["init"]], repo, env)
         shutil.copyfile(v1, data)
         run_measured([cli + ["add", "data.parquet", "--key", "id"], cli + ["commit", "-m", "v1"],
                       cli + ["branch", "other"]], repo, env)
